@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * carveout: the userspace ABI of /dev/carveout*.
+ *
+ * One source of truth for the ioctl interface: the C test program includes
+ * this file, the kernel module (rust/abi.rs) and the Rust crate
+ * (userspace-test/src/abi.rs) mirror it and are checked against it.
+ *
+ * Fixed-width types only, explicit padding, no implicit holes: the layout is
+ * the same for every compiler and for 32- and 64-bit callers.
+ *
+ * Memory-range flags follow FreeBSD's mem(4) (<sys/memrange.h>): one cache
+ * attribute bit plus state flags in a single 32-bit word.
+ */
+#ifndef CARVEOUT_H
+#define CARVEOUT_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define CARVEOUT_ABI_VERSION 1
+
+/* Cache attribute of a region: exactly one of these is set in `flags`. */
+#define CARVEOUT_MR_UNCACHEABLE  (1u << 0) /* UC: not cached */
+#define CARVEOUT_MR_WRITECOMBINE (1u << 1) /* WC: writes combined, uncached reads */
+#define CARVEOUT_MR_WRITETHROUGH (1u << 2) /* WT: writes committed synchronously */
+#define CARVEOUT_MR_WRITEBACK    (1u << 3) /* WB: ordinary cached memory (default) */
+#define CARVEOUT_MR_WRITEPROTECT (1u << 4) /* WP: cached, mappings are read-only */
+#define CARVEOUT_MR_ATTR_MASK    0x1fu
+
+/* State of a region. */
+#define CARVEOUT_MR_FIXBASE (1u << 5)  /* base cannot change */
+#define CARVEOUT_MR_FIXLEN  (1u << 6)  /* length cannot change */
+#define CARVEOUT_MR_ACTIVE  (1u << 27) /* claimed and usable */
+#define CARVEOUT_MR_BUSY    (1u << 30) /* mapped by some process now */
+
+/* CARVEOUT_GET_INFO: what the region is. 96 bytes. */
+struct carveout_info {
+	__u32 abi_version;   /* out: CARVEOUT_ABI_VERSION */
+	__u32 info_size;     /* out: sizeof(struct carveout_info) the driver filled */
+	__u64 base;          /* out: physical base address, page aligned */
+	__u64 size;          /* out: length in bytes, page aligned */
+	__u32 flags;         /* out: CARVEOUT_MR_* */
+	__u32 __pad0;        /* zero */
+	char name[32];       /* out: region name, NUL-terminated */
+	__u64 __reserved[4]; /* zero: room to grow */
+};
+
+#define CARVEOUT_IOCTL_MAGIC 0xCA /* numbers 0x40-0x5f */
+#define CARVEOUT_GET_INFO _IOR(CARVEOUT_IOCTL_MAGIC, 0x40, struct carveout_info)
+
+/*
+ * mmap(2) of /dev/carveout*:
+ *   - offset is the byte offset into the region (page aligned);
+ *   - MAP_SHARED only: a private copy of device memory is refused (EINVAL);
+ *   - [offset, offset + length) must lie inside the region: else ENXIO;
+ *   - an offset + length that overflows is refused by the kernel's mmap core
+ *     with EOVERFLOW before the driver sees it, or by the driver with EINVAL.
+ */
+
+#ifndef __cplusplus
+_Static_assert(sizeof(struct carveout_info) == 96, "carveout_info is 96 bytes");
+#endif
+
+#endif /* CARVEOUT_H */

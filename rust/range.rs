@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Physical range arithmetic: pure logic, no kernel state, so it can be unit tested.
+
+use kernel::{
+    page::PAGE_SIZE,
+    prelude::*, //
+};
+
+/// Why a requested range is refused before anything is claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RangeError {
+    /// `size` is zero.
+    ZeroSize,
+    /// `base` is not a multiple of the page size.
+    UnalignedBase,
+    /// `size` is not a multiple of the page size.
+    UnalignedSize,
+    /// `base + size` does not fit in 64 bits.
+    Wraps,
+}
+
+impl RangeError {
+    /// The reason, in words, for the one `dmesg` line that refuses a load.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::ZeroSize => "size is 0 (pass base= and size=)",
+            Self::UnalignedBase => "base is not page aligned",
+            Self::UnalignedSize => "size is not a multiple of the page size",
+            Self::Wraps => "base + size wraps past the end of the address space",
+        }
+    }
+}
+
+/// A non-empty, page-aligned physical address range that does not wrap.
+///
+/// # Invariants
+///
+/// `size > 0`, `base` and `size` are multiples of `PAGE_SIZE`, and `base + size - 1` fits in a
+/// `u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PhysRange {
+    base: u64,
+    size: u64,
+}
+
+/// A window of a [`PhysRange`] to map: physical start and length, both page aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) phys: u64,
+    pub(crate) len: u64,
+}
+
+/// Why a window of the range cannot be mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowError {
+    /// The window starts or ends beyond the end of the range.
+    OutOfRange,
+    /// Offset plus length overflows.
+    Overflow,
+}
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+impl PhysRange {
+    /// Checks `base` and `size` as given by a user.
+    pub(crate) fn new(base: u64, size: u64) -> Result<Self, RangeError> {
+        if size == 0 {
+            return Err(RangeError::ZeroSize);
+        }
+        if base % PAGE != 0 {
+            return Err(RangeError::UnalignedBase);
+        }
+        if size % PAGE != 0 {
+            return Err(RangeError::UnalignedSize);
+        }
+        if base.checked_add(size - 1).is_none() {
+            return Err(RangeError::Wraps);
+        }
+        // INVARIANT: all four conditions were checked above.
+        Ok(Self { base, size })
+    }
+
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The last byte's address, as `/proc/iomem` prints it.
+    pub(crate) fn last(&self) -> u64 {
+        // No overflow: by the type invariant.
+        self.base + (self.size - 1)
+    }
+
+    /// The window `[offset, offset + len)` of this range, if it lies inside it.
+    pub(crate) fn window(&self, offset: u64, len: u64) -> Result<Window, WindowError> {
+        let end = offset.checked_add(len).ok_or(WindowError::Overflow)?;
+        if len == 0 || end > self.size {
+            return Err(WindowError::OutOfRange);
+        }
+        Ok(Window {
+            // No overflow: `offset < end <= size` and `base + size` fits by the invariant.
+            phys: self.base + offset,
+            len,
+        })
+    }
+}
+
+#[kunit_tests(carveout_range)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn accepts_aligned_range() {
+        let r = PhysRange::new(128 * MIB, 64 * MIB);
+        assert_eq!(r.map(|r| (r.base(), r.size(), r.last())), Ok((128 * MIB, 64 * MIB, 192 * MIB - 1)));
+    }
+
+    #[test]
+    fn refuses_bad_ranges() {
+        assert_eq!(PhysRange::new(128 * MIB, 0), Err(RangeError::ZeroSize));
+        assert_eq!(PhysRange::new(128 * MIB + 1, MIB), Err(RangeError::UnalignedBase));
+        assert_eq!(PhysRange::new(128 * MIB, MIB + 8), Err(RangeError::UnalignedSize));
+        assert_eq!(PhysRange::new(u64::MAX - PAGE + 1, 2 * PAGE), Err(RangeError::Wraps));
+        assert!(PhysRange::new(u64::MAX - PAGE + 1, PAGE).is_ok());
+    }
+
+    #[test]
+    fn windows_stay_inside() {
+        let Ok(r) = PhysRange::new(128 * MIB, 64 * MIB) else {
+            panic!("valid range refused");
+        };
+        assert_eq!(r.window(0, 64 * MIB), Ok(Window { phys: 128 * MIB, len: 64 * MIB }));
+        assert_eq!(r.window(MIB, PAGE), Ok(Window { phys: 129 * MIB, len: PAGE }));
+        assert_eq!(r.window(64 * MIB, PAGE), Err(WindowError::OutOfRange));
+        assert_eq!(r.window(63 * MIB, 2 * MIB), Err(WindowError::OutOfRange));
+        assert_eq!(r.window(u64::MAX - PAGE + 1, 2 * PAGE), Err(WindowError::Overflow));
+        assert_eq!(r.window(0, 0), Err(WindowError::OutOfRange));
+    }
+}

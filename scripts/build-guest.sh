@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds everything the guest runs and packs it into an initramfs (uncompressed cpio):
+# busybox, /init, carveout.ko (against KDIR), the C test program and the Rust test tool
+# (static binaries). Prints the initramfs path.
+#   usage: build-guest.sh KDIR OUTDIR
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
+
+kdir=$1
+out=$2
+root="$out/initramfs"
+
+log "building carveout.ko against $kdir"
+make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" modules >&2 ||
+    die "building carveout.ko failed (see above)"
+
+log "building the guest test programs (static)"
+mkdir -p "$out"
+gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
+    -o "$out/carveout_test" "$CARVEOUT_ROOT/userspace-test/c/carveout_test.c" ||
+    die "building the C test program failed"
+cargo build --quiet --release --locked --target x86_64-unknown-linux-musl \
+    --manifest-path "$CARVEOUT_ROOT/userspace-test/Cargo.toml" ||
+    die "building the Rust test tool failed" "check that crates.io is reachable"
+
+rm -rf "$root"
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
+cp /bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+install -m 0755 "$CARVEOUT_ROOT/qemu/guest-init.sh" "$root/init"
+install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
+install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
+install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/carveout-test" \
+    "$root/bin/carveout-test"
+(cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out/initramfs.cpio"
+echo "$out/initramfs.cpio"

@@ -1,0 +1,176 @@
+//! carveout-test: the guest-side test tool for `/dev/carveout*`.
+//!
+//! Exit status: 0 when the check holds, 1 when it does not, 2 on a usage or system error.
+
+use std::{io, process::ExitCode};
+
+use carveout::{devmem, Mismatch, Region};
+use clap::{Parser, Subcommand};
+use rustix::{
+    io::Errno,
+    mm::{MapFlags, ProtFlags},
+};
+
+#[derive(Parser)]
+#[command(about = "Exercise a carveout region from userspace")]
+struct Cli {
+    /// The region's device node.
+    #[arg(long, default_value = "/dev/carveout0")]
+    dev: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what CARVEOUT_GET_INFO reports.
+    Info,
+    /// Write the pattern for SEED through a mapping of the whole region.
+    Fill {
+        #[arg(long, value_parser = parse_u64)]
+        seed: u64,
+    },
+    /// Check the region against the pattern for SEED.
+    Verify {
+        #[arg(long, value_parser = parse_u64)]
+        seed: u64,
+        /// Read through /dev/mem at the physical address instead of a mapping.
+        #[arg(long)]
+        devmem: bool,
+    },
+    /// Fill through a mapping, read back through it, then through /dev/mem.
+    Roundtrip {
+        #[arg(long, value_parser = parse_u64)]
+        seed: u64,
+    },
+    /// Check that mappings outside the region, or private ones, are refused.
+    MmapBounds,
+    /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
+    DevmemVerify {
+        #[arg(long, value_parser = parse_u64)]
+        phys: u64,
+        #[arg(long, value_parser = parse_u64)]
+        len: u64,
+        #[arg(long, value_parser = parse_u64)]
+        seed: u64,
+    },
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|err| format!("{s:?} is not a number: {err}"))
+}
+
+/// A check that did not hold.
+struct Failed(String);
+
+fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
+    if let Command::DevmemVerify { phys, len, seed } = cli.command {
+        return Ok(devmem::verify(phys, len, seed)?.map_err(|m| mismatch("/dev/mem", m)));
+    }
+    let region = Region::open(&cli.dev)?;
+    let info = region.info()?;
+    let size = usize::try_from(info.size).map_err(io::Error::other)?;
+    Ok(match cli.command {
+        Command::Info => {
+            println!(
+                "base={:#x} size={:#x} flags={:#x} name={}",
+                info.base,
+                info.size,
+                info.flags,
+                info.name()
+            );
+            Ok(())
+        }
+        Command::Fill { seed } => {
+            region.map(0, size)?.fill(seed);
+            Ok(())
+        }
+        Command::Verify { seed, devmem } => {
+            let result = if devmem {
+                devmem::verify(info.base, info.size, seed)?
+            } else {
+                region.map(0, size)?.verify(seed)
+            };
+            result.map_err(|m| mismatch(if devmem { "/dev/mem" } else { "mapping" }, m))
+        }
+        Command::Roundtrip { seed } => {
+            let mapping = region.map(0, size)?;
+            mapping.fill(seed);
+            match mapping.verify(seed) {
+                Err(m) => Err(mismatch("mapping", m)),
+                Ok(()) => devmem::verify(info.base, info.size, seed)?
+                    .map_err(|m| mismatch("/dev/mem", m)),
+            }
+        }
+        Command::MmapBounds => mmap_bounds(&region, info.size),
+        Command::DevmemVerify { .. } => unreachable!("handled above"),
+    })
+}
+
+fn mismatch(via: &str, m: Mismatch) -> Failed {
+    Failed(format!(
+        "{via}: {} words differ, the first at offset {:#x}",
+        m.count, m.offset
+    ))
+}
+
+/// Each refused mapping must fail with its documented errno; the last page must map.
+fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
+    const PAGE: u64 = 4096;
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
+    let cases: [(&str, u64, usize, MapFlags, &[Errno]); 6] = [
+        ("offset at the end", size, PAGE as usize, MapFlags::SHARED, &[Errno::NXIO]),
+        ("window past the end", size - PAGE, 2 * PAGE as usize, MapFlags::SHARED, &[Errno::NXIO]),
+        ("far beyond the end", 1 << 40, PAGE as usize, MapFlags::SHARED, &[Errno::NXIO]),
+        (
+            "offset near 2^63",
+            0x7fff_ffff_ffff_f000,
+            2 * PAGE as usize,
+            MapFlags::SHARED,
+            &[Errno::NXIO, Errno::OVERFLOW],
+        ),
+        (
+            "offset + length wraps 2^64",
+            0xffff_ffff_ffff_f000,
+            2 * PAGE as usize,
+            MapFlags::SHARED,
+            &[Errno::OVERFLOW, Errno::INVAL],
+        ),
+        ("private mapping", 0, PAGE as usize, MapFlags::PRIVATE, &[Errno::INVAL]),
+    ];
+    for (what, offset, len, flags, expected) in cases {
+        match region.map_with(offset, len, rw, flags) {
+            Ok(_) => return Err(Failed(format!("{what}: mapped, expected {expected:?}"))),
+            Err(err) => {
+                let errno = Errno::from_io_error(&err);
+                if !errno.is_some_and(|e| expected.contains(&e)) {
+                    return Err(Failed(format!("{what}: {err}, expected {expected:?}")));
+                }
+                println!("# {what}: refused with {err}");
+            }
+        }
+    }
+    region
+        .map(size - PAGE, PAGE as usize)
+        .map(drop)
+        .map_err(|err| Failed(format!("the last page: {err}, expected it to map")))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(Failed(why))) => {
+            eprintln!("carveout-test: {why}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("carveout-test: {err}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Reads physical memory through `/dev/mem`: the view from outside the driver.
+
+use std::{fs::File, io, os::unix::fs::FileExt};
+
+use crate::{pattern, Mismatch};
+
+/// Checks `len` bytes of physical memory at `phys` against the pattern for `seed`.
+pub fn verify(phys: u64, len: u64, seed: u64) -> io::Result<Result<(), Mismatch>> {
+    const CHUNK: u64 = 1 << 16;
+    let mem = File::open("/dev/mem")?;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut first = None;
+    let mut count = 0;
+    let mut off = 0;
+    while off < len {
+        let n = CHUNK.min(len - off) as usize;
+        mem.read_exact_at(&mut buf[..n], phys + off)
+            .map_err(|err| io::Error::new(err.kind(), format!("/dev/mem at {:#x}: {err}", phys + off)))?;
+        for (i, chunk) in buf[..n].chunks_exact(8).enumerate() {
+            let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
+            let index = off / 8 + i as u64;
+            if word != pattern::word(seed, index) {
+                first.get_or_insert(index * 8);
+                count += 1;
+            }
+        }
+        off += n as u64;
+    }
+    Ok(match first {
+        None => Ok(()),
+        Some(offset) => Err(Mismatch { offset, count }),
+    })
+}
