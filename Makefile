@@ -1,41 +1,41 @@
 # SPDX-License-Identifier: GPL-2.0
 # carveout: build the module, run it in QEMU, test it.
 #
-#   make            build carveout.ko against KDIR (default: the project's test kernel)
-#   make run        boot the QEMU guest and show the region in use
-#   make test       the whole QEMU test suite; ends with "N passed, N failed"
+#   make              build carveout.ko against KDIR (default: the project's test kernel)
+#   make run          boot the QEMU guest with a reservation and show the region in use
+#   make test         the QEMU test suite: KTAP, ending "N passed, N failed"
+#   make lint         clippy with the kernel's settings, rustfmt, shellcheck
 #   make clean
 #
-# A kernel of your own: make KDIR=/lib/modules/$(uname -r)/build
+# Your own Rust-enabled kernel: make KDIR=/lib/modules/$(uname -r)/build
+# Everything downloaded or built outside this tree goes to $CARVEOUT_CACHE
+# (default ~/.cache/carveout).
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
-export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+SCRIPTS := $(ROOT)/scripts
 
-# The project's test kernel, built (once) on first use.
-ifeq ($(origin KDIR),undefined)
-KDIR = $(shell $(ROOT)/scripts/build-kernel.sh)
-KDIR_DEPS := setup
-endif
-
-.PHONY: all modules setup kernel clean run test bench clippy fmt check-fmt lint
+.PHONY: all modules clippy setup kernel run test fmt check-fmt shellcheck lint clean
 
 all: modules
 
 setup:
-	@$(ROOT)/scripts/setup-host.sh
+	@$(SCRIPTS)/setup-host.sh
 
 kernel: setup
-	@$(ROOT)/scripts/build-kernel.sh
+	@$(SCRIPTS)/build-kernel.sh
 
-modules: $(KDIR_DEPS)
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" LLVM= modules
+ifeq ($(origin KDIR),undefined)
+# No KDIR: build (once) and use the project's test kernel.
+modules clippy: setup
+	@$(MAKE) --no-print-directory $@ KDIR="$$($(SCRIPTS)/build-kernel.sh)"
+else
+modules:
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" modules
 
-clippy: $(KDIR_DEPS)
+clippy:
 	$(MAKE) -C "$(KDIR)" M="$(ROOT)" CLIPPY=1 modules
-
-fmt: $(KDIR_DEPS)
-	rustfmt --edition 2021 --config-path "$$(cat $(ROOT)/.kdir-src 2>/dev/null || echo .)" $(ROOT)/rust/*.rs
+endif
 
 run: setup
 	@$(ROOT)/qemu/run.sh demo
@@ -43,6 +43,24 @@ run: setup
 test: setup
 	@$(ROOT)/qemu/run.sh test
 
+# rustfmt with the kernel's own settings.
+RUSTFMT = rustfmt --edition 2021 --config-path "$$($(SCRIPTS)/fetch-kernel.sh)/.rustfmt.toml"
+
+fmt: setup
+	$(RUSTFMT) $(ROOT)/rust/carveout.rs
+	cd $(ROOT)/userspace-test && cargo fmt
+
+check-fmt: setup
+	$(RUSTFMT) --check $(ROOT)/rust/carveout.rs
+	cd $(ROOT)/userspace-test && cargo fmt --check
+
+shellcheck:
+	shellcheck -x $(SCRIPTS)/*.sh $(ROOT)/qemu/*.sh $(ROOT)/.ci/run
+
+lint: clippy check-fmt shellcheck
+
 clean:
-	-$(MAKE) -C "$(KDIR)" M="$(ROOT)" clean 2>/dev/null
 	rm -rf $(ROOT)/build
+	rm -f $(ROOT)/*.ko $(ROOT)/*.o $(ROOT)/*.mod $(ROOT)/*.mod.c $(ROOT)/.*.cmd \
+		$(ROOT)/Module.symvers $(ROOT)/modules.order \
+		$(ROOT)/rust/*.o $(ROOT)/rust/.*.cmd

@@ -71,7 +71,12 @@ fn param_range() -> Result<PhysRange> {
     let base = module_parameters::base.value();
     let size = module_parameters::size.value();
     PhysRange::new(base, size).map_err(|err| {
-        pr_err!("refusing base={:#x} size={:#x}: {}\n", base, size, err.reason());
+        pr_err!(
+            "refusing base={:#x} size={:#x}: {}\n",
+            base,
+            size,
+            err.reason()
+        );
         EINVAL
     })
 }

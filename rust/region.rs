@@ -61,16 +61,15 @@ impl Region {
             );
             return Err(EINVAL);
         }
-        let claim = sys::claim_iomem(&range, CLAIM_NAME)
-            .ok_or_else(|| {
-                dev_err!(
-                    dev,
-                    "refusing {:#x}-{:#x}: already claimed by another driver (see /proc/iomem)\n",
-                    range.base(),
-                    range.last()
-                );
-                EBUSY
-            })?;
+        let claim = sys::claim_iomem(&range, CLAIM_NAME).ok_or_else(|| {
+            dev_err!(
+                dev,
+                "refusing {:#x}-{:#x}: already claimed by another driver (see /proc/iomem)\n",
+                range.base(),
+                range.last()
+            );
+            EBUSY
+        })?;
         dev_info!(
             dev,
             "claimed {:#x}-{:#x} ({} KiB) as /dev/{}\n",

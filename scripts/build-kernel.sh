@@ -38,9 +38,11 @@ for frag in "${fragments[@]}"; do
         CONFIG_*=*) grep -qx -- "$line" "$out/.config" ||
             die "kernel option not applied: $line (its dependencies are missing?)" \
                 "edit $frag" ;;
-        "# CONFIG_"*" is not set") grep -q "^${line#\# }" "$out/.config" ||
-            grep -qx -- "$line" "$out/.config" ||
-            die "kernel option not disabled: $line" "edit $frag" ;;
+        "# CONFIG_"*" is not set")
+            name=${line#\# }
+            name=${name%% *}
+            ! grep -q "^$name=" "$out/.config" ||
+                die "kernel option not disabled: $name" "edit $frag" ;;
         esac
     done <"$frag"
 done

@@ -12,6 +12,7 @@ BINDGEN_VERSION=${BINDGEN_VERSION:-0.72.1}
 LLVM_VERSION=${LLVM_VERSION:-19}
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-${LLVM_VERSION}/lib}
 export PATH="$HOME/.cargo/bin:$PATH"
+export CARVEOUT_ROOT CARVEOUT_CACHE
 
 log() { printf '[carveout] %s\n' "$*" >&2; }
 

@@ -8,7 +8,7 @@ source "$(dirname "$0")/common.sh"
 packages=(
     build-essential bc bison flex cpio kmod libelf-dev libssl-dev
     "libclang-${LLVM_VERSION}-dev" "clang-${LLVM_VERSION}"
-    qemu-system-x86 busybox-static xz-utils zstd python3
+    qemu-system-x86 busybox-static xz-utils zstd shellcheck
 )
 
 missing=()

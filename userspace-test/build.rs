@@ -10,7 +10,10 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let probe = out.join("abi_probe");
     println!("cargo:rerun-if-changed={}", probe_src.display());
-    println!("cargo:rerun-if-changed={}", include.join("carveout.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("carveout.h").display()
+    );
 
     let cc = env::var("HOST_CC").unwrap_or_else(|_| "cc".into());
     let status = Command::new(&cc)
@@ -22,7 +25,9 @@ fn main() {
         .status()
         .unwrap_or_else(|err| panic!("running {cc} for the ABI probe: {err}"));
     assert!(status.success(), "{cc} could not compile abi_probe.c");
-    let output = Command::new(&probe).output().expect("running the ABI probe");
+    let output = Command::new(&probe)
+        .output()
+        .expect("running the ABI probe");
     assert!(output.status.success(), "the ABI probe failed");
     fs::write(out.join("abi_c.rs"), output.stdout).expect("writing abi_c.rs");
 }

@@ -37,7 +37,11 @@ pub struct Info {
 impl Info {
     /// The region name, up to its first NUL.
     pub fn name(&self) -> &str {
-        let len = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        let len = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
         std::str::from_utf8(&self.name[..len]).unwrap_or("?")
     }
 }

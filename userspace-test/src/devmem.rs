@@ -15,7 +15,9 @@ pub fn verify(phys: u64, len: u64, seed: u64) -> io::Result<Result<(), Mismatch>
     while off < len {
         let n = CHUNK.min(len - off) as usize;
         mem.read_exact_at(&mut buf[..n], phys + off)
-            .map_err(|err| io::Error::new(err.kind(), format!("/dev/mem at {:#x}: {err}", phys + off)))?;
+            .map_err(|err| {
+                io::Error::new(err.kind(), format!("/dev/mem at {:#x}: {err}", phys + off))
+            })?;
         for (i, chunk) in buf[..n].chunks_exact(8).enumerate() {
             let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
             let index = off / 8 + i as u64;

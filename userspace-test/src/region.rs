@@ -34,7 +34,12 @@ impl Region {
     pub fn info(&self) -> io::Result<abi::Info> {
         // SAFETY: GET_INFO writes exactly one `abi::Info`, the type `Getter` hands the kernel.
         let info = unsafe { ioctl(&self.fd, Getter::<{ abi::GET_INFO }, abi::Info>::new()) }
-            .map_err(|err| annotate(err.into(), format!("CARVEOUT_GET_INFO on {}", self.path.display())))?;
+            .map_err(|err| {
+                annotate(
+                    err.into(),
+                    format!("CARVEOUT_GET_INFO on {}", self.path.display()),
+                )
+            })?;
         if info.abi_version != abi::ABI_VERSION {
             return Err(io::Error::other(format!(
                 "{} speaks ABI {}, this program {}",
@@ -48,7 +53,12 @@ impl Region {
 
     /// Maps `[offset, offset + len)` of the region, shared, readable and writable.
     pub fn map(&self, offset: u64, len: usize) -> io::Result<Mapping> {
-        self.map_with(offset, len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED)
+        self.map_with(
+            offset,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+        )
     }
 
     /// Maps with the given protection and flags (for tests of what the driver refuses).
@@ -61,7 +71,8 @@ impl Region {
     ) -> io::Result<Mapping> {
         // SAFETY: A new mapping at an address the kernel picks aliases no Rust object.
         let ptr = unsafe { mmap(std::ptr::null_mut(), len, prot, flags, &self.fd, offset) }?;
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
         Ok(Mapping { ptr, len })
     }
 }
@@ -93,7 +104,11 @@ impl Mapping {
     }
 
     fn word_ptr(&self, index: usize) -> *mut u64 {
-        assert!(index < self.len / 8, "word {index} outside a {}-byte mapping", self.len);
+        assert!(
+            index < self.len / 8,
+            "word {index} outside a {}-byte mapping",
+            self.len
+        );
         // In bounds (asserted); the mapping is page aligned, so every word is aligned.
         self.ptr.as_ptr().cast::<u64>().wrapping_add(index)
     }

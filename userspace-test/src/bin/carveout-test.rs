@@ -102,8 +102,9 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             mapping.fill(seed);
             match mapping.verify(seed) {
                 Err(m) => Err(mismatch("mapping", m)),
-                Ok(()) => devmem::verify(info.base, info.size, seed)?
-                    .map_err(|m| mismatch("/dev/mem", m)),
+                Ok(()) => {
+                    devmem::verify(info.base, info.size, seed)?.map_err(|m| mismatch("/dev/mem", m))
+                }
             }
         }
         Command::MmapBounds => mmap_bounds(&region, info.size),
@@ -123,9 +124,27 @@ fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
     const PAGE: u64 = 4096;
     let rw = ProtFlags::READ | ProtFlags::WRITE;
     let cases: [(&str, u64, usize, MapFlags, &[Errno]); 6] = [
-        ("offset at the end", size, PAGE as usize, MapFlags::SHARED, &[Errno::NXIO]),
-        ("window past the end", size - PAGE, 2 * PAGE as usize, MapFlags::SHARED, &[Errno::NXIO]),
-        ("far beyond the end", 1 << 40, PAGE as usize, MapFlags::SHARED, &[Errno::NXIO]),
+        (
+            "offset at the end",
+            size,
+            PAGE as usize,
+            MapFlags::SHARED,
+            &[Errno::NXIO],
+        ),
+        (
+            "window past the end",
+            size - PAGE,
+            2 * PAGE as usize,
+            MapFlags::SHARED,
+            &[Errno::NXIO],
+        ),
+        (
+            "far beyond the end",
+            1 << 40,
+            PAGE as usize,
+            MapFlags::SHARED,
+            &[Errno::NXIO],
+        ),
         (
             "offset near 2^63",
             0x7fff_ffff_ffff_f000,
@@ -140,7 +159,13 @@ fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
             MapFlags::SHARED,
             &[Errno::OVERFLOW, Errno::INVAL],
         ),
-        ("private mapping", 0, PAGE as usize, MapFlags::PRIVATE, &[Errno::INVAL]),
+        (
+            "private mapping",
+            0,
+            PAGE as usize,
+            MapFlags::PRIVATE,
+            &[Errno::INVAL],
+        ),
     ];
     for (what, offset, len, flags, expected) in cases {
         match region.map_with(offset, len, rw, flags) {
