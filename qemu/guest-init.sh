@@ -119,6 +119,32 @@ case_survives_reload() {
     carveout-test verify --seed 0xab5eed
 }
 
+# A mapping keeps the module: rmmod fails while it exists (the device itself is closed) and
+# succeeds once it is gone.
+case_rmmod_busy_while_mapped() {
+    carveout-test hold --seconds 60 >/tmp/hold.out &
+    holder=$!
+    tries=0
+    until grep -q holding /tmp/hold.out; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 50 ] || { say "the holder never mapped"; kill "$holder"; return 1; }
+        sleep 0.1
+    done
+    if rmmod carveout 2>/tmp/rmmod.err; then
+        say "rmmod succeeded under a mapping"
+        kill "$holder"
+        return 1
+    fi
+    say "rmmod under a mapping: $(cat /tmp/rmmod.err)"
+    ok=0
+    iomem_claim_inside_reserved "$BASE" "$LAST" carveout || { say "the claim went away"; ok=1; }
+    kill "$holder"
+    wait "$holder" 2>/dev/null
+    rmmod carveout || { say "rmmod failed after munmap"; ok=1; }
+    load || ok=1
+    return "$ok"
+}
+
 # expect_refused ERRNO_TEXT REASON_REGEX PARAM...: the load fails with ERRNO_TEXT, the new
 # dmesg lines match REASON_REGEX, and /proc/iomem, /dev and the module list are unchanged.
 expect_refused() {
@@ -214,6 +240,7 @@ run_tests() {
     run_case mmap_roundtrip_rust carveout-test roundtrip --seed 0x7e57
     run_case mmap_out_of_range carveout-test mmap-bounds
     run_case survives_reload case_survives_reload
+    run_case rmmod_busy_while_mapped case_rmmod_busy_while_mapped
     rmmod carveout 2>/dev/null
     run_case refuses_system_ram case_refuses_system_ram
     run_case refuses_unaligned case_refuses_unaligned

@@ -26,6 +26,7 @@ cases=(
     mmap_roundtrip_rust
     mmap_out_of_range
     survives_reload
+    rmmod_busy_while_mapped
     refuses_system_ram
     refuses_unaligned
     refuses_zero_size

@@ -45,6 +45,11 @@ enum Command {
     },
     /// Check that mappings outside the region, or private ones, are refused.
     MmapBounds,
+    /// Map the whole region, close the device, and keep the mapping for SECONDS.
+    Hold {
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
     DevmemVerify {
         #[arg(long, value_parser = parse_u64)]
@@ -108,6 +113,13 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             }
         }
         Command::MmapBounds => mmap_bounds(&region, info.size),
+        Command::Hold { seconds } => {
+            let mapping = region.map(0, size)?;
+            drop(region);
+            println!("holding a {}-byte mapping, device closed", mapping.len());
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
+            Ok(())
+        }
         Command::DevmemVerify { .. } => unreachable!("handled above"),
     })
 }
