@@ -56,6 +56,7 @@ check-fmt: setup
 
 shellcheck:
 	shellcheck -x $(SCRIPTS)/*.sh $(ROOT)/qemu/*.sh $(ROOT)/.ci/run
+	cd $(ROOT) && shellcheck -x -s sh qemu/guest/init qemu/guest/*.sh
 
 lint: clippy check-fmt shellcheck
 

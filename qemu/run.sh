@@ -17,24 +17,10 @@ size=0x4000000
 pmem_base=0x10000000
 pmem_size=0x1000000
 
-# The case names are the contract (issue #2); a case the guest never reports fails.
-cases=(
-    load_claims_region
-    kunit_carveout_range
-    info_ioctl
-    mmap_roundtrip_c
-    mmap_roundtrip_rust
-    mmap_out_of_range
-    survives_reload
-    rmmod_busy_while_mapped
-    refuses_system_ram
-    refuses_unaligned
-    refuses_zero_size
-    refuses_wrap
-    refuses_already_claimed
-    survives_warm_reboot
-    unload_clean
-)
+# The cases: every `run_case NAME` in the guest suites (in the order they run), then the
+# second boot's cases in /init. A case the guest never reports fails.
+mapfile -t cases < <(grep -ho '^ *run_case [a-z0-9_]*' \
+    "$CARVEOUT_ROOT"/qemu/guest/[0-9]*.sh "$CARVEOUT_ROOT/qemu/guest/init" | awk '{print $2}')
 
 kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh")
 out="$CARVEOUT_ROOT/build/guest"

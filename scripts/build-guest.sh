@@ -28,7 +28,9 @@ rm -rf "$root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
-install -m 0755 "$CARVEOUT_ROOT/qemu/guest-init.sh" "$root/init"
+install -m 0755 "$CARVEOUT_ROOT/qemu/guest/init" "$root/init"
+mkdir -p "$root/lib/carveout"
+install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
 install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/carveout-test" \

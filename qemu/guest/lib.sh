@@ -1,0 +1,77 @@
+# shellcheck shell=sh
+# Helpers for the guest suites (sourced by /init; busybox sh).
+
+mount_all() {
+    /bin/busybox --install -s /bin
+    mount -t proc proc /proc
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
+    mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
+    mount -t tmpfs tmpfs /tmp
+}
+
+say() { echo "# $*"; }
+
+# Runs a case function; reports it by name.
+run_case() {
+    name=$1
+    shift
+    if "$@"; then
+        echo "@@case ok $name"
+    else
+        echo "@@case not ok $name"
+    fi
+}
+
+# Exits QEMU through isa-debug-exit (exit status (0 << 1) | 1 = 1 on the host).
+qemu_exit() {
+    sync
+    printf '\000' | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
+    sleep 5
+    poweroff -f
+}
+
+hex() { printf '0x%x' "$1"; }
+
+# True when /proc/iomem has "BASE-LAST : NAME" nested (at any depth) inside a "Reserved"
+# entry that contains it.
+iomem_claim_inside_reserved() {
+    awk -v base="$1" -v last="$2" -v name="$3" '
+        function num(h,    i, c, v) {
+            v = 0; h = tolower(h)
+            for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; v = v * 16 + c }
+            return v
+        }
+        {
+            match($0, /^ */); depth = RLENGTH / 2
+            split($1, r, "-"); s = num(r[1]); e = num(r[2])
+            sub(/^[^:]*: /, ""); label = $0
+            st[depth] = s; en[depth] = e; lb[depth] = label
+            if (s == base && e == last && label == name) {
+                for (d = depth - 1; d >= 0; d--)
+                    if (lb[d] == "Reserved" && st[d] <= s && en[d] >= e) found = 1
+            }
+        }
+        END { exit found ? 0 : 1 }' /proc/iomem
+}
+
+iomem_has_name() { grep -q " : $1\$" /proc/iomem; }
+
+module_loaded() { grep -q '^carveout ' /proc/modules; }
+
+load() { insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")"; }
+
+dmesg_clean() {
+    if dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace|lockdep'; then
+        say "dmesg holds the lines above"
+        return 1
+    fi
+}
+
+
+# Leaves the module unloaded, whatever state a case left it in.
+unload_quietly() {
+    if module_loaded; then
+        rmmod carveout 2>/dev/null || say "could not unload carveout"
+    fi
+}
