@@ -46,13 +46,39 @@ struct carveout_info {
 	__u64 __reserved[4]; /* zero: room to grow */
 };
 
+/*
+ * CARVEOUT_GET_ATTR / CARVEOUT_SET_ATTR: the region as a mem(4) memory-range descriptor
+ * (struct mem_range_desc, MEMRANGE_GET / MEMRANGE_SET). 32 bytes.
+ *
+ * GET fills every field; `flags` holds the attribute bit and the state flags.
+ * SET reads only `flags`, which must hold exactly one attribute bit and nothing else
+ * (state flags are the driver's to report; base and len cannot change: FIXBASE, FIXLEN).
+ * SET needs the device opened for writing. Errors:
+ *   EINVAL      no, several or unknown bits in `flags`
+ *   EBUSY       the region is mapped (changing the memory type under a mapping would
+ *               alias two memory types for the same page)
+ *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded)
+ *   EBADF       the device is open read-only
+ */
+struct carveout_range_desc {
+	__u64 base;     /* out: physical base address */
+	__u64 len;      /* out: length in bytes */
+	__u32 flags;    /* CARVEOUT_MR_* */
+	__u32 __pad0;   /* zero */
+	char owner[8];  /* out: "carveout", NUL-padded, not NUL-terminated when 8 long */
+};
+
 #define CARVEOUT_IOCTL_MAGIC 0xCA /* numbers 0x40-0x5f */
 #define CARVEOUT_GET_INFO _IOR(CARVEOUT_IOCTL_MAGIC, 0x40, struct carveout_info)
+#define CARVEOUT_GET_ATTR _IOR(CARVEOUT_IOCTL_MAGIC, 0x41, struct carveout_range_desc)
+#define CARVEOUT_SET_ATTR _IOW(CARVEOUT_IOCTL_MAGIC, 0x42, struct carveout_range_desc)
 
 /*
  * mmap(2) of /dev/carveout*:
  *   - offset is the byte offset into the region (page aligned);
  *   - MAP_SHARED only: a private copy of device memory is refused (EINVAL);
+ *   - the mapping uses the region's cache attribute; a WP region refuses a writable
+ *     mapping (EACCES);
  *   - [offset, offset + length) must lie inside the region: else ENXIO;
  *   - an offset + length that overflows is refused by the kernel's mmap core
  *     with EOVERFLOW before the driver sees it, or by the driver with EINVAL.
@@ -60,6 +86,7 @@ struct carveout_info {
 
 #ifndef __cplusplus
 _Static_assert(sizeof(struct carveout_info) == 96, "carveout_info is 96 bytes");
+_Static_assert(sizeof(struct carveout_range_desc) == 32, "carveout_range_desc is 32 bytes");
 #endif
 
 #endif /* CARVEOUT_H */
