@@ -3,16 +3,27 @@
 //! The userspace ABI, mirrored from `include/carveout.h` (the one source of truth).
 
 use kernel::{
-    ioctl::_IOR,
-    transmute::AsBytes, //
+    ioctl::{
+        _IOR,
+        _IOW, //
+    },
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
 };
 
 pub(crate) const ABI_VERSION: u32 = 1;
 
+pub(crate) const MR_UNCACHEABLE: u32 = 1 << 0;
+pub(crate) const MR_WRITECOMBINE: u32 = 1 << 1;
+pub(crate) const MR_WRITETHROUGH: u32 = 1 << 2;
 pub(crate) const MR_WRITEBACK: u32 = 1 << 3;
+pub(crate) const MR_WRITEPROTECT: u32 = 1 << 4;
 pub(crate) const MR_FIXBASE: u32 = 1 << 5;
 pub(crate) const MR_FIXLEN: u32 = 1 << 6;
 pub(crate) const MR_ACTIVE: u32 = 1 << 27;
+pub(crate) const MR_BUSY: u32 = 1 << 30;
 
 /// `struct carveout_info`.
 #[repr(C)]
@@ -28,12 +39,30 @@ pub(crate) struct Info {
     pub(crate) reserved: [u64; 4],
 }
 
+/// `struct carveout_range_desc`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RangeDesc {
+    pub(crate) base: u64,
+    pub(crate) len: u64,
+    pub(crate) flags: u32,
+    pub(crate) pad0: u32,
+    pub(crate) owner: [u8; 8],
+}
+
 const _: () = assert!(core::mem::size_of::<Info>() == 96);
+const _: () = assert!(core::mem::size_of::<RangeDesc>() == 32);
 
 // SAFETY: `Info` is `repr(C)` with only integer fields laid out without padding (checked by
 // the size assertion above), so every byte is initialised.
 unsafe impl AsBytes for Info {}
+// SAFETY: As for `Info`: integers only, no padding.
+unsafe impl AsBytes for RangeDesc {}
+// SAFETY: Any bit pattern is a valid `RangeDesc` (integers and bytes only).
+unsafe impl FromBytes for RangeDesc {}
 
 const IOCTL_MAGIC: u32 = 0xCA;
 
 pub(crate) const CARVEOUT_GET_INFO: u32 = _IOR::<Info>(IOCTL_MAGIC, 0x40);
+pub(crate) const CARVEOUT_GET_ATTR: u32 = _IOR::<RangeDesc>(IOCTL_MAGIC, 0x41);
+pub(crate) const CARVEOUT_SET_ATTR: u32 = _IOW::<RangeDesc>(IOCTL_MAGIC, 0x42);

@@ -4,30 +4,45 @@
 //!
 //! Boot with the range reserved (`memmap=64M$0x8000000`), then
 //! `insmod carveout.ko base=0x8000000 size=0x4000000`. The module registers a platform device
-//! carrying that memory resource; the `carveout` platform driver binds to it, refuses a range
-//! that is not reserved or is already claimed, claims it (`/proc/iomem` shows `carveout`) and
-//! publishes `/dev/carveout0`. The memory is never read, written or zeroed by the driver.
+//! describing that range; the `carveout` platform driver binds to it, refuses a range that is
+//! not reserved or is already claimed, claims it (`/proc/iomem` shows `carveout`) and
+//! publishes `/dev/carveout0`. More regions are created at runtime through configfs
+//! (`/sys/kernel/config/carveout/<name>`, see `configfs.rs`). The memory is never read, written
+//! or zeroed by the driver.
 //!
 //! The userspace ABI (ioctls and mmap rules) is `include/carveout.h`.
 
 mod abi;
+mod attr;
 mod chardev;
+mod configfs;
 mod driver;
+mod node;
 mod platform_device;
 mod range;
 mod region;
 mod sys;
 
 use kernel::{
+    configfs::Subsystem,
     driver::Registration,
     platform,
-    prelude::*, //
+    prelude::*,
+    str::CString,
+    sync::Arc, //
 };
 
 use crate::{
+    attr::CacheAttr,
+    configfs::Regions,
     driver::CarveoutDriver,
-    platform_device::PlatformDeviceRegistration,
-    range::PhysRange, //
+    platform_device::{
+        PlatformDeviceRegistration,
+        RegionSpec,
+        DRIVER_NAME, //
+    },
+    range::PhysRange,
+    region::Region, //
 };
 
 module! {
@@ -43,7 +58,19 @@ module! {
         },
         size: u64 {
             default: 0,
-            description: "Size of the region in bytes (page aligned, not 0)",
+            description: "Size of the region in bytes (page aligned); base=0 size=0: no region",
+        },
+        attr: u32 {
+            default: 8,
+            description: "Cache attribute, a CARVEOUT_MR_* bit: 1 UC, 2 WC, 4 WT, 8 WB, 16 WP",
+        },
+        mode: u32 {
+            default: 0o600,
+            description: "Permission bits of /dev/carveout0 (default 0600)",
+        },
+        gid: u32 {
+            default: 0,
+            description: "Group that udev gives /dev/carveout0 (shown in sysfs)",
         },
     },
 }
@@ -51,26 +78,38 @@ module! {
 #[pin_data]
 struct CarveoutModule {
     /// Declared first so it is dropped (unbound and unregistered) before the driver.
-    _device: PlatformDeviceRegistration,
+    _param_region: Option<(PlatformDeviceRegistration, Arc<Region>)>,
+    #[pin]
+    _configfs: Subsystem<Regions>,
     #[pin]
     _driver: Registration<platform::Adapter<CarveoutDriver>>,
 }
 
 impl kernel::InPlaceModule for CarveoutModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        let range = param_range();
+        driver::init_locks();
+        let spec = param_spec();
         try_pin_init!(Self {
-            _driver <- Registration::new(driver::DRIVER_NAME, module),
-            _device: register_region_device(range?)?,
+            _driver <- Registration::new(DRIVER_NAME, module),
+            _param_region: match spec? {
+                Some(spec) => Some(driver::create_region(&spec, Some(0))?),
+                None => None,
+            },
+            _configfs <- configfs::subsystem(),
         })
     }
 }
 
-/// The range the module parameters name, or `EINVAL` with the reason in `dmesg`.
-fn param_range() -> Result<PhysRange> {
+/// The region the module parameters describe (`None` for base=0 size=0), or `EINVAL` with
+/// the reason in `dmesg`.
+fn param_spec() -> Result<Option<RegionSpec>> {
     let base = module_parameters::base.value();
     let size = module_parameters::size.value();
-    PhysRange::new(base, size).map_err(|err| {
+    if base == 0 && size == 0 {
+        pr_info!("no base= and size=: no region until one is created in configfs\n");
+        return Ok(None);
+    }
+    let range = PhysRange::new(base, size).map_err(|err| {
         pr_err!(
             "refusing base={:#x} size={:#x}: {}\n",
             base,
@@ -78,22 +117,27 @@ fn param_range() -> Result<PhysRange> {
             err.reason()
         );
         EINVAL
-    })
-}
-
-/// Registers the platform device for `range` and fails unless the driver bound to it.
-fn register_region_device(range: PhysRange) -> Result<PlatformDeviceRegistration> {
-    let device =
-        PlatformDeviceRegistration::register(driver::DRIVER_NAME, 0, &range).inspect_err(|err| {
-            pr_err!(
-                "refusing {:#x}-{:#x}: cannot add it to the iomem tree ({:?}): it straddles an existing entry\n",
-                range.base(),
-                range.last(),
-                err
-            );
+    })?;
+    let flags = module_parameters::attr.value();
+    let attr = CacheAttr::from_flags(flags).ok_or_else(|| {
+        pr_err!("refusing attr={flags:#x}: not one of 1 (UC), 2 (WC), 4 (WT), 8 (WB), 16 (WP)\n");
+        EINVAL
+    })?;
+    let mode = module_parameters::mode.value();
+    let mode = u16::try_from(mode)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| {
+            pr_err!("refusing mode={mode:#o}: not permission bits (0 to 0777)\n");
+            EINVAL
         })?;
-    if device.is_bound() {
-        return Ok(device);
-    }
-    Err(driver::take_probe_error().unwrap_or(ENODEV))
+    Ok(Some(RegionSpec {
+        base: range.base(),
+        size: range.size(),
+        name: CString::try_from(c"carveout0")?,
+        path: None,
+        attr,
+        mode,
+        gid: module_parameters::gid.value(),
+    }))
 }

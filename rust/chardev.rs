@@ -3,7 +3,10 @@
 //! The character device `/dev/carveout*`: open, mmap and ioctl on a claimed region.
 
 use kernel::{
-    fs::File,
+    fs::{
+        file,
+        File, //
+    },
     miscdevice::{
         MiscDevice,
         MiscDeviceRegistration, //
@@ -19,6 +22,7 @@ use kernel::{
 
 use crate::{
     abi,
+    attr::CacheAttr,
     driver::BoundRegion,
     region::Region, //
 };
@@ -32,23 +36,46 @@ impl MiscDevice for RegionFile {
     type Ptr = Arc<Region>;
 
     fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Region>> {
-        Ok(BoundRegion::of_misc(misc).region().clone())
+        let region = BoundRegion::of_misc(misc).region().clone();
+        region.file_opened();
+        Ok(region)
+    }
+
+    fn release(region: Arc<Region>, _file: &File) {
+        region.file_closed();
     }
 
     fn mmap(region: ArcBorrow<'_, Region>, _file: &File, vma: &VmaNew) -> Result {
         region.map(vma)
     }
 
-    fn ioctl(region: ArcBorrow<'_, Region>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(region: ArcBorrow<'_, Region>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let user = UserPtr::from_addr(arg);
         match cmd {
             abi::CARVEOUT_GET_INFO => {
                 let info = region.info();
-                let mut writer =
-                    UserSlice::new(UserPtr::from_addr(arg), core::mem::size_of_val(&info)).writer();
-                writer.write(&info)?;
-                Ok(0)
+                UserSlice::new(user, core::mem::size_of_val(&info))
+                    .writer()
+                    .write(&info)?;
             }
-            _ => Err(ENOTTY),
+            abi::CARVEOUT_GET_ATTR => {
+                let desc = region.range_desc();
+                UserSlice::new(user, core::mem::size_of_val(&desc))
+                    .writer()
+                    .write(&desc)?;
+            }
+            abi::CARVEOUT_SET_ATTR => {
+                if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
+                    return Err(EBADF);
+                }
+                let desc: abi::RangeDesc = UserSlice::new(user, core::mem::size_of::<abi::RangeDesc>())
+                    .reader()
+                    .read()?;
+                let attr = CacheAttr::from_flags(desc.flags).ok_or(EINVAL)?;
+                region.set_attr(attr)?;
+            }
+            _ => return Err(ENOTTY),
         }
+        Ok(0)
     }
 }

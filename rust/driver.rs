@@ -1,87 +1,72 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The platform driver: binds to a `carveout` platform device, claims its memory resource and
-//! publishes it as a misc device.
+//! The platform driver: binds to a `carveout` platform device, claims the region its
+//! properties describe, and publishes it as a device node.
 
 use kernel::{
     device::{
         Core,
         Device, //
     },
-    miscdevice::{
-        MiscDeviceOptions,
-        MiscDeviceRegistration, //
-    },
+    miscdevice::MiscDeviceRegistration,
     platform,
     prelude::*,
-    sync::{
-        atomic::{
-            Atomic,
-            Relaxed, //
-        },
-        Arc, //
-    },
+    str::CString,
+    sync::Arc,
 };
+
 
 use crate::{
     chardev::RegionFile,
+    node::{
+        NodeSpec,
+        RegionNode, //
+    },
     platform_device::{
-        PROP_BASE,
-        PROP_SIZE, //
+        PlatformDeviceRegistration,
+        RegionSpec, //
     },
     region::Region, //
 };
 
-/// The name the driver and its devices match on.
-pub(crate) const DRIVER_NAME: &CStr = c"carveout";
-
-/// The device node of the region the module parameters describe.
-pub(crate) const PARAM_REGION_NAME: &CStr = c"carveout0";
-
-/// The errno of the last failed probe, so that the code that created the device can fail with
-/// it (the driver core does not hand probe errors back to `platform_device_register`).
-static LAST_PROBE_ERROR: Atomic<i32> = Atomic::new(0);
-
-/// Takes the errno of the last failed probe, if any.
-pub(crate) fn take_probe_error() -> Option<Error> {
-    match LAST_PROBE_ERROR.xchg(0, Relaxed) {
-        0 => None,
-        errno => Some(Error::from_errno(errno)),
-    }
-}
-
-/// What a bound device holds: the claimed region and its device node.
+/// What a bound device holds: its device node, what the node was made from, and the region.
+///
+/// Fields drop in declaration order: the node goes before the strings it points to.
 #[pin_data]
 pub(crate) struct BoundRegion {
-    region: Arc<Region>,
     #[pin]
-    misc: MiscDeviceRegistration<RegionFile>,
+    node: RegionNode,
+    spec: NodeSpec,
+    region: Arc<Region>,
 }
 
 impl BoundRegion {
     /// The bound region that owns `misc`.
     pub(crate) fn of_misc(misc: &MiscDeviceRegistration<RegionFile>) -> &Self {
-        let misc: *const MiscDeviceRegistration<RegionFile> = misc;
-        // SAFETY: Every `MiscDeviceRegistration<RegionFile>` is the `misc` field of a
-        // `BoundRegion` (it is created nowhere else), and the container lives at least as long
-        // as the borrowed field.
-        unsafe { &*kernel::container_of!(misc, BoundRegion, misc) }
+        // SAFETY: The misc core only hands `open` registrations it has, and every miscdevice
+        // with `RegionFile`'s operations is the node of a `BoundRegion`, alive while the misc
+        // core can open it.
+        unsafe { Self::of_node(RegionNode::from_registration(misc)) }
+    }
+
+    /// The bound region whose `node` field `node` is.
+    ///
+    /// # Safety
+    ///
+    /// `node` must point to the `node` field of a live `BoundRegion`, which must stay alive for
+    /// `'a`.
+    pub(crate) unsafe fn of_node<'a>(node: *const RegionNode) -> &'a Self {
+        // SAFETY: By the function's safety requirement.
+        unsafe { &*kernel::container_of!(node, BoundRegion, node) }
     }
 
     pub(crate) fn region(&self) -> &Arc<Region> {
         &self.region
     }
-}
 
-/// The base and size the device's properties give.
-fn described_range(dev: &Device) -> Result<(u64, u64)> {
-    let node = dev.fwnode().ok_or_else(|| {
-        dev_err!(dev, "no firmware node: nothing describes the region\n");
-        ENODEV
-    })?;
-    let base = node.property_read::<u64>(PROP_BASE).required_by(dev)?;
-    let size = node.property_read::<u64>(PROP_SIZE).required_by(dev)?;
-    Ok((base, size))
+    pub(crate) fn node_spec(&self) -> &NodeSpec {
+        &self.spec
+    }
 }
 
 pub(crate) struct CarveoutDriver;
@@ -94,16 +79,113 @@ impl platform::Driver for CarveoutDriver {
         pdev: &'bound platform::Device<Core<'_>>,
         _id_info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        let claimed = described_range(pdev.as_ref())
-            .and_then(|(base, size)| Region::claim(pdev.as_ref(), base, size, PARAM_REGION_NAME));
-        if let Err(err) = &claimed {
-            LAST_PROBE_ERROR.store(err.to_errno(), Relaxed);
-        }
+        let (spec, region, node) = match describe_and_claim(pdev.as_ref()) {
+            Ok((spec, region)) => {
+                record_probe(Ok(region.clone()));
+                // SAFETY: the node keeps pointers to `spec`'s strings, whose buffers move with
+                // `spec` into the same `BoundRegion`, where they are dropped after the node.
+                let node = unsafe { RegionNode::register(&spec) };
+                (Ok(spec), Ok(region), Ok(node))
+            }
+            Err(err) => {
+                record_probe(Err(err));
+                (Err(err), Err(err), Err(err))
+            }
+        };
+        // The region and its description first: the node can be opened as soon as it exists.
         try_pin_init!(BoundRegion {
-            region: claimed?,
-            misc <- MiscDeviceRegistration::register(MiscDeviceOptions {
-                name: PARAM_REGION_NAME,
-            }),
+            spec: spec?,
+            region: region?,
+            node <- node?,
         })
+    }
+}
+
+/// Reads `dev`'s description and claims the region it names.
+fn describe_and_claim(dev: &Device) -> Result<(NodeSpec, Arc<Region>)> {
+    let spec = RegionSpec::from_device(dev)?;
+    let region = Region::claim(
+        dev,
+        spec.base,
+        spec.size,
+        CString::try_from(&*spec.name)?,
+        spec.attr,
+    )?;
+    let node = NodeSpec {
+        name: spec.name,
+        path: spec.path,
+        mode: spec.mode,
+        gid: spec.gid,
+    };
+    Ok((node, region))
+}
+
+/// What the last probe made, handed to [`create_region`], which waits for it: the driver core
+/// does not hand probe results back to whoever registered the device.
+struct ProbeSlot {
+    /// A `create_region` is registering a device now.
+    waiting: bool,
+    outcome: Option<Result<Arc<Region>>>,
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in the module's `init` (`init_locks`) before any registration.
+    unsafe(uninit) static PROBED: SpinLock<ProbeSlot> = ProbeSlot { waiting: false, outcome: None };
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in the module's `init` (`init_locks`) before any registration.
+    unsafe(uninit) static REGISTRATION: Mutex<()> = ();
+}
+
+/// Hands a probe's outcome to the `create_region` waiting for it, if one is.
+fn record_probe(outcome: Result<Arc<Region>>) {
+    let mut slot = PROBED.lock();
+    if slot.waiting {
+        slot.outcome = Some(outcome);
+    }
+}
+
+/// Registers the platform device for `spec` and fails, with the probe's errno, unless the
+/// driver bound to it: for the caller, creating a region either succeeds whole or not at all.
+pub(crate) fn create_region(
+    spec: &RegionSpec,
+    id: Option<i32>,
+) -> Result<(PlatformDeviceRegistration, Arc<Region>)> {
+    let _serialised = REGISTRATION.lock();
+    *PROBED.lock() = ProbeSlot {
+        waiting: true,
+        outcome: None,
+    };
+    let registered = PlatformDeviceRegistration::register(spec, id);
+    let outcome = core::mem::replace(
+        &mut *PROBED.lock(),
+        ProbeSlot {
+            waiting: false,
+            outcome: None,
+        },
+    )
+    .outcome;
+    let device = registered.inspect_err(|err| {
+        pr_err!(
+            "cannot register the platform device for {:#x}+{:#x}: {:?}\n",
+            spec.base,
+            spec.size,
+            err
+        );
+    })?;
+    match outcome {
+        Some(Ok(region)) if device.is_bound() => Ok((device, region)),
+        Some(Err(err)) => Err(err),
+        _ => Err(ENODEV),
+    }
+}
+
+/// Sets up the locks [`create_region`] needs; call once before the first region is created.
+pub(crate) fn init_locks() {
+    // SAFETY: Called once, from the module's `init`, before any other use of the locks.
+    unsafe {
+        PROBED.init();
+        REGISTRATION.init();
     }
 }

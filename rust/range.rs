@@ -109,6 +109,31 @@ impl PhysRange {
     }
 }
 
+/// Parses a number the way configfs and `memmap=` write addresses and sizes: decimal, or hex
+/// with `0x`, optionally followed by `K`, `M` or `G` (binary multiples). White space around it
+/// (a trailing newline from `echo`) is ignored. `None` for anything else or an overflow.
+pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {
+    let text = core::str::from_utf8(text.trim_ascii()).ok()?;
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    let value = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<u64>().ok()?,
+    };
+    value.checked_mul(1 << shift)
+}
+
+/// Parses octal permission bits (`660`, `0660`): `None` for anything else or bits above 0o777.
+pub(crate) fn parse_mode(text: &[u8]) -> Option<u16> {
+    let text = core::str::from_utf8(text.trim_ascii()).ok()?;
+    let mode = u16::from_str_radix(text, 8).ok()?;
+    (mode <= 0o777).then_some(mode)
+}
+
 #[kunit_tests(carveout_range)]
 mod tests {
     use super::*;
@@ -140,6 +165,30 @@ mod tests {
             Err(RangeError::Wraps)
         );
         assert!(PhysRange::new(u64::MAX - PAGE + 1, PAGE).is_ok());
+    }
+
+    #[test]
+    fn parses_numbers() {
+        assert_eq!(parse_u64(b"0x8000000\n"), Some(0x800_0000));
+        assert_eq!(parse_u64(b"134217728"), Some(128 * MIB));
+        assert_eq!(parse_u64(b"64M"), Some(64 * MIB));
+        assert_eq!(parse_u64(b"2G"), Some(2048 * MIB));
+        assert_eq!(parse_u64(b"4k"), Some(4096));
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"-1"), None);
+        assert_eq!(parse_u64(b"12abc"), None);
+        assert_eq!(parse_u64(b"0x"), None);
+        assert_eq!(parse_u64(b"99999999999999999999"), None);
+        assert_eq!(parse_u64(b"17179869184G"), None);
+    }
+
+    #[test]
+    fn parses_modes() {
+        assert_eq!(parse_mode(b"0660\n"), Some(0o660));
+        assert_eq!(parse_mode(b"600"), Some(0o600));
+        assert_eq!(parse_mode(b"0888"), None);
+        assert_eq!(parse_mode(b"1777"), None);
+        assert_eq!(parse_mode(b"rw"), None);
     }
 
     #[test]

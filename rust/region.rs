@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A claimed carve-out: the range, its claim in the iomem tree, and what may be done with it.
+//! A claimed carve-out: the range, its claim in the iomem tree, its cache attribute, and what
+//! may be done with it.
 
 use kernel::{
     device::Device,
     mm::virt::VmaNew,
+    new_spinlock,
     page::PAGE_SIZE,
     prelude::*,
-    sync::Arc, //
+    str::CString,
+    sync::{
+        Arc,
+        SpinLock, //
+    },
 };
 
 use crate::{
     abi,
+    attr::CacheAttr,
     range::{
         PhysRange,
         RangeError,
@@ -20,6 +27,7 @@ use crate::{
     sys::{
         self,
         IomemClaim,
+        MapCounter,
         RamOverlap, //
     },
 };
@@ -27,11 +35,23 @@ use crate::{
 /// The name the claim carries in `/proc/iomem`.
 const CLAIM_NAME: &CStr = c"carveout";
 
+/// What may change while the region exists.
+struct State {
+    attr: CacheAttr,
+    /// VMAs mapping the region now (`BUSY`).
+    maps: u64,
+    /// Open files of the region.
+    opens: u64,
+}
+
 /// A carve-out that this driver holds. Shared by the bound device and every open file, so the
-/// claim outlives the last user even if the device is unbound first.
+/// claim outlives the last user even if the device goes first.
+#[pin_data]
 pub(crate) struct Region {
     range: PhysRange,
-    name: &'static CStr,
+    name: CString,
+    #[pin]
+    state: SpinLock<State>,
     /// Released (and the range handed back to the iomem tree) on drop.
     _claim: IomemClaim,
 }
@@ -40,18 +60,27 @@ impl Region {
     /// Checks that `[base, base + size)` is a reserved range nobody else holds, and claims it.
     ///
     /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, or touches System RAM;
-    /// `EBUSY` for a range something else already claimed. Each says why in one line on `dev`.
-    /// Nothing reads or writes the memory.
+    /// `EBUSY` for a range something else already claimed; `EOPNOTSUPP` for an attribute the
+    /// CPU cannot give. Each says why in one line on `dev`. Nothing reads or writes the memory.
     pub(crate) fn claim(
         dev: &Device,
         base: u64,
         size: u64,
-        name: &'static CStr,
+        name: CString,
+        attr: CacheAttr,
     ) -> Result<Arc<Self>> {
         let range = PhysRange::new(base, size).map_err(|err: RangeError| {
             dev_err!(dev, "refusing {:#x}+{:#x}: {}\n", base, size, err.reason());
             EINVAL
         })?;
+        if attr.needs_pat() && !sys::pat_enabled() {
+            dev_err!(
+                dev,
+                "refusing attribute {}: this CPU has no PAT in use\n",
+                attr.name()
+            );
+            return Err(EOPNOTSUPP);
+        }
         if sys::system_ram_overlap(&range)? == RamOverlap::Intersects {
             dev_err!(
                 dev,
@@ -72,20 +101,60 @@ impl Region {
         })?;
         dev_info!(
             dev,
-            "claimed {:#x}-{:#x} ({} KiB) as /dev/{}\n",
+            "claimed {:#x}-{:#x} ({} KiB, {}) as {}\n",
             range.base(),
             range.last(),
             range.size() / 1024,
-            name
+            attr.name(),
+            name.to_str().unwrap_or("?")
         );
-        Ok(Arc::new(
-            Self {
+        Arc::pin_init(
+            try_pin_init!(Self {
                 range,
                 name,
+                state <- new_spinlock!(State {
+                    attr,
+                    maps: 0,
+                    opens: 0,
+                }),
                 _claim: claim,
-            },
+            }),
             GFP_KERNEL,
-        )?)
+        )
+    }
+
+    pub(crate) fn range(&self) -> &PhysRange {
+        &self.range
+    }
+
+    pub(crate) fn attr(&self) -> CacheAttr {
+        self.state.lock().attr
+    }
+
+    /// VMAs mapping the region now.
+    pub(crate) fn map_count(&self) -> u64 {
+        self.state.lock().maps
+    }
+
+    /// Whether a file has the region open (a mapping keeps its file open).
+    pub(crate) fn in_use(&self) -> bool {
+        self.state.lock().opens > 0
+    }
+
+    pub(crate) fn file_opened(&self) {
+        self.state.lock().opens += 1;
+    }
+
+    pub(crate) fn file_closed(&self) {
+        let mut state = self.state.lock();
+        state.opens = state.opens.saturating_sub(1);
+    }
+
+    /// The `CARVEOUT_MR_*` flags: the attribute bit and the state.
+    fn flags(&self) -> u32 {
+        let state = self.state.lock();
+        let busy = if state.maps > 0 { abi::MR_BUSY } else { 0 };
+        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy
     }
 
     /// What `CARVEOUT_GET_INFO` reports.
@@ -95,20 +164,45 @@ impl Region {
             info_size: core::mem::size_of::<abi::Info>() as u32,
             base: self.range.base(),
             size: self.range.size(),
-            flags: abi::MR_WRITEBACK | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE,
+            flags: self.flags(),
             ..Default::default()
         };
-        let name = self.name.to_bytes();
-        // Leave at least one NUL at the end.
-        let len = name.len().min(info.name.len() - 1);
-        info.name[..len].copy_from_slice(&name[..len]);
+        copy_truncated(&mut info.name[..31], self.name.to_bytes());
         info
     }
 
-    /// Maps the window of the region that `vma` asks for (its page offset and length).
+    /// What `CARVEOUT_GET_ATTR` reports: the region as a `mem(4)` range descriptor.
+    pub(crate) fn range_desc(&self) -> abi::RangeDesc {
+        let mut desc = abi::RangeDesc {
+            base: self.range.base(),
+            len: self.range.size(),
+            flags: self.flags(),
+            ..Default::default()
+        };
+        copy_truncated(&mut desc.owner, CLAIM_NAME.to_bytes());
+        desc
+    }
+
+    /// Changes the cache attribute (`CARVEOUT_SET_ATTR`): `EBUSY` while mapped, since the old
+    /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it.
+    pub(crate) fn set_attr(&self, attr: CacheAttr) -> Result {
+        if attr.needs_pat() && !sys::pat_enabled() {
+            return Err(EOPNOTSUPP);
+        }
+        let mut state = self.state.lock();
+        if state.maps > 0 {
+            return Err(EBUSY);
+        }
+        state.attr = attr;
+        Ok(())
+    }
+
+    /// Maps the window of the region that `vma` asks for (its page offset and length), with
+    /// the region's cache attribute.
     ///
     /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
-    /// does not lie inside the region.
+    /// does not lie inside the region; `EACCES` for a writable mapping of a write-protected
+    /// region.
     pub(crate) fn map(&self, vma: &VmaNew) -> Result {
         if !sys::vma_is_shared(vma) {
             return Err(EINVAL);
@@ -121,6 +215,48 @@ impl Region {
             WindowError::OutOfRange => ENXIO,
             WindowError::Overflow => EINVAL,
         })?;
-        sys::map_window(vma, window)
+
+        // Count the mapping before it exists, so `set_attr` cannot change the type under it.
+        let attr = {
+            let mut state = self.state.lock();
+            if !state.attr.allows_write() && vma.writable() {
+                return Err(EACCES);
+            }
+            state.maps += 1;
+            state.attr
+        };
+        if !attr.allows_write() {
+            // No later mprotect(PROT_WRITE) either.
+            if let Err(err) = vma.try_clear_maywrite() {
+                self.vma_closed();
+                return Err(err);
+            }
+        }
+        sys::set_cache_attr(vma, attr);
+        if let Err(err) = sys::map_window(vma, window) {
+            self.vma_closed();
+            return Err(err);
+        }
+        // SAFETY: The VMA holds its file, and the file holds an `Arc` of this region until it
+        // is released, after the last VMA of it is closed.
+        unsafe { sys::count_mappings(vma, self) };
+        Ok(())
     }
+}
+
+impl MapCounter for Region {
+    fn vma_opened(&self) {
+        self.state.lock().maps += 1;
+    }
+
+    fn vma_closed(&self) {
+        let mut state = self.state.lock();
+        state.maps = state.maps.saturating_sub(1);
+    }
+}
+
+/// Copies `src` into `dst`, cut to fit; the rest of `dst` stays as it was (zero).
+fn copy_truncated(dst: &mut [u8], src: &[u8]) {
+    let len = src.len().min(dst.len());
+    dst[..len].copy_from_slice(&src[..len]);
 }

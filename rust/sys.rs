@@ -10,9 +10,12 @@ use kernel::{
     prelude::*, //
 };
 
-use crate::range::{
-    PhysRange,
-    Window, //
+use crate::{
+    attr::CacheAttr,
+    range::{
+        PhysRange,
+        Window, //
+    },
 };
 
 /// How a physical range relates to System RAM.
@@ -115,4 +118,92 @@ pub(crate) fn map_window(vma: &VmaNew, window: Window) -> Result {
     kernel::error::to_result(unsafe {
         bindings::remap_pfn_range(vma, start, pfn, len, (*vma).vm_page_prot)
     })
+}
+
+/// Whether the CPU's page attribute table is in use: without it, x86 can give only write-back
+/// and uncached mappings.
+pub(crate) fn pat_enabled() -> bool {
+    // SAFETY: `pat_enabled` only reads a boot-time flag.
+    unsafe { bindings::pat_enabled() }
+}
+
+/// The page-table cache bits (PWT, PCD, PAT) of an x86 PTE.
+const PTE_CACHE_MASK: usize = (1 << bindings::_PAGE_BIT_PWT)
+    | (1 << bindings::_PAGE_BIT_PCD)
+    | (1 << bindings::_PAGE_BIT_PAT);
+
+/// Gives the VMA's future page-table entries the memory type of `attr`.
+///
+/// Write-protect keeps the type for read-only mappings; the caller refuses writable ones.
+pub(crate) fn set_cache_attr(vma: &VmaNew, attr: CacheAttr) {
+    let mode = match attr {
+        // As pgprot_noncached() does: UC- (uncached unless an MTRR says write-combining).
+        CacheAttr::Uncached => bindings::page_cache_mode__PAGE_CACHE_MODE_UC_MINUS,
+        CacheAttr::WriteCombining => bindings::page_cache_mode__PAGE_CACHE_MODE_WC,
+        CacheAttr::WriteThrough => bindings::page_cache_mode__PAGE_CACHE_MODE_WT,
+        CacheAttr::WriteBack => bindings::page_cache_mode__PAGE_CACHE_MODE_WB,
+        CacheAttr::WriteProtect => bindings::page_cache_mode__PAGE_CACHE_MODE_WP,
+    };
+    // SAFETY: `cachemode2protval` only reads the PAT translation table set up at boot.
+    let bits = unsafe { bindings::cachemode2protval(mode) };
+    let vma = vma.as_ptr();
+    // SAFETY: `vma` is being set up by `mmap` under the mmap lock (the `VmaNew` contract), so
+    // nothing else reads or writes its `vm_page_prot` now.
+    unsafe {
+        let prot = &mut (*vma).vm_page_prot.pgprot;
+        *prot = (*prot & !PTE_CACHE_MASK) | bits;
+    }
+}
+
+/// Something that counts the VMAs mapping it.
+pub(crate) trait MapCounter: Sync {
+    /// A VMA now maps it (a new mapping, or a copy by fork or a split).
+    fn vma_opened(&self);
+    /// A VMA that mapped it is gone.
+    fn vma_closed(&self);
+}
+
+/// The `vm_operations_struct` for VMAs of a `T`: `open` and `close` keep its count.
+struct CountingVmOps<T>(core::marker::PhantomData<T>);
+
+impl<T: MapCounter> CountingVmOps<T> {
+    const OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        open: Some(Self::open),
+        close: Some(Self::close),
+        ..pin_init::zeroed()
+    };
+
+    /// # Safety
+    ///
+    /// `vma` is a VMA set up by [`count_mappings`], so its private data points to a live `T`.
+    unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: By the function's safety requirement.
+        let counter = unsafe { &*(*vma).vm_private_data.cast::<T>() };
+        counter.vma_opened();
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Self::open`].
+    unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: By the function's safety requirement.
+        let counter = unsafe { &*(*vma).vm_private_data.cast::<T>() };
+        counter.vma_closed();
+    }
+}
+
+/// Makes `counter` count this VMA and every copy of it until each is unmapped. Call it last in
+/// `mmap`, once the mapping has succeeded and `counter.vma_opened()` has been called for it.
+///
+/// # Safety
+///
+/// `counter` must outlive the VMA and its copies (for example: the VMA's file owns it).
+pub(crate) unsafe fn count_mappings<T: MapCounter>(vma: &VmaNew, counter: &T) {
+    let vma = vma.as_ptr();
+    // SAFETY: `vma` is being set up under the mmap lock; the ops are a `'static` constant and
+    // the private data outlives the VMA by the function's safety requirement.
+    unsafe {
+        (*vma).vm_ops = const { &CountingVmOps::<T>::OPS };
+        (*vma).vm_private_data = core::ptr::from_ref(counter).cast_mut().cast();
+    }
 }

@@ -107,14 +107,16 @@ case_refuses_already_claimed() {
     expect_refused 'Device or resource busy' 'already claimed' "base=$(hex "$PMEM_BASE")" "size=$(hex "$PMEM_SIZE")"
 }
 
+# case_kunit SUITE: the module's KUnit suite SUITE, run at load, passed.
 case_kunit() {
-    dmesg | grep -E "^\[[ 0-9.]*\] *(# |ok |not ok ).*carveout_range" | sed 's/^/# /'
-    dmesg | grep -qE "ok [0-9]+ carveout_range\$"
+    dmesg | grep -E "^\[[ 0-9.]*\] *(# |ok |not ok ).*$1" | sed 's/^/# /'
+    dmesg | grep -qE "\] ok [0-9]+ $1\$"
 }
 
 suite_skeleton() {
     run_case load_claims_region case_load_claims_region
-    run_case kunit_carveout_range case_kunit
+    run_case kunit_carveout_range case_kunit carveout_range
+    run_case kunit_carveout_attr case_kunit carveout_attr
     run_case info_ioctl case_info_ioctl
     run_case mmap_roundtrip_c carveout_test roundtrip "$DEV" 0xc0ffee
     run_case mmap_roundtrip_rust carveout-test roundtrip --seed 0x7e57

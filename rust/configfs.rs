@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Regions created at runtime through configfs, in the style of rnull's `configfs.rs`:
+//!
+//! ```text
+//! mkdir /sys/kernel/config/carveout/dma0
+//! cd /sys/kernel/config/carveout/dma0
+//! echo 0x8000000 > base; echo 64M > size        # size also takes a K/M/G suffix
+//! echo wc > attr; echo 0660 > mode; echo 27 > gid
+//! echo 1 > enable                               # claims it: /dev/carveout/dma0
+//! echo 0 > enable; cd ..; rmdir dma0            # releases it
+//! ```
+//!
+//! `enable` = 1 creates a platform device describing the region; the driver binds to it and
+//! claims the range, or the write fails with the driver's errno (and its `dmesg` line).
+//! `enable` = 0 refuses with `EBUSY` while the region is open or mapped. `base` and `size`
+//! cannot change while enabled (`FIXBASE`, `FIXLEN`); `attr` can, unless it is mapped.
+
+use core::fmt::{
+    self,
+    Write, //
+};
+
+use kernel::{
+    configfs::{
+        self,
+        AttributeOperations, //
+    },
+    configfs_attrs,
+    new_mutex,
+    page::PAGE_SIZE,
+    prelude::*,
+    str::{
+        kstrtobool_bytes,
+        CString,
+        Formatter, //
+    },
+    sync::{
+        Arc,
+        Mutex, //
+    },
+};
+
+use crate::{
+    attr::CacheAttr,
+    driver,
+    platform_device::{
+        PlatformDeviceRegistration,
+        RegionSpec, //
+    },
+    range::{
+        parse_mode,
+        parse_u64, //
+    },
+    region::Region,
+};
+
+/// The `carveout` configfs subsystem: one directory per region.
+pub(crate) fn subsystem() -> impl PinInit<configfs::Subsystem<Regions>, Error> {
+    let item_type = configfs_attrs! {
+        container: configfs::Subsystem<Regions>,
+        data: Regions,
+        child: RegionConfig,
+        attributes: [],
+    };
+    configfs::Subsystem::new(c"carveout", item_type, try_pin_init!(Regions {}))
+}
+
+#[pin_data]
+pub(crate) struct Regions {}
+
+#[vtable]
+impl configfs::GroupOperations for Regions {
+    type Child = RegionConfig;
+
+    fn make_group(&self, name: &CStr) -> Result<impl PinInit<configfs::Group<RegionConfig>, Error>> {
+        let item_type = configfs_attrs! {
+            container: configfs::Group<RegionConfig>,
+            data: RegionConfig,
+            attributes: [
+                base: 0,
+                size: 1,
+                attr: 2,
+                mode: 3,
+                gid: 4,
+                enable: 5,
+            ],
+        };
+        Ok(configfs::Group::new(
+            name.try_into()?,
+            item_type,
+            try_pin_init!(RegionConfig {
+                inner <- new_mutex!(ConfigInner {
+                    name: name.try_into()?,
+                    base: 0,
+                    size: 0,
+                    attr: CacheAttr::WriteBack,
+                    mode: 0o600,
+                    gid: 0,
+                    enabled: None,
+                }),
+            }),
+        ))
+    }
+}
+
+/// One region directory.
+#[pin_data]
+pub(crate) struct RegionConfig {
+    #[pin]
+    inner: Mutex<ConfigInner>,
+}
+
+struct ConfigInner {
+    /// The directory's name: the node is `/dev/carveout/<name>`.
+    name: CString,
+    base: u64,
+    size: u64,
+    attr: CacheAttr,
+    mode: u16,
+    gid: u32,
+    /// The device and its region while enabled.
+    enabled: Option<(PlatformDeviceRegistration, Arc<Region>)>,
+}
+
+impl ConfigInner {
+    fn spec(&self) -> Result<RegionSpec> {
+        let name = self.name.to_str()?;
+        Ok(RegionSpec {
+            base: self.base,
+            size: self.size,
+            name: CString::try_from_fmt(fmt!("carveout-{name}"))?,
+            path: Some(CString::try_from_fmt(fmt!("carveout/{name}"))?),
+            attr: self.attr,
+            mode: self.mode,
+            gid: self.gid,
+        })
+    }
+
+    /// Refuses a change of what `enable` fixed (base, size, mode, gid).
+    fn unless_enabled(&mut self) -> Result<&mut Self> {
+        if self.enabled.is_some() {
+            return Err(EBUSY);
+        }
+        Ok(self)
+    }
+}
+
+/// Writes `value` and a newline into a configfs page.
+fn show_line(page: &mut [u8; PAGE_SIZE], value: fmt::Arguments<'_>) -> Result<usize> {
+    let mut out = Formatter::new(page);
+    out.write_fmt(value)?;
+    out.write_str("\n")?;
+    Ok(out.bytes_written())
+}
+
+/// The value a store writes, as `base`/`size` take it: decimal, `0x` hex, K/M/G suffix.
+fn stored_u64(page: &[u8]) -> Result<u64> {
+    parse_u64(page).ok_or_else(|| {
+        pr_err!("configfs: not a number: {:?}\n", BStrLossy(page));
+        EINVAL
+    })
+}
+
+/// Bytes shown as text, for error lines.
+struct BStrLossy<'a>(&'a [u8]);
+
+impl fmt::Debug for BStrLossy<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.trim_ascii();
+        match core::str::from_utf8(text) {
+            Ok(text) if text.len() <= 32 => write!(f, "{text:?}"),
+            _ => write!(f, "<{} bytes>", text.len()),
+        }
+    }
+}
+
+#[vtable]
+impl AttributeOperations<0> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{:#x}", this.inner.lock().base))
+    }
+
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let value = stored_u64(page)?;
+        this.inner.lock().unless_enabled()?.base = value;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<1> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{:#x}", this.inner.lock().size))
+    }
+
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let value = stored_u64(page)?;
+        this.inner.lock().unless_enabled()?.size = value;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<2> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{}", this.inner.lock().attr.name()))
+    }
+
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let attr = CacheAttr::parse(page).ok_or_else(|| {
+            pr_err!("configfs: attr must be uc, wc, wt, wb or wp, not {:?}\n", BStrLossy(page));
+            EINVAL
+        })?;
+        let mut inner = this.inner.lock();
+        if let Some((_, region)) = &inner.enabled {
+            region.set_attr(attr)?;
+        }
+        inner.attr = attr;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<3> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{:04o}", this.inner.lock().mode))
+    }
+
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let mode = parse_mode(page).ok_or_else(|| {
+            pr_err!("configfs: mode must be octal permission bits, not {:?}\n", BStrLossy(page));
+            EINVAL
+        })?;
+        this.inner.lock().unless_enabled()?.mode = mode;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<4> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{}", this.inner.lock().gid))
+    }
+
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let gid = stored_u64(page)?.try_into().map_err(|_| EINVAL)?;
+        this.inner.lock().unless_enabled()?.gid = gid;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<5> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{}", u8::from(this.inner.lock().enabled.is_some())))
+    }
+
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let enable = kstrtobool_bytes(page)?;
+        let mut inner = this.inner.lock();
+        match (&inner.enabled, enable) {
+            (None, true) => {
+                let spec = inner.spec()?;
+                inner.enabled = Some(driver::create_region(&spec, None)?);
+            }
+            (Some((_, region)), false) => {
+                if region.in_use() {
+                    return Err(EBUSY);
+                }
+                inner.enabled = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
