@@ -98,7 +98,10 @@ mod tests {
             CacheAttr::from_flags(abi::MR_UNCACHEABLE | abi::MR_WRITEBACK),
             None
         );
-        assert_eq!(CacheAttr::from_flags(abi::MR_WRITEBACK | abi::MR_BUSY), None);
+        assert_eq!(
+            CacheAttr::from_flags(abi::MR_WRITEBACK | abi::MR_BUSY),
+            None
+        );
         assert_eq!(CacheAttr::from_flags(1 << 20), None);
     }
 

@@ -68,9 +68,10 @@ impl MiscDevice for RegionFile {
                 if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
                     return Err(EBADF);
                 }
-                let desc: abi::RangeDesc = UserSlice::new(user, core::mem::size_of::<abi::RangeDesc>())
-                    .reader()
-                    .read()?;
+                let desc: abi::RangeDesc =
+                    UserSlice::new(user, core::mem::size_of::<abi::RangeDesc>())
+                        .reader()
+                        .read()?;
                 let attr = CacheAttr::from_flags(desc.flags).ok_or(EINVAL)?;
                 region.set_attr(attr)?;
             }

@@ -26,8 +26,7 @@ use kernel::{
         self,
         AttributeOperations, //
     },
-    configfs_attrs,
-    new_mutex,
+    configfs_attrs, new_mutex,
     page::PAGE_SIZE,
     prelude::*,
     str::{
@@ -73,7 +72,10 @@ pub(crate) struct Regions {}
 impl configfs::GroupOperations for Regions {
     type Child = RegionConfig;
 
-    fn make_group(&self, name: &CStr) -> Result<impl PinInit<configfs::Group<RegionConfig>, Error>> {
+    fn make_group(
+        &self,
+        name: &CStr,
+    ) -> Result<impl PinInit<configfs::Group<RegionConfig>, Error>> {
         let item_type = configfs_attrs! {
             container: configfs::Group<RegionConfig>,
             data: RegionConfig,
@@ -215,7 +217,10 @@ impl AttributeOperations<2> for RegionConfig {
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
         let attr = CacheAttr::parse(page).ok_or_else(|| {
-            pr_err!("configfs: attr must be uc, wc, wt, wb or wp, not {:?}\n", BStrLossy(page));
+            pr_err!(
+                "configfs: attr must be uc, wc, wt, wb or wp, not {:?}\n",
+                BStrLossy(page)
+            );
             EINVAL
         })?;
         let mut inner = this.inner.lock();
@@ -237,7 +242,10 @@ impl AttributeOperations<3> for RegionConfig {
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
         let mode = parse_mode(page).ok_or_else(|| {
-            pr_err!("configfs: mode must be octal permission bits, not {:?}\n", BStrLossy(page));
+            pr_err!(
+                "configfs: mode must be octal permission bits, not {:?}\n",
+                BStrLossy(page)
+            );
             EINVAL
         })?;
         this.inner.lock().unless_enabled()?.mode = mode;
@@ -265,7 +273,10 @@ impl AttributeOperations<5> for RegionConfig {
     type Data = RegionConfig;
 
     fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        show_line(page, fmt!("{}", u8::from(this.inner.lock().enabled.is_some())))
+        show_line(
+            page,
+            fmt!("{}", u8::from(this.inner.lock().enabled.is_some())),
+        )
     }
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {

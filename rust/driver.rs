@@ -15,7 +15,6 @@ use kernel::{
     sync::Arc,
 };
 
-
 use crate::{
     chardev::RegionFile,
     node::{

@@ -194,6 +194,8 @@ struct DeviceAttr(bindings::device_attribute);
 // SAFETY: Never written after initialisation; sysfs only reads it.
 unsafe impl Sync for DeviceAttr {}
 
+// The update fills the lockdep fields `struct attribute` has in debug kernels.
+#[allow(clippy::needless_update)]
 const fn read_only<F: ShowRegion>(name: &'static CStr) -> DeviceAttr {
     DeviceAttr(bindings::device_attribute {
         attr: bindings::attribute {

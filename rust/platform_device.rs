@@ -68,9 +68,7 @@ impl RegionSpec {
                 dev_err!(dev, "refusing attribute flags {:#x}\n", flags);
                 EINVAL
             })?,
-            mode: node
-                .property_read::<u16>(PROP_MODE)
-                .required_by(dev)?,
+            mode: node.property_read::<u16>(PROP_MODE).required_by(dev)?,
             gid: node.property_read::<u32>(PROP_GID).required_by(dev)?,
         })
     }

@@ -120,7 +120,10 @@ pub(crate) fn parse_u64(text: &[u8]) -> Option<u64> {
         b'G' | b'g' => (&text[..text.len() - 1], 30),
         _ => (text, 0),
     };
-    let value = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         Some(hex) => u64::from_str_radix(hex, 16).ok()?,
         None => digits.parse::<u64>().ok()?,
     };

@@ -8,6 +8,9 @@
 #define FIELD(name) \
 	printf("pub const OFFSET_" #name ": usize = %zu;\n", offsetof(struct carveout_info, name))
 
+#define DESC(name) \
+	printf("pub const OFFSET_DESC_" #name ": usize = %zu;\n", offsetof(struct carveout_range_desc, name))
+
 int main(void)
 {
 	printf("pub const SIZEOF_INFO: usize = %zu;\n", sizeof(struct carveout_info));
@@ -18,6 +21,17 @@ int main(void)
 	FIELD(flags);
 	FIELD(name);
 	FIELD(__reserved);
+	printf("pub const SIZEOF_RANGE_DESC: usize = %zu;\n", sizeof(struct carveout_range_desc));
+	DESC(base);
+	DESC(len);
+	DESC(flags);
+	DESC(owner);
+	printf("pub const GET_ATTR: u32 = %#x;\n", (unsigned int)CARVEOUT_GET_ATTR);
+	printf("pub const SET_ATTR: u32 = %#x;\n", (unsigned int)CARVEOUT_SET_ATTR);
+	printf("pub const MR_UNCACHEABLE: u32 = %#x;\n", CARVEOUT_MR_UNCACHEABLE);
+	printf("pub const MR_WRITECOMBINE: u32 = %#x;\n", CARVEOUT_MR_WRITECOMBINE);
+	printf("pub const MR_WRITETHROUGH: u32 = %#x;\n", CARVEOUT_MR_WRITETHROUGH);
+	printf("pub const MR_WRITEPROTECT: u32 = %#x;\n", CARVEOUT_MR_WRITEPROTECT);
 	printf("pub const ABI_VERSION: u32 = %u;\n", CARVEOUT_ABI_VERSION);
 	printf("pub const GET_INFO: u32 = %#x;\n", (unsigned int)CARVEOUT_GET_INFO);
 	printf("pub const MR_ATTR_MASK: u32 = %#x;\n", CARVEOUT_MR_ATTR_MASK);

@@ -37,24 +37,16 @@ case_survives_reload() {
 # A mapping keeps the module: rmmod fails while it exists (the device itself is closed) and
 # succeeds once it is gone.
 case_rmmod_busy_while_mapped() {
-    carveout-test hold --seconds 60 >/tmp/hold.out &
-    holder=$!
-    tries=0
-    until grep -q holding /tmp/hold.out; do
-        tries=$((tries + 1))
-        [ "$tries" -lt 50 ] || { say "the holder never mapped"; kill "$holder"; return 1; }
-        sleep 0.1
-    done
+    hold_mapping || return 1
     if rmmod carveout 2>/tmp/rmmod.err; then
         say "rmmod succeeded under a mapping"
-        kill "$holder"
+        release_mapping
         return 1
     fi
     say "rmmod under a mapping: $(cat /tmp/rmmod.err)"
     ok=0
     iomem_claim_inside_reserved "$BASE" "$LAST" carveout || { say "the claim went away"; ok=1; }
-    kill "$holder"
-    wait "$holder" 2>/dev/null
+    release_mapping
     rmmod carveout || { say "rmmod failed after munmap"; ok=1; }
     load || ok=1
     return "$ok"

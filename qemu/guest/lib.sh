@@ -8,6 +8,38 @@ mount_all() {
     mount -t devtmpfs devtmpfs /dev 2>/dev/null || true
     mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
     mount -t tmpfs tmpfs /tmp
+    mount -t configfs configfs /sys/kernel/config 2>/dev/null || true
+}
+
+# hold_mapping [--dev DEV] [--read-only]: maps the whole region in the background (device
+# closed, mapping kept) and waits until it is mapped; the holder's pid is in $holder.
+hold_mapping() {
+    dev_arg=""
+    if [ "${1:-}" = --dev ]; then
+        dev_arg="--dev $2"
+        shift 2
+    fi
+    rm -f /tmp/hold.out
+    # shellcheck disable=SC2086 # dev_arg is empty or two words
+    carveout-test $dev_arg hold --seconds 120 "$@" >/tmp/hold.out 2>&1 &
+    holder=$!
+    tries=0
+    until grep -qs holding /tmp/hold.out; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 100 ] || ! kill -0 "$holder" 2>/dev/null; then
+            say "the holder never mapped: $(cat /tmp/hold.out)"
+            kill "$holder" 2>/dev/null
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# Ends the mapping hold_mapping made.
+release_mapping() {
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+    return 0
 }
 
 say() { echo "# $*"; }

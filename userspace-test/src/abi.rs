@@ -14,7 +14,11 @@ mod c {
 pub const ABI_VERSION: u32 = 1;
 
 pub const MR_ATTR_MASK: u32 = 0x1f;
+pub const MR_UNCACHEABLE: u32 = 1 << 0;
+pub const MR_WRITECOMBINE: u32 = 1 << 1;
+pub const MR_WRITETHROUGH: u32 = 1 << 2;
 pub const MR_WRITEBACK: u32 = 1 << 3;
+pub const MR_WRITEPROTECT: u32 = 1 << 4;
 pub const MR_FIXBASE: u32 = 1 << 5;
 pub const MR_FIXLEN: u32 = 1 << 6;
 pub const MR_ACTIVE: u32 = 1 << 27;
@@ -46,8 +50,38 @@ impl Info {
     }
 }
 
+/// `struct carveout_range_desc`: the region as a `mem(4)` memory-range descriptor.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeDesc {
+    pub base: u64,
+    pub len: u64,
+    pub flags: u32,
+    pub pad0: u32,
+    pub owner: [u8; 8],
+}
+
+/// The cache attributes by their short names, as configfs and sysfs write them.
+pub const ATTR_NAMES: [(&str, u32); 5] = [
+    ("uc", MR_UNCACHEABLE),
+    ("wc", MR_WRITECOMBINE),
+    ("wt", MR_WRITETHROUGH),
+    ("wb", MR_WRITEBACK),
+    ("wp", MR_WRITEPROTECT),
+];
+
+/// The short name of the attribute bit in `flags`, if exactly one is set.
+pub fn attr_name(flags: u32) -> Option<&'static str> {
+    ATTR_NAMES
+        .iter()
+        .find(|(_, bit)| flags & MR_ATTR_MASK == *bit)
+        .map(|(name, _)| *name)
+}
+
 const IOCTL_MAGIC: u8 = 0xCA;
 pub const GET_INFO: Opcode = opcode::read::<Info>(IOCTL_MAGIC, 0x40);
+pub const GET_ATTR: Opcode = opcode::read::<RangeDesc>(IOCTL_MAGIC, 0x41);
+pub const SET_ATTR: Opcode = opcode::write::<RangeDesc>(IOCTL_MAGIC, 0x42);
 
 // The mirror must agree with the header, field by field.
 const _: () = {
@@ -60,9 +94,20 @@ const _: () = {
     assert!(offset_of!(Info, name) == c::OFFSET_name);
     assert!(offset_of!(Info, reserved) == c::OFFSET___reserved);
     assert!(ABI_VERSION == c::ABI_VERSION);
-    assert!(GET_INFO as u32 == c::GET_INFO);
+    assert!(GET_INFO == c::GET_INFO);
+    assert!(size_of::<RangeDesc>() == c::SIZEOF_RANGE_DESC);
+    assert!(offset_of!(RangeDesc, base) == c::OFFSET_DESC_base);
+    assert!(offset_of!(RangeDesc, len) == c::OFFSET_DESC_len);
+    assert!(offset_of!(RangeDesc, flags) == c::OFFSET_DESC_flags);
+    assert!(offset_of!(RangeDesc, owner) == c::OFFSET_DESC_owner);
+    assert!(GET_ATTR == c::GET_ATTR);
+    assert!(SET_ATTR == c::SET_ATTR);
     assert!(MR_ATTR_MASK == c::MR_ATTR_MASK);
+    assert!(MR_UNCACHEABLE == c::MR_UNCACHEABLE);
+    assert!(MR_WRITECOMBINE == c::MR_WRITECOMBINE);
+    assert!(MR_WRITETHROUGH == c::MR_WRITETHROUGH);
     assert!(MR_WRITEBACK == c::MR_WRITEBACK);
+    assert!(MR_WRITEPROTECT == c::MR_WRITEPROTECT);
     assert!(MR_FIXBASE == c::MR_FIXBASE);
     assert!(MR_FIXLEN == c::MR_FIXLEN);
     assert!(MR_ACTIVE == c::MR_ACTIVE);

@@ -8,7 +8,7 @@ use std::{
 
 use rustix::{
     fs::{open, Mode, OFlags},
-    ioctl::{ioctl, Getter},
+    ioctl::{ioctl, Getter, Setter},
     mm::{mmap, munmap, MapFlags, ProtFlags},
 };
 
@@ -24,8 +24,13 @@ pub struct Region {
 impl Region {
     /// Opens the region device at `path` for reading and writing.
     pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
+        Self::open_with(path, OFlags::RDWR)
+    }
+
+    /// Opens the region device at `path` with the access mode in `flags` (`RDONLY`, `RDWR`).
+    pub fn open_with(path: impl AsRef<Path>, flags: OFlags) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let fd = open(&path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        let fd = open(&path, flags | OFlags::CLOEXEC, Mode::empty())
             .map_err(|err| annotate(err.into(), format!("open {}", path.display())))?;
         Ok(Self { fd, path })
     }
@@ -51,6 +56,41 @@ impl Region {
         Ok(info)
     }
 
+    /// The region as a `mem(4)` range descriptor (`CARVEOUT_GET_ATTR`).
+    pub fn range_desc(&self) -> io::Result<abi::RangeDesc> {
+        // SAFETY: GET_ATTR writes exactly one `abi::RangeDesc`.
+        unsafe { ioctl(&self.fd, Getter::<{ abi::GET_ATTR }, abi::RangeDesc>::new()) }.map_err(
+            |err| {
+                annotate(
+                    err.into(),
+                    format!("CARVEOUT_GET_ATTR on {}", self.path.display()),
+                )
+            },
+        )
+    }
+
+    /// Sets the cache attribute: `flags` is one `CARVEOUT_MR_*` attribute bit
+    /// (`CARVEOUT_SET_ATTR`).
+    pub fn set_attr(&self, flags: u32) -> io::Result<()> {
+        let desc = abi::RangeDesc {
+            flags,
+            ..Default::default()
+        };
+        // SAFETY: SET_ATTR reads exactly one `abi::RangeDesc`.
+        unsafe {
+            ioctl(
+                &self.fd,
+                Setter::<{ abi::SET_ATTR }, abi::RangeDesc>::new(desc),
+            )
+        }
+        .map_err(|err| {
+            annotate(
+                err.into(),
+                format!("CARVEOUT_SET_ATTR on {}", self.path.display()),
+            )
+        })
+    }
+
     /// Maps `[offset, offset + len)` of the region, shared, readable and writable.
     pub fn map(&self, offset: u64, len: usize) -> io::Result<Mapping> {
         self.map_with(
@@ -59,6 +99,11 @@ impl Region {
             ProtFlags::READ | ProtFlags::WRITE,
             MapFlags::SHARED,
         )
+    }
+
+    /// Maps `[offset, offset + len)` of the region, shared and read-only.
+    pub fn map_read_only(&self, offset: u64, len: usize) -> io::Result<Mapping> {
+        self.map_with(offset, len, ProtFlags::READ, MapFlags::SHARED)
     }
 
     /// Maps with the given protection and flags (for tests of what the driver refuses).
@@ -111,6 +156,13 @@ impl Mapping {
         );
         // In bounds (asserted); the mapping is page aligned, so every word is aligned.
         self.ptr.as_ptr().cast::<u64>().wrapping_add(index)
+    }
+
+    /// Asks for `prot` on the whole mapping (`mprotect`).
+    pub fn protect(&self, prot: rustix::mm::MprotectFlags) -> io::Result<()> {
+        // SAFETY: Changing the protection of our own mapping cannot invalidate Rust references:
+        // none point into it.
+        Ok(unsafe { rustix::mm::mprotect(self.ptr.as_ptr().cast::<c_void>(), self.len, prot) }?)
     }
 
     /// Reads 64-bit word `index`.

@@ -4,7 +4,7 @@
 
 use std::{io, process::ExitCode};
 
-use carveout::{devmem, Mismatch, Region};
+use carveout::{abi, devmem, Mismatch, Region};
 use clap::{Parser, Subcommand};
 use rustix::{
     io::Errno,
@@ -17,6 +17,9 @@ struct Cli {
     /// The region's device node.
     #[arg(long, default_value = "/dev/carveout0")]
     dev: String,
+    /// Drop to UID:GID[:GROUP,...] (supplementary groups) before opening the device.
+    #[arg(long, value_name = "UID:GID[:GROUPS]")]
+    as_user: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +52,21 @@ enum Command {
     Hold {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// Map it read-only (the only way a write-protected region maps).
+        #[arg(long)]
+        read_only: bool,
     },
+    /// Print the attribute and flags CARVEOUT_GET_ATTR reports.
+    AttrGet,
+    /// Set the cache attribute: uc, wc, wt, wb or wp (or a raw flags value with --raw).
+    AttrSet {
+        name: String,
+        /// NAME is a number, sent as the flags word as it is.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Check that a write-protected region refuses writable mappings and maps read-only.
+    WpCheck,
     /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
     DevmemVerify {
         #[arg(long, value_parser = parse_u64)]
@@ -72,7 +89,32 @@ fn parse_u64(s: &str) -> Result<u64, String> {
 /// A check that did not hold.
 struct Failed(String);
 
+/// Becomes the user `spec` names (`uid:gid[:g1,g2]`), as an unprivileged caller would be.
+/// The program is single-threaded here, so the per-thread calls change the whole process.
+fn become_user(spec: &str) -> io::Result<()> {
+    use rustix::thread::{set_thread_gid, set_thread_groups, set_thread_uid};
+    let bad = || io::Error::other(format!("{spec:?} is not UID:GID[:GROUPS]"));
+    let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    let mut parts = spec.split(':');
+    let uid = number(parts.next().ok_or_else(bad)?)?;
+    let gid = number(parts.next().ok_or_else(bad)?)?;
+    let groups = match parts.next() {
+        Some(list) if !list.is_empty() => list
+            .split(',')
+            .map(|g| number(g).map(rustix::fs::Gid::from_raw))
+            .collect::<io::Result<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    set_thread_groups(&groups)?;
+    set_thread_gid(rustix::fs::Gid::from_raw(gid))?;
+    set_thread_uid(rustix::fs::Uid::from_raw(uid))?;
+    Ok(())
+}
+
 fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
+    if let Some(user) = &cli.as_user {
+        become_user(user)?;
+    }
     if let Command::DevmemVerify { phys, len, seed } = cli.command {
         return Ok(devmem::verify(phys, len, seed)?.map_err(|m| mismatch("/dev/mem", m)));
     }
@@ -113,13 +155,50 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             }
         }
         Command::MmapBounds => mmap_bounds(&region, info.size),
-        Command::Hold { seconds } => {
-            let mapping = region.map(0, size)?;
+        Command::Hold { seconds, read_only } => {
+            let mapping = if read_only {
+                region.map_read_only(0, size)?
+            } else {
+                region.map(0, size)?
+            };
             drop(region);
             println!("holding a {}-byte mapping, device closed", mapping.len());
             std::thread::sleep(std::time::Duration::from_secs(seconds));
             Ok(())
         }
+        Command::AttrGet => {
+            let desc = region.range_desc()?;
+            let owner = String::from_utf8_lossy(&desc.owner);
+            println!(
+                "base={:#x} len={:#x} flags={:#x} attr={} busy={} owner={}",
+                desc.base,
+                desc.len,
+                desc.flags,
+                abi::attr_name(desc.flags).unwrap_or("?"),
+                u8::from(desc.flags & abi::MR_BUSY != 0),
+                owner.trim_end_matches('\0')
+            );
+            Ok(())
+        }
+        Command::AttrSet { ref name, raw } => {
+            let flags = if raw {
+                parse_u64(name)
+                    .ok()
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| io::Error::other(format!("{name:?} is not a 32-bit number")))?
+            } else {
+                abi::ATTR_NAMES
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, bit)| *bit)
+                    .ok_or_else(|| {
+                        io::Error::other(format!("{name:?} is not uc, wc, wt, wb or wp"))
+                    })?
+            };
+            region.set_attr(flags)?;
+            Ok(())
+        }
+        Command::WpCheck => wp_check(&region, size),
         Command::DevmemVerify { .. } => unreachable!("handled above"),
     })
 }
@@ -195,6 +274,32 @@ fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
         .map(size - PAGE, PAGE as usize)
         .map(drop)
         .map_err(|err| Failed(format!("the last page: {err}, expected it to map")))
+}
+
+/// A write-protected region: a writable shared mapping is refused with EACCES, a read-only one
+/// maps and reads, and mprotect cannot make it writable.
+fn wp_check(region: &Region, size: usize) -> Result<(), Failed> {
+    match region.map(0, size) {
+        Ok(_) => return Err(Failed("a writable mapping of a WP region succeeded".into())),
+        Err(err) if Errno::from_io_error(&err) == Some(Errno::ACCESS) => {
+            println!("# writable mapping refused: {err}")
+        }
+        Err(err) => return Err(Failed(format!("writable mapping: {err}, expected EACCES"))),
+    }
+    let mapping = region
+        .map_read_only(0, size)
+        .map_err(|err| Failed(format!("read-only mapping: {err}")))?;
+    let first = mapping.read_word(0);
+    println!("# read-only mapping reads {first:#x}");
+    match mapping.protect(rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE) {
+        Ok(()) => Err(Failed(
+            "mprotect(PROT_WRITE) on a WP mapping succeeded".into(),
+        )),
+        Err(err) => {
+            println!("# mprotect(PROT_WRITE) refused: {err}");
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
