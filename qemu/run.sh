@@ -11,7 +11,8 @@ mode=${1:-test}
 timeout_s=${CARVEOUT_TIMEOUT:-600}
 
 # The reservation the guest boots with. 128 MiB up and below 256 MiB: inside the 28-bit DMA
-# mask of QEMU's edu device. A second range, memmap=!, is held by the kernel's pmem driver.
+# mask of QEMU's edu device. A second range, memmap=!, is held by the kernel's pmem driver;
+# reserve_mem= sets 4 MiB of RAM aside by name (cvtest).
 base=0x8000000
 size=0x4000000
 pmem_base=0x10000000
@@ -28,7 +29,7 @@ initramfs=$("$CARVEOUT_ROOT/scripts/build-guest.sh" "$kdir" "$out")
 
 append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
-    "memmap=64M\$$base" "memmap=16M!$pmem_base"
+    "memmap=64M\$$base" "memmap=16M!$pmem_base" reserve_mem=4M:4096:cvtest
     "cvt_mode=$mode" "cvt_base=$base" "cvt_size=$size"
     "cvt_pmem_base=$pmem_base" "cvt_pmem_size=$pmem_size"
 )

@@ -37,6 +37,7 @@ use crate::{
     configfs::Regions,
     driver::CarveoutDriver,
     platform_device::{
+        Memory,
         PlatformDeviceRegistration,
         RegionSpec,
         DRIVER_NAME, //
@@ -73,6 +74,7 @@ module! {
             description: "Group that udev gives /dev/carveout0 (shown in sysfs)",
         },
     },
+    // And `reserve_mem` (a string), declared in reserve_mem_param.c.
 }
 
 #[pin_data]
@@ -105,19 +107,35 @@ impl kernel::InPlaceModule for CarveoutModule {
 fn param_spec() -> Result<Option<RegionSpec>> {
     let base = module_parameters::base.value();
     let size = module_parameters::size.value();
-    if base == 0 && size == 0 {
-        pr_info!("no base= and size=: no region until one is created in configfs\n");
-        return Ok(None);
-    }
-    let range = PhysRange::new(base, size).map_err(|err| {
-        pr_err!(
-            "refusing base={:#x} size={:#x}: {}\n",
-            base,
-            size,
-            err.reason()
-        );
-        EINVAL
-    })?;
+    let memory = match sys::reserve_mem_param() {
+        Some(name) if base != 0 || size != 0 => {
+            pr_err!(
+                "refusing reserve_mem={} with base=/size=: give one or the other\n",
+                name.to_str().unwrap_or("?")
+            );
+            return Err(EINVAL);
+        }
+        Some(name) => Memory::ReserveMem(CString::try_from(name)?),
+        None if base == 0 && size == 0 => {
+            pr_info!("no base= and size=: no region until one is created in configfs\n");
+            return Ok(None);
+        }
+        None => {
+            let range = PhysRange::new(base, size).map_err(|err| {
+                pr_err!(
+                    "refusing base={:#x} size={:#x}: {}\n",
+                    base,
+                    size,
+                    err.reason()
+                );
+                EINVAL
+            })?;
+            Memory::Range {
+                base: range.base(),
+                size: range.size(),
+            }
+        }
+    };
     let flags = module_parameters::attr.value();
     let attr = CacheAttr::from_flags(flags).ok_or_else(|| {
         pr_err!("refusing attr={flags:#x}: not one of 1 (UC), 2 (WC), 4 (WT), 8 (WB), 16 (WP)\n");
@@ -132,8 +150,7 @@ fn param_spec() -> Result<Option<RegionSpec>> {
             EINVAL
         })?;
     Ok(Some(RegionSpec {
-        base: range.base(),
-        size: range.size(),
+        memory,
         name: CString::try_from(c"carveout0")?,
         path: None,
         attr,

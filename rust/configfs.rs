@@ -11,6 +11,9 @@
 //! echo 0 > enable; cd ..; rmdir dma0            # releases it
 //! ```
 //!
+//! Or, instead of `base` and `size`: `echo NAME > reserve_mem` claims the memory the kernel
+//! reserved at boot for `reserve_mem=SIZE:ALIGN:NAME`.
+//!
 //! `enable` = 1 creates a platform device describing the region; the driver binds to it and
 //! claims the range, or the write fails with the driver's errno (and its `dmesg` line).
 //! `enable` = 0 refuses with `EBUSY` while the region is open or mapped. `base` and `size`
@@ -44,6 +47,7 @@ use crate::{
     attr::CacheAttr,
     driver,
     platform_device::{
+        Memory,
         PlatformDeviceRegistration,
         RegionSpec, //
     },
@@ -86,6 +90,7 @@ impl configfs::GroupOperations for Regions {
                 mode: 3,
                 gid: 4,
                 enable: 5,
+                reserve_mem: 6,
             ],
         };
         Ok(configfs::Group::new(
@@ -99,6 +104,7 @@ impl configfs::GroupOperations for Regions {
                     attr: CacheAttr::WriteBack,
                     mode: 0o600,
                     gid: 0,
+                    reserve_mem: None,
                     enabled: None,
                 }),
             }),
@@ -121,6 +127,8 @@ struct ConfigInner {
     attr: CacheAttr,
     mode: u16,
     gid: u32,
+    /// A `reserve_mem=` name to claim instead of `base` and `size`.
+    reserve_mem: Option<CString>,
     /// The device and its region while enabled.
     enabled: Option<(PlatformDeviceRegistration, Arc<Region>)>,
 }
@@ -128,9 +136,15 @@ struct ConfigInner {
 impl ConfigInner {
     fn spec(&self) -> Result<RegionSpec> {
         let name = self.name.to_str()?;
+        let memory = match &self.reserve_mem {
+            Some(mem_name) => Memory::ReserveMem(CString::try_from(&**mem_name)?),
+            None => Memory::Range {
+                base: self.base,
+                size: self.size,
+            },
+        };
         Ok(RegionSpec {
-            base: self.base,
-            size: self.size,
+            memory,
             name: CString::try_from_fmt(fmt!("carveout-{name}"))?,
             path: Some(CString::try_from_fmt(fmt!("carveout/{name}"))?),
             attr: self.attr,
@@ -295,6 +309,40 @@ impl AttributeOperations<5> for RegionConfig {
             }
             _ => {}
         }
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<6> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let inner = this.inner.lock();
+        let name = inner
+            .reserve_mem
+            .as_ref()
+            .map_or(Ok(""), |name| name.to_str())?;
+        show_line(page, fmt!("{name}"))
+    }
+
+    /// A `reserve_mem=` name, or an empty line to use `base` and `size` again.
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let text = page.trim_ascii();
+        let name = match text {
+            [] => None,
+            _ if text.len() < 64 && text.iter().all(|b| b.is_ascii_graphic()) => Some(
+                CString::try_from_fmt(fmt!("{}", core::str::from_utf8(text)?))?,
+            ),
+            _ => {
+                pr_err!(
+                    "configfs: reserve_mem must be a name, not {:?}\n",
+                    BStrLossy(page)
+                );
+                return Err(EINVAL);
+            }
+        };
+        this.inner.lock().unless_enabled()?.reserve_mem = name;
         Ok(())
     }
 }

@@ -105,8 +105,7 @@ fn describe_and_claim(dev: &Device) -> Result<(NodeSpec, Arc<Region>)> {
     let spec = RegionSpec::from_device(dev)?;
     let region = Region::claim(
         dev,
-        spec.base,
-        spec.size,
+        &spec.memory,
         CString::try_from(&*spec.name)?,
         spec.attr,
     )?;
@@ -167,9 +166,7 @@ pub(crate) fn create_region(
     .outcome;
     let device = registered.inspect_err(|err| {
         pr_err!(
-            "cannot register the platform device for {:#x}+{:#x}: {:?}\n",
-            spec.base,
-            spec.size,
+            "cannot register the platform device for a region: {:?}\n",
             err
         );
     })?;

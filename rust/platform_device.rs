@@ -25,6 +25,7 @@ use kernel::{
 
 use crate::attr::CacheAttr;
 
+const PROP_RESERVE_MEM: &CStr = c"carveout,reserve-mem";
 const PROP_BASE: &CStr = c"carveout,base";
 const PROP_SIZE: &CStr = c"carveout,size";
 const PROP_NAME: &CStr = c"carveout,name";
@@ -36,10 +37,17 @@ const PROP_GID: &CStr = c"carveout,gid";
 /// The name the driver and its devices match on.
 pub(crate) const DRIVER_NAME: &CStr = c"carveout";
 
+/// Where a region's memory is.
+pub(crate) enum Memory {
+    /// A physical range the firmware map or `memmap=` reserved.
+    Range { base: u64, size: u64 },
+    /// The RAM the kernel reserved at boot for `reserve_mem=SIZE:ALIGN:NAME`.
+    ReserveMem(CString),
+}
+
 /// Everything that describes a region before it is claimed.
 pub(crate) struct RegionSpec {
-    pub(crate) base: u64,
-    pub(crate) size: u64,
+    pub(crate) memory: Memory,
     /// The misc device name, `carveout0` or `carveout-<configfs name>`.
     pub(crate) name: CString,
     /// The node path under `/dev` when it is not the name.
@@ -59,9 +67,15 @@ impl RegionSpec {
             ENODEV
         })?;
         let flags = node.property_read::<u32>(PROP_ATTR).required_by(dev)?;
+        let memory = match node.property_read::<CString>(PROP_RESERVE_MEM).optional() {
+            Some(name) => Memory::ReserveMem(name),
+            None => Memory::Range {
+                base: node.property_read::<u64>(PROP_BASE).required_by(dev)?,
+                size: node.property_read::<u64>(PROP_SIZE).required_by(dev)?,
+            },
+        };
         Ok(Self {
-            base: node.property_read::<u64>(PROP_BASE).required_by(dev)?,
-            size: node.property_read::<u64>(PROP_SIZE).required_by(dev)?,
+            memory,
             name: node.property_read::<CString>(PROP_NAME).required_by(dev)?,
             path: node.property_read::<CString>(PROP_PATH).optional(),
             attr: CacheAttr::from_flags(flags).ok_or_else(|| {
@@ -131,8 +145,15 @@ impl PlatformDeviceRegistration {
     /// this returns.
     pub(crate) fn register(spec: &RegionSpec, id: Option<i32>) -> Result<Self> {
         let mut properties = KVec::with_capacity(8, GFP_KERNEL)?;
-        properties.push(int_property(PROP_BASE, spec.base, 8), GFP_KERNEL)?;
-        properties.push(int_property(PROP_SIZE, spec.size, 8), GFP_KERNEL)?;
+        match &spec.memory {
+            Memory::Range { base, size } => {
+                properties.push(int_property(PROP_BASE, *base, 8), GFP_KERNEL)?;
+                properties.push(int_property(PROP_SIZE, *size, 8), GFP_KERNEL)?;
+            }
+            Memory::ReserveMem(name) => {
+                properties.push(string_property(PROP_RESERVE_MEM, name), GFP_KERNEL)?;
+            }
+        }
         properties.push(string_property(PROP_NAME, &spec.name), GFP_KERNEL)?;
         if let Some(path) = &spec.path {
             properties.push(string_property(PROP_PATH, path), GFP_KERNEL)?;

@@ -19,6 +19,7 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    platform_device::Memory,
     range::{
         PhysRange,
         RangeError,
@@ -49,6 +50,9 @@ struct State {
 #[pin_data]
 pub(crate) struct Region {
     range: PhysRange,
+    /// RAM reserved by `reserve_mem=`: the kernel's direct map covers it write-back, so no
+    /// other memory type may be mapped.
+    reserved_ram: bool,
     name: CString,
     #[pin]
     state: SpinLock<State>,
@@ -57,22 +61,46 @@ pub(crate) struct Region {
 }
 
 impl Region {
-    /// Checks that `[base, base + size)` is a reserved range nobody else holds, and claims it.
+    /// Checks that `memory` is reserved memory nobody else holds, and claims it.
     ///
     /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, or touches System RAM;
-    /// `EBUSY` for a range something else already claimed; `EOPNOTSUPP` for an attribute the
-    /// CPU cannot give. Each says why in one line on `dev`. Nothing reads or writes the memory.
+    /// `ENODEV` for an unknown `reserve_mem` name; `EBUSY` for memory something else already
+    /// claimed; `EOPNOTSUPP` for an attribute the CPU (or the kernel's direct map, for
+    /// `reserve_mem` RAM) cannot give. Each says why in one line on `dev`. Nothing reads or
+    /// writes the memory.
     pub(crate) fn claim(
         dev: &Device,
-        base: u64,
-        size: u64,
+        memory: &Memory,
         name: CString,
         attr: CacheAttr,
     ) -> Result<Arc<Self>> {
+        let (base, size, reserved_ram) = match memory {
+            Memory::Range { base, size } => (*base, *size, false),
+            Memory::ReserveMem(mem_name) => {
+                let (base, size) = sys::reserve_mem_range(mem_name).ok_or_else(|| {
+                    dev_err!(
+                        dev,
+                        "refusing reserve_mem {}: no such region (boot with reserve_mem=SIZE:ALIGN:{})\n",
+                        mem_name.to_str().unwrap_or("?"),
+                        mem_name.to_str().unwrap_or("NAME")
+                    );
+                    ENODEV
+                })?;
+                (base, size, true)
+            }
+        };
         let range = PhysRange::new(base, size).map_err(|err: RangeError| {
             dev_err!(dev, "refusing {:#x}+{:#x}: {}\n", base, size, err.reason());
             EINVAL
         })?;
+        if reserved_ram && attr != CacheAttr::WriteBack {
+            dev_err!(
+                dev,
+                "refusing attribute {}: reserve_mem memory is System RAM the kernel maps write-back; only wb\n",
+                attr.name()
+            );
+            return Err(EOPNOTSUPP);
+        }
         if attr.needs_pat() && !sys::pat_enabled() {
             dev_err!(
                 dev,
@@ -81,7 +109,7 @@ impl Region {
             );
             return Err(EOPNOTSUPP);
         }
-        if sys::system_ram_overlap(&range)? == RamOverlap::Intersects {
+        if !reserved_ram && sys::system_ram_overlap(&range)? == RamOverlap::Intersects {
             dev_err!(
                 dev,
                 "refusing {:#x}-{:#x}: overlaps System RAM (reserve it first, e.g. memmap=SIZE$BASE)\n",
@@ -90,7 +118,12 @@ impl Region {
             );
             return Err(EINVAL);
         }
-        let claim = sys::claim_iomem(&range, CLAIM_NAME).ok_or_else(|| {
+        let claim = if reserved_ram {
+            sys::claim_reserved_ram(&range, CLAIM_NAME).ok()
+        } else {
+            sys::claim_iomem(&range, CLAIM_NAME)
+        };
+        let claim = claim.ok_or_else(|| {
             dev_err!(
                 dev,
                 "refusing {:#x}-{:#x}: already claimed by another driver (see /proc/iomem)\n",
@@ -111,6 +144,7 @@ impl Region {
         Arc::pin_init(
             try_pin_init!(Self {
                 range,
+                reserved_ram,
                 name,
                 state <- new_spinlock!(State {
                     attr,
@@ -186,7 +220,9 @@ impl Region {
     /// Changes the cache attribute (`CARVEOUT_SET_ATTR`): `EBUSY` while mapped, since the old
     /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it.
     pub(crate) fn set_attr(&self, attr: CacheAttr) -> Result {
-        if attr.needs_pat() && !sys::pat_enabled() {
+        if (self.reserved_ram && attr != CacheAttr::WriteBack)
+            || (attr.needs_pat() && !sys::pat_enabled())
+        {
             return Err(EOPNOTSUPP);
         }
         let mut state = self.state.lock();

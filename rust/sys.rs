@@ -7,7 +7,8 @@ use kernel::{
     bindings,
     mm::virt::VmaNew,
     page::PAGE_SHIFT,
-    prelude::*, //
+    prelude::*,
+    types::Opaque, //
 };
 
 use crate::{
@@ -52,13 +53,19 @@ pub(crate) fn system_ram_overlap(range: &PhysRange) -> Result<RamOverlap> {
 ///
 /// # Invariants
 ///
-/// `range` was claimed by `__request_region` on `iomem_resource` and is not yet released.
-pub(crate) struct IomemClaim {
-    range: PhysRange,
+/// `Requested`: `range` was claimed by `__request_region` on `iomem_resource` and is not yet
+/// released. `Inserted`: `resource` is in the iomem tree (`insert_resource`), not yet removed.
+pub(crate) enum IomemClaim {
+    Requested {
+        range: PhysRange,
+    },
+    Inserted {
+        resource: KBox<Opaque<bindings::resource>>,
+    },
 }
 
-/// Claims `range` under `name` (`request_mem_region`), nested inside whatever non-busy entry
-/// (such as `Reserved`) contains it. `None` if any part of it is already claimed.
+/// Claims reserved memory: `range` under `name` (`request_mem_region`), nested inside whatever
+/// non-busy entry (such as `Reserved`) contains it. `None` if any part is already claimed.
 pub(crate) fn claim_iomem(range: &PhysRange, name: &'static CStr) -> Option<IomemClaim> {
     // SAFETY: `iomem_resource` is the root of the iomem tree, which `__request_region` locks
     // itself; `name` outlives the claim, which is released in `Drop` before the module (and
@@ -73,20 +80,91 @@ pub(crate) fn claim_iomem(range: &PhysRange, name: &'static CStr) -> Option<Iome
         )
     };
     // INVARIANT: a non-NULL result means the range is now claimed.
-    (!claimed.is_null()).then(|| IomemClaim { range: *range })
+    (!claimed.is_null()).then(|| IomemClaim::Requested { range: *range })
+}
+
+/// Claims RAM that memblock reserved at boot (`reserve_mem=`): it lies inside the busy
+/// `System RAM` entry, where `request_mem_region` cannot nest, so the claim is inserted as a
+/// busy entry of its own. `EBUSY` if it overlaps or equals an entry already there (another
+/// claim of the same memory).
+pub(crate) fn claim_reserved_ram(range: &PhysRange, name: &'static CStr) -> Result<IomemClaim> {
+    let resource = KBox::new(
+        Opaque::new(bindings::resource {
+            start: range.base(),
+            end: range.last(),
+            name: name.as_char_ptr(),
+            flags: (bindings::IORESOURCE_MEM | bindings::IORESOURCE_BUSY) as c_ulong,
+            ..Default::default()
+        }),
+        GFP_KERNEL,
+    )?;
+    // SAFETY: `resource` is a valid, unlinked resource at a stable heap address that stays
+    // allocated until `Drop` removes it from the tree; the tree locks itself.
+    kernel::error::to_result(unsafe {
+        bindings::insert_resource(&raw mut bindings::iomem_resource, resource.get())
+    })
+    .map_err(|_| EBUSY)?;
+    // `insert_resource` wraps an entry of exactly the same range instead of refusing it.
+    // SAFETY: the resource is in the tree; reading its child link under no lock is a snapshot
+    // of a pointer we only compare with NULL.
+    if unsafe { !(*resource.get()).child.is_null() } {
+        // SAFETY: inserted just above; `remove_resource` hands the wrapped entry back.
+        unsafe { bindings::remove_resource(resource.get()) };
+        return Err(EBUSY);
+    }
+    // INVARIANT: inserted above.
+    Ok(IomemClaim::Inserted { resource })
 }
 
 impl Drop for IomemClaim {
     fn drop(&mut self) {
-        // SAFETY: the range is claimed by the type invariant and released only here.
-        unsafe {
-            bindings::__release_region(
-                &raw mut bindings::iomem_resource,
-                self.range.base(),
-                self.range.size(),
-            )
-        };
+        match self {
+            Self::Requested { range } => {
+                // SAFETY: the range is claimed by the type invariant and released only here.
+                unsafe {
+                    bindings::__release_region(
+                        &raw mut bindings::iomem_resource,
+                        range.base(),
+                        range.size(),
+                    )
+                };
+            }
+            Self::Inserted { resource } => {
+                // SAFETY: in the tree by the type invariant, and removed only here.
+                unsafe { bindings::remove_resource(resource.get()) };
+            }
+        }
     }
+}
+
+// SAFETY: The claim is only released through the resource tree's own locking.
+unsafe impl Send for IomemClaim {}
+// SAFETY: `&IomemClaim` gives no access to the resource.
+unsafe impl Sync for IomemClaim {}
+
+// The string parameter `reserve_mem`, declared in C (`reserve_mem_param.c`).
+extern "C" {
+    static carveout_reserve_mem_name: [u8; 64];
+}
+
+/// The `reserve_mem=` module parameter, if given.
+pub(crate) fn reserve_mem_param() -> Option<&'static CStr> {
+    // SAFETY: Only the module loader writes the parameter, before `init` runs; its mode 0444
+    // allows no later writes through sysfs.
+    let raw = unsafe { &carveout_reserve_mem_name };
+    CStr::from_bytes_until_nul(raw)
+        .ok()
+        .filter(|name| !name.is_empty())
+}
+
+/// The range the kernel reserved at boot for `reserve_mem=SIZE:ALIGN:NAME`, if any.
+pub(crate) fn reserve_mem_range(name: &CStr) -> Option<(u64, u64)> {
+    let mut start: bindings::phys_addr_t = 0;
+    let mut size: bindings::phys_addr_t = 0;
+    // SAFETY: `name` is NUL-terminated; `start` and `size` are valid for writes.
+    let found =
+        unsafe { bindings::reserve_mem_find_by_name(name.as_char_ptr(), &mut start, &mut size) };
+    (found != 0).then_some((start, size))
 }
 
 /// The VMA's `vm_pgoff`: the page offset into the device that `mmap` asked for.
