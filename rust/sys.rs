@@ -175,9 +175,10 @@ pub(crate) fn vma_page_offset(vma: &VmaNew) -> u64 {
     pgoff as u64
 }
 
-/// Whether the mapping is `MAP_SHARED`.
+/// Whether the mapping is `MAP_SHARED` (`VM_MAYSHARE`: the kernel clears `VM_SHARED` on a
+/// shared mapping of a file opened read-only).
 pub(crate) fn vma_is_shared(vma: &VmaNew) -> bool {
-    vma.flags() & bindings::VM_SHARED != 0
+    vma.flags() & bindings::VM_MAYSHARE != 0
 }
 
 /// Maps `window` of physical memory at the start of `vma` (`remap_pfn_range`), with the VMA's
