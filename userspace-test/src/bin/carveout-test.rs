@@ -4,7 +4,7 @@
 
 use std::{io, process::ExitCode};
 
-use carveout::{devmem, Mismatch, Region};
+use carveout::{devmem, Access, Mismatch, Region};
 use clap::{Parser, Subcommand};
 use rustix::{
     io::Errno,
@@ -78,7 +78,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     }
     let region = Region::open(&cli.dev)?;
     let info = region.info()?;
-    let size = usize::try_from(info.size).map_err(io::Error::other)?;
+    let whole = 0..info.size;
     Ok(match cli.command {
         Command::Info => {
             println!(
@@ -91,21 +91,25 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             Ok(())
         }
         Command::Fill { seed } => {
-            region.map(0, size)?.fill(seed);
+            region
+                .map(whole, Access::ReadWrite)?
+                .fill_pattern(seed, |_| ());
             Ok(())
         }
         Command::Verify { seed, devmem } => {
             let result = if devmem {
                 devmem::verify(info.base, info.size, seed)?
             } else {
-                region.map(0, size)?.verify(seed)
+                region
+                    .map(whole, Access::Read)?
+                    .verify_pattern(seed, |_| ())
             };
             result.map_err(|m| mismatch(if devmem { "/dev/mem" } else { "mapping" }, m))
         }
         Command::Roundtrip { seed } => {
-            let mapping = region.map(0, size)?;
-            mapping.fill(seed);
-            match mapping.verify(seed) {
+            let mapping = region.map(whole, Access::ReadWrite)?;
+            mapping.fill_pattern(seed, |_| ());
+            match mapping.verify_pattern(seed, |_| ()) {
                 Err(m) => Err(mismatch("mapping", m)),
                 Ok(()) => {
                     devmem::verify(info.base, info.size, seed)?.map_err(|m| mismatch("/dev/mem", m))
@@ -114,7 +118,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         }
         Command::MmapBounds => mmap_bounds(&region, info.size),
         Command::Hold { seconds } => {
-            let mapping = region.map(0, size)?;
+            let mapping = region.map(whole, Access::ReadWrite)?;
             drop(region);
             println!("holding a {}-byte mapping, device closed", mapping.len());
             std::thread::sleep(std::time::Duration::from_secs(seconds));
@@ -127,7 +131,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
 fn mismatch(via: &str, m: Mismatch) -> Failed {
     Failed(format!(
         "{via}: {} words differ, the first at offset {:#x}",
-        m.count, m.offset
+        m.words, m.offset
     ))
 }
 
@@ -135,55 +139,55 @@ fn mismatch(via: &str, m: Mismatch) -> Failed {
 fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
     const PAGE: u64 = 4096;
     let rw = ProtFlags::READ | ProtFlags::WRITE;
-    let cases: [(&str, u64, usize, MapFlags, &[Errno]); 6] = [
+    let cases: [(&str, u64, u64, MapFlags, &[Errno]); 6] = [
         (
             "offset at the end",
             size,
-            PAGE as usize,
+            PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO],
         ),
         (
             "window past the end",
             size - PAGE,
-            2 * PAGE as usize,
+            2 * PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO],
         ),
         (
             "far beyond the end",
             1 << 40,
-            PAGE as usize,
+            PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO],
         ),
         (
             "offset near 2^63",
             0x7fff_ffff_ffff_f000,
-            2 * PAGE as usize,
+            2 * PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO, Errno::OVERFLOW],
         ),
         (
             "offset + length wraps 2^64",
             0xffff_ffff_ffff_f000,
-            2 * PAGE as usize,
+            2 * PAGE,
             MapFlags::SHARED,
             &[Errno::OVERFLOW, Errno::INVAL],
         ),
         (
             "private mapping",
             0,
-            PAGE as usize,
+            PAGE,
             MapFlags::PRIVATE,
             &[Errno::INVAL],
         ),
     ];
     for (what, offset, len, flags, expected) in cases {
-        match region.map_with(offset, len, rw, flags) {
+        match region.map_raw(offset, len, rw, flags) {
             Ok(_) => return Err(Failed(format!("{what}: mapped, expected {expected:?}"))),
             Err(err) => {
-                let errno = Errno::from_io_error(&err);
+                let errno = err.errno();
                 if !errno.is_some_and(|e| expected.contains(&e)) {
                     return Err(Failed(format!("{what}: {err}, expected {expected:?}")));
                 }
@@ -192,7 +196,7 @@ fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
         }
     }
     region
-        .map(size - PAGE, PAGE as usize)
+        .map(size - PAGE..size, Access::ReadWrite)
         .map(drop)
         .map_err(|err| Failed(format!("the last page: {err}, expected it to map")))
 }
