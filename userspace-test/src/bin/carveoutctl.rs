@@ -367,6 +367,20 @@ fn window(region: &Region, range: Option<Span>, words: bool) -> Res<(abi::Info, 
     Ok((info, span))
 }
 
+/// Opens a region to map it read-only. Opened for writing when allowed: the kernel clears
+/// `VM_SHARED` on a shared mapping of a read-only open file, and the driver (which tests
+/// `VM_SHARED`, not `VM_MAYSHARE`) then refuses it as private (`EINVAL`). Read-only when
+/// writing is not permitted.
+fn open_to_read(path: &Path) -> carveout::Result<Region> {
+    use rustix::io::Errno;
+    match Region::open_with(path, Access::ReadWrite) {
+        Err(err) if matches!(err.errno(), Some(Errno::ACCESS | Errno::PERM | Errno::ROFS)) => {
+            Region::open_with(path, Access::Read)
+        }
+        other => other,
+    }
+}
+
 /// A progress bar on stdout when it is a terminal and the work is large.
 fn progress(len: u64, what: &str, json: bool) -> Option<ProgressBar> {
     if json || len < 16 << 20 || !io::stdout().is_terminal() {
@@ -425,7 +439,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn cmd_verify(seed: u64, range: Option<Span>, spec: Option<&str>, json: bool) -> Res<ExitCode> {
     let path = region_path(spec)?;
-    let region = Region::open_with(&path, Access::Read)?;
+    let region = open_to_read(&path)?;
     let (info, span) = window(&region, range, true)?;
     let mapping = region.map(span.base..span.base + span.size, Access::Read)?;
     let bar = progress(span.size, "verify", json);
@@ -470,11 +484,11 @@ fn cmd_verify(seed: u64, range: Option<Span>, spec: Option<&str>, json: bool) ->
         Err(m) => {
             if !json {
                 println!(
-                    "{}: MISMATCH against the pattern for seed {seed:#x}: {} differ (in {}); \
+                    "{}: MISMATCH against the pattern for seed {seed:#x}: {} (in {}); \
                      the first at offset {} (physical {}): the word at {} is {:#018x}, \
                      expected {:#018x}",
                     path.display(),
-                    plural(m.bytes, "byte", "bytes"),
+                    plural(m.bytes, "byte differs", "bytes differ"),
                     plural(m.words, "word", "words"),
                     format_addr(m.offset),
                     format_addr(info.base + m.offset),
@@ -518,7 +532,7 @@ fn hexdump(base: u64, bytes: &[u8]) -> String {
 
 fn cmd_dump(offset: u64, len: u64, spec: Option<&str>, json: bool) -> Res<ExitCode> {
     let path = region_path(spec)?;
-    let region = Region::open_with(&path, Access::Read)?;
+    let region = open_to_read(&path)?;
     let span = Span::new(offset, len).map_err(fail)?;
     let (_, span) = window(&region, Some(span), false)?;
     let mapping = region.map(span.base..span.base + span.size, Access::Read)?;
