@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Boots the test kernel in QEMU (TCG) with a reserved range and runs the guest side.
-#   run.sh test   the suite: KTAP on stdout, ending "N passed, N failed"; exit 1 on a failure
+#   run.sh test   the suite (host cargo test, then the guest): KTAP on stdout, ending
+#                 "N passed, N failed"; exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
 # Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM.
 set -euo pipefail
@@ -54,6 +55,28 @@ if [[ $mode == demo ]]; then
     exit 0
 fi
 
+# Host side first: the carveout crate's unit tests (cargo test), one KTAP case per test,
+# named host::<test>. A cargo that fails without reporting a failed test (say, the crate does
+# not build) is one failed case, host_cargo_test.
+host_names=()
+host_results=()
+host_log="$out/cargo-test.log"
+log "cargo test (host) of userspace-test; log: $host_log"
+host_status=0
+(cd "$CARVEOUT_ROOT/userspace-test" && cargo test --locked --color never) >"$host_log" 2>&1 ||
+    host_status=$?
+while IFS=$'\t' read -r name result; do
+    host_names+=("host::${name//[^A-Za-z0-9_:.-]/_}")
+    host_results+=("$result")
+done < <(sed -n 's/^test \(.*\) \.\.\. \(ok\|FAILED\|ignored\)$/\1\t\2/p' "$host_log")
+if ((host_status != 0)) && ! printf '%s\n' "${host_results[@]}" | grep -qx FAILED; then
+    host_names+=(host_cargo_test)
+    host_results+=("failed without a failed test (exit $host_status); see $host_log")
+elif ((${#host_names[@]} == 0)); then
+    host_names+=(host_cargo_test)
+    host_results+=("ran no test; see $host_log")
+fi
+
 console="$out/console.log"
 : >"$console"
 log "booting the guest (TCG); console: $console"
@@ -84,13 +107,32 @@ if [[ -z $verdict && $status != 1 ]]; then
     verdict="QEMU exited with status $status, not through isa-debug-exit"
 fi
 
-# Report: KTAP from the guest's case lines; a case never reported fails.
+# Report: KTAP, the host's cargo tests first, then the guest's case lines; a case never
+# reported fails.
 tr -d '\r' <"$console" >"$console.txt"
 passed=0
 failed=0
 echo "KTAP version 1"
-echo "1..${#cases[@]}"
+echo "1..$((${#host_names[@]} + ${#cases[@]}))"
 n=0
+for i in "${!host_names[@]}"; do
+    n=$((n + 1))
+    case ${host_results[i]} in
+    ok)
+        echo "ok $n ${host_names[i]}"
+        passed=$((passed + 1))
+        ;;
+    ignored) echo "ok $n ${host_names[i]} # SKIP ignored" ;;
+    FAILED)
+        echo "not ok $n ${host_names[i]} # see $host_log"
+        failed=$((failed + 1))
+        ;;
+    *)
+        echo "not ok $n ${host_names[i]} # ${host_results[i]}"
+        failed=$((failed + 1))
+        ;;
+    esac
+done
 for name in "${cases[@]}"; do
     n=$((n + 1))
     result=$(grep -E "^@@case (ok|not ok) $name\$" "$console.txt" | tail -n 1 || true)
@@ -111,6 +153,10 @@ for name in "${cases[@]}"; do
         failed=$((failed + 1))
     fi
 done
+if printf '%s\n' "${host_results[@]}" | grep -qvx -e ok -e ignored; then
+    echo "# cargo test ($host_log):"
+    grep -E -A12 '^(---- |error)' "$host_log" | sed 's/^/#   /' | head -n 60
+fi
 if ((failed)); then
     echo "# guest console ($console.txt), guest diagnostics:"
     grep -E '^(# |@@)' "$console.txt" | sed 's/^/#   /' | tail -n 80

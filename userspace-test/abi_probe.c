@@ -5,40 +5,46 @@
 
 #include "carveout.h"
 
-#define FIELD(name) \
-	printf("pub const OFFSET_" #name ": usize = %zu;\n", offsetof(struct carveout_info, name))
-
-#define DESC(name) \
-	printf("pub const OFFSET_DESC_" #name ": usize = %zu;\n", offsetof(struct carveout_range_desc, name))
+#define SIZE(prefix, type) \
+	printf("pub const SIZEOF_" #prefix ": usize = %zu;\n", sizeof(struct type))
+#define FIELD(prefix, type, name) \
+	printf("pub const OFFSET_" #prefix "_" #name ": usize = %zu;\n", offsetof(struct type, name))
+#define U32(rust, c) printf("pub const " #rust ": u32 = %#x;\n", (unsigned int)(c))
 
 int main(void)
 {
-	printf("pub const SIZEOF_INFO: usize = %zu;\n", sizeof(struct carveout_info));
-	FIELD(abi_version);
-	FIELD(info_size);
-	FIELD(base);
-	FIELD(size);
-	FIELD(flags);
-	FIELD(name);
-	FIELD(__reserved);
-	printf("pub const SIZEOF_RANGE_DESC: usize = %zu;\n", sizeof(struct carveout_range_desc));
-	DESC(base);
-	DESC(len);
-	DESC(flags);
-	DESC(owner);
-	printf("pub const GET_ATTR: u32 = %#x;\n", (unsigned int)CARVEOUT_GET_ATTR);
-	printf("pub const SET_ATTR: u32 = %#x;\n", (unsigned int)CARVEOUT_SET_ATTR);
-	printf("pub const MR_UNCACHEABLE: u32 = %#x;\n", CARVEOUT_MR_UNCACHEABLE);
-	printf("pub const MR_WRITECOMBINE: u32 = %#x;\n", CARVEOUT_MR_WRITECOMBINE);
-	printf("pub const MR_WRITETHROUGH: u32 = %#x;\n", CARVEOUT_MR_WRITETHROUGH);
-	printf("pub const MR_WRITEPROTECT: u32 = %#x;\n", CARVEOUT_MR_WRITEPROTECT);
-	printf("pub const ABI_VERSION: u32 = %u;\n", CARVEOUT_ABI_VERSION);
-	printf("pub const GET_INFO: u32 = %#x;\n", (unsigned int)CARVEOUT_GET_INFO);
-	printf("pub const MR_ATTR_MASK: u32 = %#x;\n", CARVEOUT_MR_ATTR_MASK);
-	printf("pub const MR_WRITEBACK: u32 = %#x;\n", CARVEOUT_MR_WRITEBACK);
-	printf("pub const MR_FIXBASE: u32 = %#x;\n", CARVEOUT_MR_FIXBASE);
-	printf("pub const MR_FIXLEN: u32 = %#x;\n", CARVEOUT_MR_FIXLEN);
-	printf("pub const MR_ACTIVE: u32 = %#x;\n", CARVEOUT_MR_ACTIVE);
-	printf("pub const MR_BUSY: u32 = %#x;\n", CARVEOUT_MR_BUSY);
+	SIZE(INFO, carveout_info);
+	FIELD(INFO, carveout_info, abi_version);
+	FIELD(INFO, carveout_info, info_size);
+	FIELD(INFO, carveout_info, base);
+	FIELD(INFO, carveout_info, size);
+	FIELD(INFO, carveout_info, flags);
+	FIELD(INFO, carveout_info, __pad0);
+	FIELD(INFO, carveout_info, name);
+	FIELD(INFO, carveout_info, __reserved);
+	SIZE(DESC, carveout_range_desc);
+	FIELD(DESC, carveout_range_desc, base);
+	FIELD(DESC, carveout_range_desc, len);
+	FIELD(DESC, carveout_range_desc, flags);
+	FIELD(DESC, carveout_range_desc, __pad0);
+	FIELD(DESC, carveout_range_desc, owner);
+	printf("pub const SIZEOF_DESC_OWNER: usize = %zu;\n",
+	       sizeof(((struct carveout_range_desc *)0)->owner));
+	printf("pub const SIZEOF_INFO_NAME: usize = %zu;\n",
+	       sizeof(((struct carveout_info *)0)->name));
+	U32(ABI_VERSION, CARVEOUT_ABI_VERSION);
+	U32(GET_INFO, CARVEOUT_GET_INFO);
+	U32(GET_ATTR, CARVEOUT_GET_ATTR);
+	U32(SET_ATTR, CARVEOUT_SET_ATTR);
+	U32(MR_UNCACHEABLE, CARVEOUT_MR_UNCACHEABLE);
+	U32(MR_WRITECOMBINE, CARVEOUT_MR_WRITECOMBINE);
+	U32(MR_WRITETHROUGH, CARVEOUT_MR_WRITETHROUGH);
+	U32(MR_WRITEBACK, CARVEOUT_MR_WRITEBACK);
+	U32(MR_WRITEPROTECT, CARVEOUT_MR_WRITEPROTECT);
+	U32(MR_ATTR_MASK, CARVEOUT_MR_ATTR_MASK);
+	U32(MR_FIXBASE, CARVEOUT_MR_FIXBASE);
+	U32(MR_FIXLEN, CARVEOUT_MR_FIXLEN);
+	U32(MR_ACTIVE, CARVEOUT_MR_ACTIVE);
+	U32(MR_BUSY, CARVEOUT_MR_BUSY);
 	return 0;
 }

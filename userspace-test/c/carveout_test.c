@@ -5,8 +5,13 @@
  *   carveout_test info DEV              print what CARVEOUT_GET_INFO reports
  *   carveout_test roundtrip DEV SEED    write a pattern through mmap, read it back through the
  *                                       mapping and through /dev/mem at the physical address
+ *   carveout_test attr DEV              CARVEOUT_GET_ATTR agrees with GET_INFO; SET_ATTR refuses
+ *                                       bad flags (EINVAL), a mapped region (EBUSY) and a
+ *                                       read-only open (EBADF), and changes the attribute and
+ *                                       back when nothing maps the region
  *
- * Exit status: 0 on success, 1 on a mismatch, 2 on a usage or system error.
+ * Exit status: 0 on success, 1 on a mismatch or a check that does not hold, 2 on a usage or
+ * system error, 3 when the driver has no attribute ioctls (ENOTTY).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -132,12 +137,138 @@ static int cmd_roundtrip(const char *dev, uint64_t seed)
 	return verify_devmem(&info, seed);
 }
 
+static int set_attr(int fd, uint32_t flags)
+{
+	struct carveout_range_desc desc;
+
+	memset(&desc, 0, sizeof(desc));
+	desc.flags = flags;
+	return ioctl(fd, CARVEOUT_SET_ATTR, &desc);
+}
+
+/* SET_ATTR with `flags` must fail with `want`. */
+static int expect_refused(int fd, uint32_t flags, int want, const char *what)
+{
+	if (set_attr(fd, flags) == 0) {
+		fprintf(stderr, "carveout_test: SET_ATTR with %s (0x%x) succeeded, expected %s\n",
+			what, flags, strerror(want));
+		return 1;
+	}
+	if (errno != want) {
+		fprintf(stderr, "carveout_test: SET_ATTR with %s: %s, expected %s\n", what,
+			strerror(errno), strerror(want));
+		return 1;
+	}
+	printf("# SET_ATTR with %s: refused (%s)\n", what, strerror(errno));
+	return 0;
+}
+
+/* GET_ATTR, and that its attribute is `want` in both GET_ATTR and GET_INFO. */
+static int attr_is(int fd, const char *dev, uint32_t want)
+{
+	struct carveout_range_desc desc;
+	struct carveout_info info;
+
+	memset(&desc, 0, sizeof(desc));
+	if (ioctl(fd, CARVEOUT_GET_ATTR, &desc) < 0 || get_info(fd, dev, &info) < 0) {
+		fprintf(stderr, "carveout_test: GET_ATTR/GET_INFO on %s: %s\n", dev, strerror(errno));
+		return 1;
+	}
+	if ((desc.flags & CARVEOUT_MR_ATTR_MASK) != want ||
+	    (info.flags & CARVEOUT_MR_ATTR_MASK) != want) {
+		fprintf(stderr, "carveout_test: attribute 0x%x (GET_ATTR) / 0x%x (GET_INFO), expected 0x%x\n",
+			desc.flags & CARVEOUT_MR_ATTR_MASK, info.flags & CARVEOUT_MR_ATTR_MASK, want);
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_attr(const char *dev)
+{
+	struct carveout_info info;
+	struct carveout_range_desc desc;
+	uint32_t attr, other;
+	void *map;
+	int fd = open_dev(dev), ro, bad = 0;
+
+	if (fd < 0 || get_info(fd, dev, &info) < 0)
+		return 2;
+	memset(&desc, 0, sizeof(desc));
+	if (ioctl(fd, CARVEOUT_GET_ATTR, &desc) < 0) {
+		if (errno == ENOTTY) {
+			printf("# CARVEOUT_GET_ATTR on %s: ENOTTY: the driver has no attribute ioctls\n", dev);
+			return 3;
+		}
+		fprintf(stderr, "carveout_test: CARVEOUT_GET_ATTR on %s: %s\n", dev, strerror(errno));
+		return 2;
+	}
+	attr = desc.flags & CARVEOUT_MR_ATTR_MASK;
+	printf("# GET_ATTR: base=0x%" PRIx64 " len=0x%" PRIx64 " flags=0x%x owner=%.8s\n",
+	       (uint64_t)desc.base, (uint64_t)desc.len, desc.flags, desc.owner);
+	if (desc.base != info.base || desc.len != info.size) {
+		fprintf(stderr, "carveout_test: GET_ATTR range differs from GET_INFO\n");
+		bad = 1;
+	}
+	if (memcmp(desc.owner, "carveout", 8) != 0) {
+		fprintf(stderr, "carveout_test: owner is not \"carveout\"\n");
+		bad = 1;
+	}
+	if (attr == 0 || (attr & (attr - 1)) != 0 || attr != (info.flags & CARVEOUT_MR_ATTR_MASK)) {
+		fprintf(stderr, "carveout_test: attribute bits 0x%x: not exactly one, or not GET_INFO's\n",
+			attr);
+		bad = 1;
+	}
+	if (bad)
+		return 1;
+	bad |= expect_refused(fd, 0, EINVAL, "no attribute bit");
+	bad |= expect_refused(fd, CARVEOUT_MR_WRITEBACK | CARVEOUT_MR_UNCACHEABLE, EINVAL,
+			      "two attribute bits");
+	bad |= expect_refused(fd, attr | CARVEOUT_MR_ACTIVE, EINVAL, "a state flag");
+	bad |= expect_refused(fd, attr | (1u << 12), EINVAL, "an unknown bit");
+
+	/* UC is always available on x86; WB is the default. */
+	other = attr == CARVEOUT_MR_WRITEBACK ? CARVEOUT_MR_UNCACHEABLE : CARVEOUT_MR_WRITEBACK;
+	map = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		fprintf(stderr, "carveout_test: mmap %s: %s\n", dev, strerror(errno));
+		return 2;
+	}
+	bad |= expect_refused(fd, other, EBUSY, "another attribute while mapped");
+	munmap(map, 4096);
+
+	ro = open(dev, O_RDONLY | O_CLOEXEC);
+	if (ro < 0) {
+		fprintf(stderr, "carveout_test: open %s read-only: %s\n", dev, strerror(errno));
+		return 2;
+	}
+	bad |= expect_refused(ro, other, EBADF, "the device open read-only");
+	close(ro);
+
+	if (set_attr(fd, other) < 0) {
+		fprintf(stderr, "carveout_test: SET_ATTR 0x%x with nothing mapped: %s\n", other,
+			strerror(errno));
+		return 1;
+	}
+	bad |= attr_is(fd, dev, other);
+	if (set_attr(fd, attr) < 0) {
+		fprintf(stderr, "carveout_test: SET_ATTR back to 0x%x: %s\n", attr, strerror(errno));
+		return 1;
+	}
+	bad |= attr_is(fd, dev, attr);
+	if (!bad)
+		printf("# SET_ATTR 0x%x and back to 0x%x: both took effect\n", other, attr);
+	close(fd);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 3 && strcmp(argv[1], "info") == 0)
 		return cmd_info(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "roundtrip") == 0)
 		return cmd_roundtrip(argv[2], strtoull(argv[3], NULL, 0));
-	fprintf(stderr, "usage: carveout_test info DEV | roundtrip DEV SEED\n");
+	if (argc == 3 && strcmp(argv[1], "attr") == 0)
+		return cmd_attr(argv[2]);
+	fprintf(stderr, "usage: carveout_test info DEV | roundtrip DEV SEED | attr DEV\n");
 	return 2;
 }

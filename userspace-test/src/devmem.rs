@@ -2,15 +2,15 @@
 
 use std::{fs::File, io, os::unix::fs::FileExt};
 
-use crate::{pattern, Mismatch};
+use crate::pattern::{self, Mismatch, Tally};
 
-/// Checks `len` bytes of physical memory at `phys` against the pattern for `seed`.
+/// Checks `len` bytes of physical memory at `phys` against the pattern for `seed` (word 0 of
+/// the pattern at `phys`); mismatch offsets are relative to `phys`.
 pub fn verify(phys: u64, len: u64, seed: u64) -> io::Result<Result<(), Mismatch>> {
     const CHUNK: u64 = 1 << 16;
     let mem = File::open("/dev/mem")?;
     let mut buf = vec![0u8; CHUNK as usize];
-    let mut first = None;
-    let mut count = 0;
+    let mut tally = Tally::default();
     let mut off = 0;
     while off < len {
         let n = CHUNK.min(len - off) as usize;
@@ -21,15 +21,9 @@ pub fn verify(phys: u64, len: u64, seed: u64) -> io::Result<Result<(), Mismatch>
         for (i, chunk) in buf[..n].chunks_exact(8).enumerate() {
             let word = u64::from_ne_bytes(chunk.try_into().expect("8-byte chunk"));
             let index = off / 8 + i as u64;
-            if word != pattern::word(seed, index) {
-                first.get_or_insert(index * 8);
-                count += 1;
-            }
+            tally.word(index * 8, pattern::word(seed, index), word);
         }
         off += n as u64;
     }
-    Ok(match first {
-        None => Ok(()),
-        Some(offset) => Err(Mismatch { offset, count }),
-    })
+    Ok(tally.finish())
 }

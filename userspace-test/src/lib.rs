@@ -1,13 +1,27 @@
 //! Userspace access to carveout regions (`/dev/carveout*`).
 //!
-//! [`Region`] opens a device and asks it what it is; [`Region::map`] maps a window of it as a
-//! [`Mapping`], read and written with volatile accesses only, since a device may DMA into the
-//! memory underneath. [`devmem`] reads the same physical memory through `/dev/mem`, to check
-//! from outside the driver that a mapping hits the carve-out.
+//! [`Region`] opens a device (by path or by name) and asks it what it is; [`Region::map`] maps
+//! a window of it as a [`Mapping`], read and written with volatile accesses, since a device may
+//! DMA into the memory underneath. Refusals are [`Error`]s that carry the errno and say what was
+//! refused. [`devmem`] reads the same physical memory through `/dev/mem`, to check from outside
+//! the driver that a mapping hits the carve-out.
+//!
+//! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
+//! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
+//! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
+//! time).
 
 pub mod abi;
+pub mod check;
+pub mod configfs;
 pub mod devmem;
+mod error;
+pub mod iomem;
+pub mod memmap;
 pub mod pattern;
+pub mod plan;
 mod region;
 
-pub use region::{Mapping, Mismatch, Region};
+pub use error::{errno_name, Error, Op, Result};
+pub use pattern::Mismatch;
+pub use region::{discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Region};

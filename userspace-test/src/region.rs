@@ -1,142 +1,370 @@
 use std::{
     ffi::c_void,
-    io,
+    fmt, fs,
+    ops::Range,
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     ptr::NonNull,
+    str::FromStr,
 };
 
 use rustix::{
     fs::{open, Mode, OFlags},
+    io::Errno,
     ioctl::{ioctl, Getter, Setter},
     mm::{mmap, munmap, MapFlags, ProtFlags},
 };
+use serde::Serialize;
 
-use crate::{abi, pattern};
+use crate::{
+    abi,
+    error::{Error, Op, Result},
+    pattern::{self, Mismatch, Tally},
+};
+
+const PAGE: u64 = 4096;
+
+/// How a region or a window of it is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// A region's cache attribute (`CARVEOUT_MR_*`), named as the configfs `attr` file names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attr {
+    /// Uncacheable.
+    Uc,
+    /// Write-combining.
+    Wc,
+    /// Write-through.
+    Wt,
+    /// Write-back: ordinary cached memory (the default).
+    Wb,
+    /// Write-protect: cached, mappings read-only.
+    Wp,
+}
+
+impl Attr {
+    pub const ALL: [Attr; 5] = [Attr::Uc, Attr::Wc, Attr::Wt, Attr::Wb, Attr::Wp];
+
+    pub fn bit(self) -> u32 {
+        match self {
+            Attr::Uc => abi::MR_UNCACHEABLE,
+            Attr::Wc => abi::MR_WRITECOMBINE,
+            Attr::Wt => abi::MR_WRITETHROUGH,
+            Attr::Wb => abi::MR_WRITEBACK,
+            Attr::Wp => abi::MR_WRITEPROTECT,
+        }
+    }
+
+    /// The attribute of `flags`, if exactly one attribute bit is set.
+    pub fn from_flags(flags: u32) -> Option<Attr> {
+        let bits = flags & abi::MR_ATTR_MASK;
+        Attr::ALL.into_iter().find(|a| a.bit() == bits)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attr::Uc => "uc",
+            Attr::Wc => "wc",
+            Attr::Wt => "wt",
+            Attr::Wb => "wb",
+            Attr::Wp => "wp",
+        }
+    }
+}
+
+impl fmt::Display for Attr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Attr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Attr::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("{s:?} is not an attribute: use uc, wc, wt, wb or wp"))
+    }
+}
+
+/// The names of the bits set in `flags` (`wb fixbase fixlen active`), unknown bits in hex.
+pub fn flag_names(flags: u32) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = flags;
+    for attr in Attr::ALL {
+        if flags & attr.bit() != 0 {
+            names.push(attr.name().into());
+            rest &= !attr.bit();
+        }
+    }
+    for (bit, name) in [
+        (abi::MR_FIXBASE, "fixbase"),
+        (abi::MR_FIXLEN, "fixlen"),
+        (abi::MR_ACTIVE, "active"),
+        (abi::MR_BUSY, "busy"),
+    ] {
+        if flags & bit != 0 {
+            names.push(name.into());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        names.push(format!("{rest:#x}"));
+    }
+    names
+}
+
+/// Every region node: `/dev/carveout<N>` (the module parameter's region) and
+/// `/dev/carveout/<name>` (regions made through configfs), sorted.
+pub fn discover() -> Vec<PathBuf> {
+    discover_in(Path::new("/dev"))
+}
+
+/// [`discover`] under another `/dev`.
+pub fn discover_in(dev: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let is_numbered = |name: &str| {
+        name.strip_prefix("carveout")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if let Ok(dir) = fs::read_dir(dev) {
+        for e in dir.flatten() {
+            if e.file_name().to_str().is_some_and(is_numbered) {
+                found.push(e.path());
+            }
+        }
+    }
+    if let Ok(dir) = fs::read_dir(dev.join("carveout")) {
+        found.extend(dir.flatten().map(|e| e.path()));
+    }
+    found.sort();
+    found
+}
+
+/// The node for a region given by path (anything with a `/`) or by name: `carveout0` is
+/// `/dev/carveout0`, any other name `/dev/carveout/<name>`.
+pub fn resolve(spec: &str) -> PathBuf {
+    if spec.contains('/') {
+        PathBuf::from(spec)
+    } else if spec
+        .strip_prefix("carveout")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Path::new("/dev").join(spec)
+    } else {
+        Path::new("/dev/carveout").join(spec)
+    }
+}
 
 /// An open `/dev/carveout*`.
 #[derive(Debug)]
 pub struct Region {
     fd: OwnedFd,
     path: PathBuf,
+    access: Access,
 }
 
 impl Region {
     /// Opens the region device at `path` for reading and writing.
-    pub fn open(path: impl AsRef<Path>) -> io::Result<Self> {
-        Self::open_with(path, OFlags::RDWR)
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, Access::ReadWrite)
     }
 
-    /// Opens the region device at `path` with the access mode in `flags` (`RDONLY`, `RDWR`).
-    pub fn open_with(path: impl AsRef<Path>, flags: OFlags) -> io::Result<Self> {
+    /// Opens a region by path or by name (see [`resolve`]).
+    pub fn open_name(spec: &str, access: Access) -> Result<Self> {
+        Self::open_with(resolve(spec), access)
+    }
+
+    /// Opens the region device at `path` with `access`.
+    pub fn open_with(path: impl AsRef<Path>, access: Access) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let fd = open(&path, flags | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|err| annotate(err.into(), format!("open {}", path.display())))?;
-        Ok(Self { fd, path })
+        let flags = match access {
+            Access::Read => OFlags::RDONLY,
+            Access::ReadWrite => OFlags::RDWR,
+        };
+        match open(&path, flags | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => Ok(Self { fd, path, access }),
+            Err(errno) => Err(Error::Refused {
+                op: Op::Open(access),
+                path,
+                errno,
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn refused(&self, op: Op, errno: Errno) -> Error {
+        Error::Refused {
+            op,
+            path: self.path.clone(),
+            errno,
+        }
     }
 
     /// What `CARVEOUT_GET_INFO` reports.
-    pub fn info(&self) -> io::Result<abi::Info> {
+    pub fn info(&self) -> Result<abi::Info> {
         // SAFETY: GET_INFO writes exactly one `abi::Info`, the type `Getter` hands the kernel.
         let info = unsafe { ioctl(&self.fd, Getter::<{ abi::GET_INFO }, abi::Info>::new()) }
-            .map_err(|err| {
-                annotate(
-                    err.into(),
-                    format!("CARVEOUT_GET_INFO on {}", self.path.display()),
-                )
-            })?;
+            .map_err(|errno| self.refused(Op::GetInfo, errno))?;
         if info.abi_version != abi::ABI_VERSION {
-            return Err(io::Error::other(format!(
-                "{} speaks ABI {}, this program {}",
-                self.path.display(),
-                info.abi_version,
-                abi::ABI_VERSION
-            )));
+            return Err(Error::AbiVersion {
+                path: self.path.clone(),
+                driver: info.abi_version,
+                ours: abi::ABI_VERSION,
+            });
         }
         Ok(info)
     }
 
-    /// The region as a `mem(4)` range descriptor (`CARVEOUT_GET_ATTR`).
-    pub fn range_desc(&self) -> io::Result<abi::RangeDesc> {
-        // SAFETY: GET_ATTR writes exactly one `abi::RangeDesc`.
-        unsafe { ioctl(&self.fd, Getter::<{ abi::GET_ATTR }, abi::RangeDesc>::new()) }.map_err(
-            |err| {
-                annotate(
-                    err.into(),
-                    format!("CARVEOUT_GET_ATTR on {}", self.path.display()),
-                )
-            },
-        )
+    /// The region as a memory-range descriptor (`CARVEOUT_GET_ATTR`).
+    pub fn range_desc(&self) -> Result<abi::RangeDesc> {
+        // SAFETY: GET_ATTR writes exactly one `abi::RangeDesc`, the type `Getter` hands it.
+        unsafe { ioctl(&self.fd, Getter::<{ abi::GET_ATTR }, abi::RangeDesc>::new()) }
+            .map_err(|errno| self.refused(Op::GetAttr, errno))
     }
 
-    /// Sets the cache attribute: `flags` is one `CARVEOUT_MR_*` attribute bit
-    /// (`CARVEOUT_SET_ATTR`).
-    pub fn set_attr(&self, flags: u32) -> io::Result<()> {
+    /// The region's cache attribute, from `CARVEOUT_GET_ATTR`.
+    pub fn attr(&self) -> Result<Attr> {
+        let desc = self.range_desc()?;
+        Attr::from_flags(desc.flags).ok_or_else(|| Error::Invalid {
+            path: self.path.clone(),
+            why: format!(
+                "CARVEOUT_GET_ATTR reported flags {:#x}: not exactly one attribute bit",
+                desc.flags
+            ),
+        })
+    }
+
+    /// Changes the region's cache attribute (`CARVEOUT_SET_ATTR`). Needs the region open for
+    /// writing and no mapping of it anywhere.
+    pub fn set_attr(&self, attr: Attr) -> Result<()> {
+        self.set_attr_flags(attr.bit())
+            .map_err(|errno| self.refused(Op::SetAttr(attr), errno))
+    }
+
+    /// `CARVEOUT_SET_ATTR` with raw flags (for tests of what the driver refuses).
+    pub fn set_attr_flags(&self, flags: u32) -> std::result::Result<(), Errno> {
         let desc = abi::RangeDesc {
             flags,
-            ..Default::default()
+            ..abi::RangeDesc::default()
         };
-        // SAFETY: SET_ATTR reads exactly one `abi::RangeDesc`.
+        // SAFETY: SET_ATTR reads exactly one `abi::RangeDesc`, the type `Setter` hands it.
         unsafe {
             ioctl(
                 &self.fd,
                 Setter::<{ abi::SET_ATTR }, abi::RangeDesc>::new(desc),
             )
         }
-        .map_err(|err| {
-            annotate(
-                err.into(),
-                format!("CARVEOUT_SET_ATTR on {}", self.path.display()),
+    }
+
+    /// Maps `range` (byte offsets into the region) shared, readable, and writable if `access`
+    /// says so. The range need not be page aligned: the pages around it are mapped and the
+    /// [`Mapping`] covers exactly `range`.
+    pub fn map(&self, range: Range<u64>, access: Access) -> Result<Mapping> {
+        if range.start >= range.end {
+            return Err(Error::Invalid {
+                path: self.path.clone(),
+                why: format!("the range {:#x}..{:#x} is empty", range.start, range.end),
+            });
+        }
+        let start = range.start / PAGE * PAGE;
+        let end = range
+            .end
+            .checked_next_multiple_of(PAGE)
+            .ok_or(Error::Invalid {
+                path: self.path.clone(),
+                why: format!("the range end {:#x} wraps", range.end),
+            })?;
+        let prot = match access {
+            Access::Read => ProtFlags::READ,
+            Access::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        };
+        let window = self.map_raw(start, end - start, prot, MapFlags::SHARED)?;
+        let mut mapping = window;
+        mapping.start = (range.start - start) as usize;
+        mapping.len = (range.end - range.start) as usize;
+        mapping.offset = range.start;
+        Ok(mapping)
+    }
+
+    /// A page-aligned mapping with the given protection and flags (for tests of what the
+    /// driver refuses).
+    pub fn map_raw(
+        &self,
+        offset: u64,
+        len: u64,
+        prot: ProtFlags,
+        flags: MapFlags,
+    ) -> Result<Mapping> {
+        let access = if prot.contains(ProtFlags::WRITE) {
+            Access::ReadWrite
+        } else {
+            Access::Read
+        };
+        let op = || Op::Map {
+            offset,
+            len,
+            access,
+        };
+        let window_len = usize::try_from(len).map_err(|_| self.refused(op(), Errno::NOMEM))?;
+        // SAFETY: A new mapping at an address the kernel picks aliases no Rust object.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                window_len,
+                prot,
+                flags,
+                &self.fd,
+                offset,
             )
+        }
+        .map_err(|errno| self.refused(op(), errno))?;
+        let window =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
+        Ok(Mapping {
+            window,
+            window_len,
+            start: 0,
+            len: window_len,
+            offset,
+            writable: access == Access::ReadWrite,
         })
     }
 
-    /// Maps `[offset, offset + len)` of the region, shared, readable and writable.
-    pub fn map(&self, offset: u64, len: usize) -> io::Result<Mapping> {
-        self.map_with(
-            offset,
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-            MapFlags::SHARED,
-        )
+    /// The access the region was opened with.
+    pub fn access(&self) -> Access {
+        self.access
     }
-
-    /// Maps `[offset, offset + len)` of the region, shared and read-only.
-    pub fn map_read_only(&self, offset: u64, len: usize) -> io::Result<Mapping> {
-        self.map_with(offset, len, ProtFlags::READ, MapFlags::SHARED)
-    }
-
-    /// Maps with the given protection and flags (for tests of what the driver refuses).
-    pub fn map_with(
-        &self,
-        offset: u64,
-        len: usize,
-        prot: ProtFlags,
-        flags: MapFlags,
-    ) -> io::Result<Mapping> {
-        // SAFETY: A new mapping at an address the kernel picks aliases no Rust object.
-        let ptr = unsafe { mmap(std::ptr::null_mut(), len, prot, flags, &self.fd, offset) }?;
-        let ptr =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
-        Ok(Mapping { ptr, len })
-    }
-}
-
-/// Where a pattern check first failed, and how many words differed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mismatch {
-    pub offset: u64,
-    pub count: u64,
 }
 
 /// A mapping of region memory; unmapped on drop.
 ///
-/// The memory may change underneath (a device DMAs into it), so it is never handed out as a
-/// Rust slice: every access is a volatile read or write of one word.
+/// The memory may change underneath (a device DMAs into it), so it is read and written with
+/// volatile accesses or copied in and out; a plain `&[u8]` exists only through the `unsafe`
+/// [`Mapping::as_slice`], whose caller promises that nothing writes the memory meanwhile.
+/// Offsets are relative to the start of the mapped range.
 #[derive(Debug)]
 pub struct Mapping {
-    ptr: NonNull<u8>,
+    /// The page-aligned window mmap returned.
+    window: NonNull<u8>,
+    window_len: usize,
+    /// Where the requested range starts in the window, and its length.
+    start: usize,
     len: usize,
+    /// The region offset of the range's first byte.
+    offset: u64,
+    writable: bool,
 }
 
 impl Mapping {
@@ -148,66 +376,244 @@ impl Mapping {
         self.len == 0
     }
 
-    fn word_ptr(&self, index: usize) -> *mut u64 {
+    /// The region offset the mapping starts at.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Asks for `prot` on the whole mapping (`mprotect`): how a test shows what the driver
+    /// forbids (write access to a write-protected region).
+    pub fn protect(&self, prot: rustix::mm::MprotectFlags) -> std::io::Result<()> {
+        // SAFETY: Changing the protection of our own mapping invalidates no Rust reference:
+        // none point into it while it is only reached through volatile accesses.
+        Ok(unsafe { rustix::mm::mprotect(self.window.as_ptr().cast(), self.window_len, prot) }?)
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The first byte of the range.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.window.as_ptr().wrapping_add(self.start)
+    }
+
+    /// A pointer to the `T` at `off`, checked to be in bounds and aligned.
+    fn at<T>(&self, off: usize) -> *mut T {
+        let size = size_of::<T>();
         assert!(
-            index < self.len / 8,
-            "word {index} outside a {}-byte mapping",
+            off.checked_add(size).is_some_and(|end| end <= self.len),
+            "{size} bytes at {off:#x} are outside a {:#x}-byte mapping",
             self.len
         );
-        // In bounds (asserted); the mapping is page aligned, so every word is aligned.
-        self.ptr.as_ptr().cast::<u64>().wrapping_add(index)
+        let ptr = self.as_ptr().wrapping_add(off);
+        assert!(
+            ptr.cast::<T>().is_aligned(),
+            "offset {off:#x} is not {size}-byte aligned"
+        );
+        ptr.cast::<T>()
     }
 
-    /// Asks for `prot` on the whole mapping (`mprotect`).
-    pub fn protect(&self, prot: rustix::mm::MprotectFlags) -> io::Result<()> {
-        // SAFETY: Changing the protection of our own mapping cannot invalidate Rust references:
-        // none point into it.
-        Ok(unsafe { rustix::mm::mprotect(self.ptr.as_ptr().cast::<c_void>(), self.len, prot) }?)
+    fn writable_at<T>(&self, off: usize) -> *mut T {
+        assert!(self.writable, "write to a read-only mapping");
+        self.at(off)
     }
 
-    /// Reads 64-bit word `index`.
-    pub fn read_word(&self, index: usize) -> u64 {
-        // SAFETY: `word_ptr` is in bounds and aligned, and the mapping lives as long as `self`.
-        unsafe { self.word_ptr(index).read_volatile() }
+    /// Reads the byte at `off`. Panics when out of bounds.
+    pub fn read_u8(&self, off: usize) -> u8 {
+        // SAFETY: `at` checked bounds and alignment; the mapping lives as long as `self`.
+        unsafe { self.at::<u8>(off).read_volatile() }
     }
 
-    /// Writes 64-bit word `index`.
-    pub fn write_word(&self, index: usize, value: u64) {
-        // SAFETY: as in `read_word`; the mapping is writable memory no Rust reference covers.
-        unsafe { self.word_ptr(index).write_volatile(value) }
+    /// Reads the 32-bit word at `off` (4-aligned). Panics when out of bounds or misaligned.
+    pub fn read_u32(&self, off: usize) -> u32 {
+        // SAFETY: as in `read_u8`.
+        unsafe { self.at::<u32>(off).read_volatile() }
     }
 
-    /// Fills the mapping with the pattern for `seed`.
-    pub fn fill(&self, seed: u64) {
-        for i in 0..self.len / 8 {
-            self.write_word(i, pattern::word(seed, i as u64));
+    /// Reads the 64-bit word at `off` (8-aligned). Panics when out of bounds or misaligned.
+    pub fn read_u64(&self, off: usize) -> u64 {
+        // SAFETY: as in `read_u8`.
+        unsafe { self.at::<u64>(off).read_volatile() }
+    }
+
+    /// Writes the byte at `off`. Panics when out of bounds or the mapping is read-only.
+    pub fn write_u8(&self, off: usize, value: u8) {
+        // SAFETY: bounds, alignment and writability checked; no Rust reference covers it.
+        unsafe { self.writable_at::<u8>(off).write_volatile(value) }
+    }
+
+    /// Writes the 32-bit word at `off` (4-aligned).
+    pub fn write_u32(&self, off: usize, value: u32) {
+        // SAFETY: as in `write_u8`.
+        unsafe { self.writable_at::<u32>(off).write_volatile(value) }
+    }
+
+    /// Writes the 64-bit word at `off` (8-aligned).
+    pub fn write_u64(&self, off: usize, value: u64) {
+        // SAFETY: as in `write_u8`.
+        unsafe { self.writable_at::<u64>(off).write_volatile(value) }
+    }
+
+    /// Copies `buf.len()` bytes from `off` out of the mapping, each read volatile.
+    pub fn copy_to_slice(&self, off: usize, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.read_u8(off + i);
         }
     }
 
-    /// Checks the mapping against the pattern for `seed`.
-    pub fn verify(&self, seed: u64) -> Result<(), Mismatch> {
-        let mut first = None;
-        let mut count = 0;
+    /// Copies `buf` into the mapping at `off`, each byte written volatile.
+    pub fn copy_from_slice(&self, off: usize, buf: &[u8]) {
+        for (i, &b) in buf.iter().enumerate() {
+            self.write_u8(off + i, b);
+        }
+    }
+
+    /// The mapped range as a byte slice.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nothing may write the memory: no device DMA into it, no write
+    /// through another mapping of the region (in this or another process), no write through
+    /// this one. Otherwise the slice's contents change under an immutable reference, which is
+    /// undefined behaviour; use the volatile accessors or [`Mapping::copy_to_slice`] instead.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: The range is mapped and readable for `len` bytes while `self` lives; the
+        // caller promises nothing writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// The mapped range as a mutable byte slice. Panics if the mapping is read-only.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nothing else may read or write the memory: no device DMA, no
+    /// access through another mapping of the region, in this or another process.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        assert!(self.writable, "a mutable slice of a read-only mapping");
+        // SAFETY: The range is mapped writable for `len` bytes while `self` lives, `&mut self`
+        // excludes other uses of this mapping, and the caller promises the rest.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.len) }
+    }
+
+    fn check_words(&self) {
+        assert!(
+            self.offset % 8 == 0 && self.len % 8 == 0,
+            "the pattern is 64-bit words: offset {:#x} and length {:#x} must be multiples of 8",
+            self.offset,
+            self.len
+        );
+    }
+
+    /// Fills the mapping with the pattern for `seed` (word `i` of the region gets word `i` of
+    /// the pattern). `progress` is told the bytes done, every MiB and at the end.
+    pub fn fill_pattern(&self, seed: u64, mut progress: impl FnMut(u64)) {
+        self.check_words();
+        let first = self.offset / 8;
         for i in 0..self.len / 8 {
-            if self.read_word(i) != pattern::word(seed, i as u64) {
-                first.get_or_insert(i as u64 * 8);
-                count += 1;
+            self.write_u64(i * 8, pattern::word(seed, first + i as u64));
+            if (i + 1) % (1 << 17) == 0 {
+                progress((i as u64 + 1) * 8);
             }
         }
-        match first {
-            None => Ok(()),
-            Some(offset) => Err(Mismatch { offset, count }),
+        progress(self.len as u64);
+    }
+
+    /// Checks the mapping against the pattern for `seed`; a [`Mismatch`] names the first
+    /// differing byte (as a region offset) and counts.
+    pub fn verify_pattern(&self, seed: u64, mut progress: impl FnMut(u64)) -> Result<(), Mismatch> {
+        self.check_words();
+        let first = self.offset / 8;
+        let mut tally = Tally::default();
+        for i in 0..self.len / 8 {
+            let index = first + i as u64;
+            tally.word(index * 8, pattern::word(seed, index), self.read_u64(i * 8));
+            if (i + 1) % (1 << 17) == 0 {
+                progress((i as u64 + 1) * 8);
+            }
         }
+        progress(self.len as u64);
+        tally.finish()
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what `mmap` returned, unmapped only here.
-        let _ = unsafe { munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
+        // SAFETY: `window`/`window_len` are exactly what `mmap` returned, unmapped only here.
+        let _ = unsafe { munmap(self.window.as_ptr().cast::<c_void>(), self.window_len) };
     }
 }
 
-fn annotate(err: io::Error, what: String) -> io::Error {
-    io::Error::new(err.kind(), format!("{what}: {err}"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_round_trip_through_names_and_bits() {
+        for attr in Attr::ALL {
+            assert_eq!(attr.name().parse::<Attr>(), Ok(attr));
+            assert_eq!(Attr::from_flags(attr.bit() | abi::MR_ACTIVE), Some(attr));
+        }
+        assert_eq!("WC".parse::<Attr>(), Ok(Attr::Wc));
+        assert!("writeback"
+            .parse::<Attr>()
+            .unwrap_err()
+            .contains("use uc, wc, wt, wb or wp"));
+        assert_eq!(
+            Attr::from_flags(abi::MR_WRITEBACK | abi::MR_UNCACHEABLE),
+            None
+        );
+        assert_eq!(Attr::from_flags(0), None);
+        assert_eq!(
+            flag_names(
+                abi::MR_WRITEBACK | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | 1 << 12
+            ),
+            ["wb", "fixbase", "fixlen", "active", "0x1000"]
+        );
+    }
+
+    #[test]
+    fn names_and_paths_resolve_to_nodes() {
+        assert_eq!(resolve("carveout0"), Path::new("/dev/carveout0"));
+        assert_eq!(resolve("memmap0"), Path::new("/dev/carveout/memmap0"));
+        assert_eq!(resolve("carveout"), Path::new("/dev/carveout/carveout"));
+        assert_eq!(resolve("./x"), Path::new("./x"));
+        assert_eq!(resolve("/dev/carveout/dma"), Path::new("/dev/carveout/dma"));
+    }
+
+    #[test]
+    fn discovery_finds_numbered_nodes_and_the_directory() {
+        let dev = std::env::temp_dir().join(format!("carveout-dev-{}", std::process::id()));
+        fs::create_dir_all(dev.join("carveout")).unwrap();
+        for f in [
+            "carveout0",
+            "carveoutx",
+            "null",
+            "carveout/memmap0",
+            "carveout/dma",
+        ] {
+            fs::write(dev.join(f), "").unwrap();
+        }
+        let found = discover_in(&dev);
+        fs::remove_dir_all(&dev).unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(&dev).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            names,
+            ["carveout/dma", "carveout/memmap0", "carveout0"].map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn opening_a_missing_node_is_a_typed_refusal() {
+        let err = Region::open_name("/nonexistent/carveout9", Access::Read).expect_err("missing");
+        assert_eq!(err.errno(), Some(Errno::NOENT));
+        assert!(
+            err.to_string()
+                .contains("opening for reading refused with ENOENT"),
+            "{err}"
+        );
+    }
 }

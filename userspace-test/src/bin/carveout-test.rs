@@ -4,7 +4,7 @@
 
 use std::{io, process::ExitCode};
 
-use carveout::{abi, devmem, Mismatch, Region};
+use carveout::{abi, devmem, Access, Attr, Mismatch, Region};
 use clap::{Parser, Subcommand};
 use rustix::{
     io::Errno,
@@ -58,7 +58,7 @@ enum Command {
     },
     /// Print the attribute and flags CARVEOUT_GET_ATTR reports.
     AttrGet,
-    /// Set the cache attribute: uc, wc, wt, wb or wp (or a raw flags value with --raw).
+    /// Set the cache attribute: uc, wc, wt, wb or wp (or a raw flags word with --raw).
     AttrSet {
         name: String,
         /// NAME is a number, sent as the flags word as it is.
@@ -120,7 +120,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     }
     let region = Region::open(&cli.dev)?;
     let info = region.info()?;
-    let size = usize::try_from(info.size).map_err(io::Error::other)?;
+    let whole = 0..info.size;
     Ok(match cli.command {
         Command::Info => {
             println!(
@@ -133,21 +133,25 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             Ok(())
         }
         Command::Fill { seed } => {
-            region.map(0, size)?.fill(seed);
+            region
+                .map(whole, Access::ReadWrite)?
+                .fill_pattern(seed, |_| ());
             Ok(())
         }
         Command::Verify { seed, devmem } => {
             let result = if devmem {
                 devmem::verify(info.base, info.size, seed)?
             } else {
-                region.map(0, size)?.verify(seed)
+                region
+                    .map(whole, Access::Read)?
+                    .verify_pattern(seed, |_| ())
             };
             result.map_err(|m| mismatch(if devmem { "/dev/mem" } else { "mapping" }, m))
         }
         Command::Roundtrip { seed } => {
-            let mapping = region.map(0, size)?;
-            mapping.fill(seed);
-            match mapping.verify(seed) {
+            let mapping = region.map(whole, Access::ReadWrite)?;
+            mapping.fill_pattern(seed, |_| ());
+            match mapping.verify_pattern(seed, |_| ()) {
                 Err(m) => Err(mismatch("mapping", m)),
                 Ok(()) => {
                     devmem::verify(info.base, info.size, seed)?.map_err(|m| mismatch("/dev/mem", m))
@@ -156,11 +160,12 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         }
         Command::MmapBounds => mmap_bounds(&region, info.size),
         Command::Hold { seconds, read_only } => {
-            let mapping = if read_only {
-                region.map_read_only(0, size)?
+            let access = if read_only {
+                Access::Read
             } else {
-                region.map(0, size)?
+                Access::ReadWrite
             };
+            let mapping = region.map(whole, access)?;
             drop(region);
             println!("holding a {}-byte mapping, device closed", mapping.len());
             std::thread::sleep(std::time::Duration::from_secs(seconds));
@@ -168,15 +173,14 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         }
         Command::AttrGet => {
             let desc = region.range_desc()?;
-            let owner = String::from_utf8_lossy(&desc.owner);
             println!(
                 "base={:#x} len={:#x} flags={:#x} attr={} busy={} owner={}",
                 desc.base,
                 desc.len,
                 desc.flags,
-                abi::attr_name(desc.flags).unwrap_or("?"),
+                Attr::from_flags(desc.flags).map_or("?", Attr::name),
                 u8::from(desc.flags & abi::MR_BUSY != 0),
-                owner.trim_end_matches('\0')
+                desc.owner()
             );
             Ok(())
         }
@@ -187,18 +191,14 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
                     .and_then(|v| u32::try_from(v).ok())
                     .ok_or_else(|| io::Error::other(format!("{name:?} is not a 32-bit number")))?
             } else {
-                abi::ATTR_NAMES
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, bit)| *bit)
-                    .ok_or_else(|| {
-                        io::Error::other(format!("{name:?} is not uc, wc, wt, wb or wp"))
-                    })?
+                name.parse::<Attr>().map_err(io::Error::other)?.bit()
             };
-            region.set_attr(flags)?;
+            region
+                .set_attr_flags(flags)
+                .map_err(|errno| io::Error::other(format!("CARVEOUT_SET_ATTR {flags:#x}: {errno}")))?;
             Ok(())
         }
-        Command::WpCheck => wp_check(&region, size),
+        Command::WpCheck => wp_check(&region, info.size),
         Command::DevmemVerify { .. } => unreachable!("handled above"),
     })
 }
@@ -206,7 +206,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
 fn mismatch(via: &str, m: Mismatch) -> Failed {
     Failed(format!(
         "{via}: {} words differ, the first at offset {:#x}",
-        m.count, m.offset
+        m.words, m.offset
     ))
 }
 
@@ -214,55 +214,55 @@ fn mismatch(via: &str, m: Mismatch) -> Failed {
 fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
     const PAGE: u64 = 4096;
     let rw = ProtFlags::READ | ProtFlags::WRITE;
-    let cases: [(&str, u64, usize, MapFlags, &[Errno]); 6] = [
+    let cases: [(&str, u64, u64, MapFlags, &[Errno]); 6] = [
         (
             "offset at the end",
             size,
-            PAGE as usize,
+            PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO],
         ),
         (
             "window past the end",
             size - PAGE,
-            2 * PAGE as usize,
+            2 * PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO],
         ),
         (
             "far beyond the end",
             1 << 40,
-            PAGE as usize,
+            PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO],
         ),
         (
             "offset near 2^63",
             0x7fff_ffff_ffff_f000,
-            2 * PAGE as usize,
+            2 * PAGE,
             MapFlags::SHARED,
             &[Errno::NXIO, Errno::OVERFLOW],
         ),
         (
             "offset + length wraps 2^64",
             0xffff_ffff_ffff_f000,
-            2 * PAGE as usize,
+            2 * PAGE,
             MapFlags::SHARED,
             &[Errno::OVERFLOW, Errno::INVAL],
         ),
         (
             "private mapping",
             0,
-            PAGE as usize,
+            PAGE,
             MapFlags::PRIVATE,
             &[Errno::INVAL],
         ),
     ];
     for (what, offset, len, flags, expected) in cases {
-        match region.map_with(offset, len, rw, flags) {
+        match region.map_raw(offset, len, rw, flags) {
             Ok(_) => return Err(Failed(format!("{what}: mapped, expected {expected:?}"))),
             Err(err) => {
-                let errno = Errno::from_io_error(&err);
+                let errno = err.errno();
                 if !errno.is_some_and(|e| expected.contains(&e)) {
                     return Err(Failed(format!("{what}: {err}, expected {expected:?}")));
                 }
@@ -271,30 +271,27 @@ fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
         }
     }
     region
-        .map(size - PAGE, PAGE as usize)
+        .map(size - PAGE..size, Access::ReadWrite)
         .map(drop)
         .map_err(|err| Failed(format!("the last page: {err}, expected it to map")))
 }
 
 /// A write-protected region: a writable shared mapping is refused with EACCES, a read-only one
 /// maps and reads, and mprotect cannot make it writable.
-fn wp_check(region: &Region, size: usize) -> Result<(), Failed> {
-    match region.map(0, size) {
+fn wp_check(region: &Region, size: u64) -> Result<(), Failed> {
+    match region.map(0..size, Access::ReadWrite) {
         Ok(_) => return Err(Failed("a writable mapping of a WP region succeeded".into())),
-        Err(err) if Errno::from_io_error(&err) == Some(Errno::ACCESS) => {
+        Err(err) if err.errno() == Some(Errno::ACCESS) => {
             println!("# writable mapping refused: {err}")
         }
         Err(err) => return Err(Failed(format!("writable mapping: {err}, expected EACCES"))),
     }
     let mapping = region
-        .map_read_only(0, size)
+        .map(0..size, Access::Read)
         .map_err(|err| Failed(format!("read-only mapping: {err}")))?;
-    let first = mapping.read_word(0);
-    println!("# read-only mapping reads {first:#x}");
+    println!("# read-only mapping reads {:#x}", mapping.read_u64(0));
     match mapping.protect(rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE) {
-        Ok(()) => Err(Failed(
-            "mprotect(PROT_WRITE) on a WP mapping succeeded".into(),
-        )),
+        Ok(()) => Err(Failed("mprotect(PROT_WRITE) on a WP mapping succeeded".into())),
         Err(err) => {
             println!("# mprotect(PROT_WRITE) refused: {err}");
             Ok(())

@@ -1,0 +1,377 @@
+//! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree?
+//!
+//! Pure: the caller reads the three sources, [`check`] compares them and says, in words, what
+//! is wrong.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::{
+    iomem::Iomem,
+    memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
+};
+
+/// A region as its driver describes it (`CARVEOUT_GET_INFO`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionView {
+    pub path: PathBuf,
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Ok,
+    Note,
+    Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub message: String,
+}
+
+/// What [`check`] compares.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub cmdline: String,
+    /// `/proc/iomem`, or why it could not be read.
+    pub iomem: Result<Iomem, String>,
+    pub regions: Vec<RegionView>,
+    /// Region nodes that could not be asked (with the error, in words).
+    pub region_errors: Vec<String>,
+}
+
+fn is_claim(name: &str) -> bool {
+    name == "carveout" || name.starts_with("carveout")
+}
+
+fn insmod_hint(span: &Span) -> String {
+    format!(
+        "run `carveoutctl load`, or insmod carveout.ko base={} size={:#x}",
+        format_addr(span.base),
+        span.size
+    )
+}
+
+/// Compares the sources; every finding is a sentence. Any [`Level::Problem`] means they do
+/// not agree.
+pub fn check(input: &Input) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut say = |level, message: String| out.push(Finding { level, message });
+
+    let entries = match memmap::parse_cmdline(&input.cmdline) {
+        Ok(entries) => entries,
+        Err(err) => {
+            say(
+                Level::Problem,
+                format!("the command line's memmap= is wrong: {err}"),
+            );
+            Vec::new()
+        }
+    };
+    let iomem = match &input.iomem {
+        Ok(iomem) => Some(iomem),
+        Err(why) => {
+            say(Level::Problem, format!("cannot read /proc/iomem: {why}"));
+            None
+        }
+    };
+    for err in &input.region_errors {
+        say(Level::Problem, err.clone());
+    }
+    let reserved: Vec<&Memmap> = entries.iter().filter(|e| e.reserved().is_some()).collect();
+    if reserved.is_empty() && input.regions.is_empty() {
+        say(
+            Level::Note,
+            "no memmap=SIZE$BASE on the command line and no carveout regions: nothing to \
+             compare (see `carveoutctl plan` to choose a range)"
+                .into(),
+        );
+    }
+
+    for e in &entries {
+        match e.entry {
+            Entry::Range {
+                kind: Kind::Persistent,
+                span,
+            } => say(
+                Level::Note,
+                format!(
+                    "{e} ({}) is persistent memory for the kernel's pmem driver; carveout cannot \
+                     use it (use $ instead of ! to reserve a range for carveout)",
+                    span.display()
+                ),
+            ),
+            Entry::Range {
+                kind: Kind::Reserved,
+                span,
+            } => {
+                if let Some(iomem) = iomem {
+                    if iomem.reserved_covering(&span).is_none() {
+                        say(
+                            Level::Problem,
+                            format!(
+                                "{e} is on the command line, but /proc/iomem shows no Reserved \
+                                 range covering {}: the kernel did not reserve it (does it lie \
+                                 in usable RAM? see `carveoutctl plan`)",
+                                span.display()
+                            ),
+                        );
+                    }
+                }
+                let holders: Vec<&RegionView> = input
+                    .regions
+                    .iter()
+                    .filter(|r| r.span.overlaps(&span))
+                    .collect();
+                let held: u64 = holders.iter().map(|r| r.span.size).sum();
+                let names = holders
+                    .iter()
+                    .map(|r| r.path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if holders.is_empty() {
+                    say(
+                        Level::Problem,
+                        format!(
+                            "no carveout region holds {e} ({}): {}",
+                            span.display(),
+                            insmod_hint(&span)
+                        ),
+                    );
+                } else if holders.iter().any(|r| !span.contains(&r.span)) {
+                    say(
+                        Level::Problem,
+                        format!(
+                            "{names} reaches outside {e} ({}): part of it is not reserved by \
+                             this entry",
+                            span.display()
+                        ),
+                    );
+                } else if held == span.size {
+                    say(
+                        Level::Ok,
+                        format!("{e} ({}) is reserved and held by {names}", span.display()),
+                    );
+                } else {
+                    say(
+                        Level::Note,
+                        format!(
+                            "{e} ({}) is held only in part: {names} hold {} of its {}",
+                            span.display(),
+                            format_size(held),
+                            format_size(span.size)
+                        ),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    for r in &input.regions {
+        let covered = reserved
+            .iter()
+            .filter_map(|e| e.reserved())
+            .any(|s| s.contains(&r.span));
+        if !covered {
+            say(
+                Level::Note,
+                format!(
+                    "{} ({}) is reserved by no memmap=SIZE$BASE on the command line: it must be \
+                     reserved some other way (firmware), or a reboot may hand it to the kernel \
+                     as RAM; to reserve it: {}",
+                    r.path.display(),
+                    r.span.display(),
+                    memmap::reserve_arg(&r.span)
+                ),
+            );
+        }
+        if let Some(iomem) = iomem {
+            let claimed = iomem.resources.iter().enumerate().any(|(i, res)| {
+                is_claim(&res.name) && res.span == r.span && iomem.is_inside(i, "Reserved")
+            });
+            if !claimed {
+                say(
+                    Level::Problem,
+                    format!(
+                        "{} says it holds {}, but /proc/iomem shows no carveout claim there \
+                         inside a Reserved range",
+                        r.path.display(),
+                        r.span.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    if let Some(iomem) = iomem {
+        for res in iomem.resources.iter().filter(|res| is_claim(&res.name)) {
+            if !input.regions.iter().any(|r| r.span == res.span) {
+                say(
+                    Level::Problem,
+                    format!(
+                        "/proc/iomem shows a carveout claim at {} but no region node answers for \
+                         it (is devtmpfs mounted on /dev? see `carveoutctl list`)",
+                        res.span.display()
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Whether the findings hold no problem.
+pub fn consistent(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.level != Level::Problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CMDLINE: &str = "console=ttyS0 memmap=64M$0x8000000 memmap=16M!0x10000000 quiet";
+    const IOMEM_FREE: &str = "\
+00100000-07ffffff : System RAM
+08000000-0bffffff : Reserved
+0c000000-0fffffff : System RAM
+10000000-10ffffff : Persistent Memory (legacy)
+  10000000-10ffffff : namespace0.0
+";
+    const IOMEM_HELD: &str = "\
+00100000-07ffffff : System RAM
+08000000-0bffffff : Reserved
+  08000000-0bffffff : carveout
+0c000000-0fffffff : System RAM
+10000000-10ffffff : Persistent Memory (legacy)
+  10000000-10ffffff : namespace0.0
+";
+
+    fn region(base: u64, size: u64) -> RegionView {
+        RegionView {
+            path: "/dev/carveout0".into(),
+            name: "carveout0".into(),
+            span: Span::new(base, size).unwrap(),
+        }
+    }
+
+    fn input(cmdline: &str, iomem: &str, regions: Vec<RegionView>) -> Input {
+        Input {
+            cmdline: cmdline.into(),
+            iomem: Iomem::parse(iomem),
+            regions,
+            region_errors: Vec::new(),
+        }
+    }
+
+    fn problems(f: &[Finding]) -> Vec<&str> {
+        f.iter()
+            .filter(|f| f.level == Level::Problem)
+            .map(|f| f.message.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn all_in_place_is_consistent() {
+        let f = check(&input(
+            CMDLINE,
+            IOMEM_HELD,
+            vec![region(0x800_0000, 64 << 20)],
+        ));
+        assert!(consistent(&f), "{f:#?}");
+        assert!(f.iter().any(|f| f.level == Level::Ok
+            && f.message == "memmap=64M$0x8000000 (0x8000000-0xbffffff) is reserved and held by /dev/carveout0"));
+        // The pmem entry is explained, not flagged.
+        assert!(f
+            .iter()
+            .any(|f| f.level == Level::Note && f.message.contains("pmem driver")));
+    }
+
+    #[test]
+    fn a_reserved_range_nobody_holds_is_reported() {
+        let f = check(&input(CMDLINE, IOMEM_FREE, Vec::new()));
+        assert_eq!(
+            problems(&f),
+            [
+                "no carveout region holds memmap=64M$0x8000000 (0x8000000-0xbffffff): run \
+              `carveoutctl load`, or insmod carveout.ko base=0x8000000 size=0x4000000"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entry_the_kernel_did_not_reserve_is_reported() {
+        let f = check(&input(
+            "memmap=64M$0x8000000",
+            "00100000-0fffffff : System RAM\n",
+            Vec::new(),
+        ));
+        let p = problems(&f);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(
+            p[0].contains("shows no Reserved range covering 0x8000000-0xbffffff"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn claims_and_regions_must_match() {
+        // A region the driver reports but iomem does not show, and a claim nobody answers for.
+        let f = check(&input(
+            CMDLINE,
+            IOMEM_HELD,
+            vec![region(0x800_0000, 32 << 20)],
+        ));
+        let p = problems(&f);
+        assert!(
+            p.iter().any(|m| m.contains("no carveout claim there")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("claim at 0x8000000-0xbffffff but no region node")),
+            "{p:#?}"
+        );
+        // Half held: a note, not a problem, for the entry itself.
+        assert!(f
+            .iter()
+            .any(|f| f.level == Level::Note && f.message.contains("held only in part")));
+    }
+
+    #[test]
+    fn a_region_without_a_memmap_entry_is_noted() {
+        let f = check(&input(
+            "quiet",
+            IOMEM_HELD,
+            vec![region(0x800_0000, 64 << 20)],
+        ));
+        assert!(consistent(&f), "{f:#?}");
+        assert!(f
+            .iter()
+            .any(|f| f.message.contains("reserved by no memmap=SIZE$BASE")
+                && f.message.contains("memmap=64M$0x8000000")));
+    }
+
+    #[test]
+    fn bad_command_lines_and_unreadable_iomem_are_problems() {
+        let f = check(&input(
+            "memmap=64M$0x8000000 memmap=1M$0x9000000",
+            IOMEM_HELD,
+            vec![region(0x800_0000, 64 << 20)],
+        ));
+        assert!(problems(&f)
+            .iter()
+            .any(|m| m.contains("memmap= is wrong") && m.contains("overlaps")));
+        let mut i = input(CMDLINE, IOMEM_HELD, Vec::new());
+        i.iomem = Err("every address in /proc/iomem is 0".into());
+        assert!(problems(&check(&i))
+            .iter()
+            .any(|m| m.starts_with("cannot read /proc/iomem")));
+    }
+}

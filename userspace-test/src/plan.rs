@@ -1,0 +1,550 @@
+//! The planner: reads a firmware memory map and proposes a `memmap=SIZE$BASE` that lies in
+//! usable RAM, away from the first MiB and from every range already reserved.
+//!
+//! Sources: `/sys/firmware/memmap` (the firmware's table, as the kernel got it), a saved
+//! `dmesg` listing of the e820 table (`BIOS-e820: [mem 0x...-0x...] usable`; the last table
+//! in the listing wins, since it includes what `memmap=` already changed), or a saved
+//! `/proc/iomem` (top-level `System RAM`, less what is nested in it: the kernel's own image).
+
+use std::{fs, io, path::Path};
+
+use serde::Serialize;
+
+use crate::{
+    iomem::{self, Iomem},
+    memmap::{format_addr, format_size, Span},
+};
+
+const MIB: u64 = 1 << 20;
+const PAGE: u64 = 4096;
+
+/// One entry of a firmware memory map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MapEntry {
+    pub span: Span,
+    /// The type as the source names it (`usable`, `System RAM`, `reserved`, ...).
+    pub kind: String,
+    /// Whether the kernel may use it as RAM (and so `memmap=$` may reserve it).
+    pub usable: bool,
+}
+
+/// A firmware memory map and where it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirmwareMap {
+    pub source: String,
+    pub entries: Vec<MapEntry>,
+}
+
+fn is_usable(kind: &str) -> bool {
+    matches!(kind, "usable" | "System RAM")
+}
+
+fn entry(start: u64, last: u64, kind: &str) -> Result<MapEntry, String> {
+    if last < start {
+        return Err(format!("{start:#x}-{last:#x} ends before it starts"));
+    }
+    let span = Span::new(start, last - start + 1)?;
+    Ok(MapEntry {
+        span,
+        kind: kind.to_string(),
+        usable: is_usable(kind),
+    })
+}
+
+fn hex(s: &str) -> Option<u64> {
+    let s = s.trim();
+    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16).ok()
+}
+
+impl FirmwareMap {
+    /// Reads `/sys/firmware/memmap`-style directories: `N/start`, `N/end` (inclusive), `N/type`.
+    pub fn from_sysfs(dir: &Path) -> io::Result<Self> {
+        let mut entries = Vec::new();
+        for dirent in fs::read_dir(dir)? {
+            let path = dirent?.path();
+            let read = |name: &str| fs::read_to_string(path.join(name));
+            let (start, end, kind) = (read("start")?, read("end")?, read("type")?);
+            let bad = || {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: start {start:?} / end {end:?} are not hex",
+                        path.display()
+                    ),
+                )
+            };
+            let (start, last) = (hex(&start).ok_or_else(bad)?, hex(&end).ok_or_else(bad)?);
+            entries.push(
+                entry(start, last, kind.trim())
+                    .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?,
+            );
+        }
+        if entries.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} holds no entries", dir.display()),
+            ));
+        }
+        entries.sort_by_key(|e| e.span.base);
+        Ok(Self {
+            source: dir.display().to_string(),
+            entries,
+        })
+    }
+
+    /// A saved `dmesg` e820 listing or `/proc/iomem`, told apart by their lines.
+    pub fn from_text(text: &str, source: &str) -> Result<Self, String> {
+        let entries = if let Some(entries) = parse_e820(text)? {
+            entries
+        } else if iomem::looks_like_iomem(text) {
+            from_iomem(&Iomem::parse(text)?)
+        } else {
+            return Err(format!(
+                "{source} holds neither a dmesg e820 listing (lines like \
+                 \"BIOS-e820: [mem 0x0000000000100000-0x00000000bffdffff] usable\") \
+                 nor /proc/iomem lines (\"00100000-bffdffff : System RAM\")"
+            ));
+        };
+        Ok(Self {
+            source: source.to_string(),
+            entries,
+        })
+    }
+
+    pub fn usable_total(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter(|e| e.usable)
+            .map(|e| e.span.size)
+            .sum()
+    }
+}
+
+/// The last e820 table in a dmesg listing, or `None` when the text has no e820 lines.
+/// Understands today's `who: [mem 0xSTART-0xLAST] type` and the old
+/// `BIOS-e820: START - END (type)` (END exclusive).
+fn parse_e820(text: &str) -> Result<Option<Vec<MapEntry>>, String> {
+    let mut tables: Vec<(String, Vec<MapEntry>)> = Vec::new();
+    for line in text.lines() {
+        let (who, start, last, kind) = if let Some(at) = line.find(": [mem ") {
+            let who = line[..at]
+                .rsplit([' ', ']'])
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let rest = &line[at + ": [mem ".len()..];
+            let Some((range, kind)) = rest.split_once(']') else {
+                continue;
+            };
+            let Some((s, l)) = range.split_once('-') else {
+                continue;
+            };
+            match (hex(s), hex(l)) {
+                (Some(s), Some(l)) => (who, s, l, kind.trim().to_string()),
+                _ => return Err(format!("{line:?}: the range is not hex")),
+            }
+        } else if let Some(at) = line.find("BIOS-e820: ") {
+            // 2.6-era: "BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)"
+            let rest = &line[at + "BIOS-e820: ".len()..];
+            let Some((range, kind)) = rest.split_once('(') else {
+                continue;
+            };
+            let Some((s, e)) = range.split_once(" - ") else {
+                continue;
+            };
+            match (hex(s), hex(e)) {
+                (Some(s), Some(e)) if e > s => (
+                    "BIOS-e820".to_string(),
+                    s,
+                    e - 1,
+                    kind.trim_end().trim_end_matches(')').to_string(),
+                ),
+                _ => return Err(format!("{line:?}: the range is not hex")),
+            }
+        } else {
+            continue;
+        };
+        // "e820: [mem ...] ..." lines that are not table rows (e.g. "e820: register RAM
+        // buffer resource", "e820: update [mem ...] usable ==> reserved") are skipped.
+        if who == "e820" || kind.contains("==>") {
+            continue;
+        }
+        // A new table starts when the prefix changes or addresses go back down.
+        let new_table = match tables.last() {
+            None => true,
+            Some((w, entries)) => {
+                *w != who
+                    || entries
+                        .last()
+                        .is_some_and(|e: &MapEntry| e.span.base > start)
+            }
+        };
+        if new_table {
+            tables.push((who, Vec::new()));
+        }
+        let e = entry(start, last, &kind).map_err(|why| format!("{line:?}: {why}"))?;
+        tables.last_mut().expect("pushed above").1.push(e);
+    }
+    Ok(tables.pop().map(|(_, entries)| entries))
+}
+
+/// Top-level `System RAM` is usable, less anything nested in it (the kernel's code and data,
+/// a crash kernel); every other top-level entry is not.
+fn from_iomem(iomem: &Iomem) -> Vec<MapEntry> {
+    let mut entries = Vec::new();
+    for (i, r) in iomem.resources.iter().enumerate() {
+        let top = r.parent.is_none();
+        let in_ram = iomem.is_inside(i, "System RAM");
+        if top
+            || (in_ram
+                && r.parent
+                    .is_some_and(|p| iomem.resources[p].parent.is_none()))
+        {
+            entries.push(MapEntry {
+                span: r.span,
+                kind: r.name.clone(),
+                usable: top && r.name == "System RAM",
+            });
+        }
+    }
+    entries
+}
+
+/// What to ask the planner for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub size: u64,
+    /// A power of two, at least a page. See [`default_align`].
+    pub align: u64,
+    /// Keep the whole range below this address (e.g. `4G` for a 32-bit DMA device).
+    pub below: Option<u64>,
+    /// Ranges to stay away from besides what the map marks unusable (the `memmap=` entries
+    /// already on the running kernel's command line).
+    pub avoid: Vec<Span>,
+}
+
+/// The default alignment: the largest power of two dividing the size, between a page and 1G,
+/// so `64M` lands on a 64M boundary (huge-page friendly, easy to read).
+pub fn default_align(size: u64) -> u64 {
+    if size == 0 {
+        return PAGE;
+    }
+    (1u64 << size.trailing_zeros()).clamp(PAGE, 1 << 30)
+}
+
+/// A proposed reservation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub span: Span,
+    /// The usable map entry it lies in.
+    pub inside: Span,
+    pub usable_total: u64,
+    pub notes: Vec<String>,
+}
+
+/// `[start, end)` as u128, so the top of the address space needs no special case.
+type Interval = (u128, u128);
+
+fn subtract(pieces: Vec<Interval>, cut: Interval) -> Vec<Interval> {
+    let mut out = Vec::new();
+    for (s, e) in pieces {
+        if cut.1 <= s || e <= cut.0 {
+            out.push((s, e));
+            continue;
+        }
+        if s < cut.0 {
+            out.push((s, cut.0));
+        }
+        if cut.1 < e {
+            out.push((cut.1, e));
+        }
+    }
+    out
+}
+
+fn interval(span: &Span) -> Interval {
+    (u128::from(span.base), u128::from(span.last()) + 1)
+}
+
+/// Proposes the highest suitably aligned range of `size` bytes that lies wholly inside usable
+/// RAM, above the first MiB, below `below`, and clear of every unusable entry and every range
+/// in `avoid`. Refuses, saying why, when the request is malformed or nothing fits.
+pub fn plan(map: &FirmwareMap, req: &Request) -> Result<Plan, String> {
+    if req.size == 0 || req.size % PAGE != 0 {
+        return Err(format!(
+            "the size {} is not a positive multiple of the page size (4K)",
+            format_size(req.size)
+        ));
+    }
+    if !req.align.is_power_of_two() || req.align < PAGE {
+        return Err(format!(
+            "the alignment {} is not a power of two of at least 4K",
+            format_size(req.align)
+        ));
+    }
+    let usable: Vec<&MapEntry> = map.entries.iter().filter(|e| e.usable).collect();
+    if usable.is_empty() {
+        return Err(format!("{} lists no usable RAM", map.source));
+    }
+    let mut free: Vec<Interval> = usable.iter().map(|e| interval(&e.span)).collect();
+    free = subtract(free, (0, u128::from(MIB)));
+    if let Some(below) = req.below {
+        free = subtract(free, (u128::from(below), u128::MAX));
+    }
+    for e in map.entries.iter().filter(|e| !e.usable) {
+        free = subtract(free, interval(&e.span));
+    }
+    for span in &req.avoid {
+        free = subtract(free, interval(span));
+    }
+    let align = u128::from(req.align);
+    let size = u128::from(req.size);
+    let best = free
+        .iter()
+        .filter_map(|&(s, e)| {
+            let lo = s.div_ceil(align) * align;
+            let top = e.checked_sub(size)? / align * align;
+            (top >= lo).then_some(top)
+        })
+        .max();
+    let Some(base) = best else {
+        let largest = free.iter().map(|(s, e)| e - s).max().unwrap_or(0);
+        return Err(format!(
+            "no usable RAM above the first MiB{} has room for {} aligned to {} (the largest \
+             free usable range is {})",
+            req.below
+                .map(|b| format!(" and below {}", format_addr(b)))
+                .unwrap_or_default(),
+            format_size(req.size),
+            format_size(req.align),
+            format_size(largest as u64)
+        ));
+    };
+    let span = Span::new(base as u64, req.size)?;
+    let inside = usable
+        .iter()
+        .find(|e| e.span.contains(&span))
+        .map(|e| e.span)
+        .ok_or("the chosen range straddles two usable entries")?;
+    let usable_total = map.usable_total();
+    let mut notes = Vec::new();
+    if req.size > usable_total / 2 {
+        notes.push(format!(
+            "this takes {} of {} usable RAM: more than half",
+            format_size(req.size),
+            format_size(usable_total)
+        ));
+    }
+    Ok(Plan {
+        span,
+        inside,
+        usable_total,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: u64 = 1 << 30;
+
+    /// The 16 GiB server of the pmem guide ("How To Choose the Correct memmap Option").
+    const PMEM_GUIDE: &str = "\
+$ dmesg | grep BIOS-e820
+[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable
+[    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] reserved
+[    0.000000] BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff] reserved
+[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x00000000bffdffff] usable
+[    0.000000] BIOS-e820: [mem 0x00000000bffe0000-0x00000000bfffffff] reserved
+[    0.000000] BIOS-e820: [mem 0x00000000feffc000-0x00000000feffffff] reserved
+[    0.000000] BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] reserved
+[    0.000000] BIOS-e820: [mem 0x0000000100000000-0x00000003ffffffff] usable
+";
+
+    /// The test guest (QEMU pc, 512M) on kernel 7.3, with its two memmap= entries applied.
+    const GUEST_7_3: &str = "\
+[    0.000000] BIOS-provided physical RAM map:
+[    0.000000] BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] System RAM
+[    0.000000] BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] device reserved
+[    0.000000] BIOS-e820: [gap 0x00000000000a0000-0x00000000000effff]
+[    0.000000] BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff] device reserved
+[    0.000000] BIOS-e820: [mem 0x0000000000100000-0x000000001ffdffff] System RAM
+[    0.000000] BIOS-e820: [mem 0x000000001ffe0000-0x000000001fffffff] device reserved
+[    0.000000] BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] device reserved
+[    0.000000] user-defined physical RAM map:
+[    0.000000] user: [mem 0x0000000000000000-0x000000000009fbff] System RAM
+[    0.000000] user: [mem 0x000000000009fc00-0x000000000009ffff] device reserved
+[    0.000000] user: [mem 0x00000000000f0000-0x00000000000fffff] device reserved
+[    0.000000] user: [mem 0x0000000000100000-0x0000000007ffffff] System RAM
+[    0.000000] user: [mem 0x0000000008000000-0x000000000bffffff] device reserved
+[    0.000000] user: [mem 0x000000000c000000-0x000000000fffffff] System RAM
+[    0.000000] user: [mem 0x0000000010000000-0x0000000010ffffff] persistent RAM (type 12)
+[    0.000000] user: [mem 0x0000000011000000-0x000000001ffdffff] System RAM
+[    0.000000] user: [mem 0x000000001ffe0000-0x000000001fffffff] device reserved
+[    0.000000] user: [mem 0x00000000fffc0000-0x00000000ffffffff] device reserved
+[    0.004000] e820: update [mem 0x00000000-0x00000fff] System RAM ==> device reserved
+";
+
+    fn req(size: u64) -> Request {
+        Request {
+            size,
+            align: default_align(size),
+            below: None,
+            avoid: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pmem_guide_16g_server_yields_a_range_in_4g_to_16g() {
+        let map = FirmwareMap::from_text(PMEM_GUIDE, "guide").expect("parses");
+        assert_eq!(map.entries.len(), 8);
+        let usable_high = Span::new(4 * G, 12 * G).unwrap();
+        for size in [4 * G, 12 * G, 64 << 20, 1 << 30] {
+            let plan = plan(&map, &req(size)).expect("fits");
+            assert!(
+                usable_high.contains(&plan.span),
+                "{} not inside 4G..16G",
+                plan.span.display()
+            );
+            assert_eq!(plan.inside, usable_high);
+            assert_eq!(plan.span.base % default_align(size), 0);
+        }
+        // 4G lands where the guide puts it by hand: memmap=4G!12G.
+        assert_eq!(plan(&map, &req(4 * G)).unwrap().span.base, 12 * G);
+    }
+
+    #[test]
+    fn below_keeps_a_range_under_a_dma_limit_and_off_the_first_mib() {
+        let map = FirmwareMap::from_text(PMEM_GUIDE, "guide").unwrap();
+        let mut r = req(512 << 20);
+        r.below = Some(4 * G);
+        let p = plan(&map, &r).expect("fits below 4G");
+        assert!(p.span.last() < 0xbffe_0000, "{}", p.span.display());
+        assert!(p.span.base >= 1 << 20);
+        // The low usable range is 0x100000-0xbffdffff: 3G - 128K. 3G does not fit.
+        r.size = 3 * G;
+        r.align = 1 << 21;
+        let err = plan(&map, &r).expect_err("too big below 4G");
+        assert!(
+            err.contains("no usable RAM above the first MiB and below 0x100000000"),
+            "{err}"
+        );
+        // Nothing may come from the first MiB, even if only that were usable.
+        let low = FirmwareMap {
+            source: "t".into(),
+            entries: vec![entry(0, 0xfffff, "usable").unwrap()],
+        };
+        assert!(plan(&low, &req(64 << 10)).is_err());
+    }
+
+    #[test]
+    fn the_last_table_of_a_listing_counts_and_existing_reservations_are_avoided() {
+        let map = FirmwareMap::from_text(GUEST_7_3, "dmesg").expect("parses");
+        // The "user:" table: 10 rows; gaps and "e820: update" lines are skipped.
+        assert_eq!(map.entries.len(), 10);
+        assert!(map
+            .entries
+            .iter()
+            .any(|e| e.kind == "persistent RAM (type 12)"));
+        let p = plan(&map, &req(64 << 20)).expect("fits");
+        // Highest 64M-aligned 64M inside 0x11000000-0x1ffdffff.
+        assert_eq!(p.span, Span::new(0x1800_0000, 64 << 20).unwrap());
+        for taken in [
+            Span::new(0x800_0000, 64 << 20).unwrap(),
+            Span::new(0x1000_0000, 16 << 20).unwrap(),
+        ] {
+            assert!(!p.span.overlaps(&taken));
+        }
+        // Avoiding that one moves it down, still clear of the reserved ranges.
+        let mut r = req(64 << 20);
+        r.avoid.push(p.span);
+        let q = plan(&map, &r).expect("fits");
+        assert_eq!(q.span.base, 0x1400_0000);
+    }
+
+    #[test]
+    fn iomem_listing_and_the_old_e820_format() {
+        let iomem = "\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+00100000-3fffffff : System RAM
+  3e000000-3fdfffff : Kernel code
+  3fe00000-3fffffff : Kernel data
+40000000-7fffffff : Reserved
+";
+        let map = FirmwareMap::from_text(iomem, "iomem").expect("parses");
+        let p = plan(&map, &req(32 << 20)).expect("fits");
+        // The kernel image at the top of RAM is avoided.
+        assert_eq!(p.span, Span::new(0x3c00_0000, 32 << 20).unwrap());
+        let old = "\
+BIOS-e820: 0000000000000000 - 000000000009fc00 (usable)
+BIOS-e820: 0000000000100000 - 0000000020000000 (usable)
+BIOS-e820: 00000000fffc0000 - 0000000100000000 (reserved)
+";
+        let map = FirmwareMap::from_text(old, "old").expect("parses");
+        assert_eq!(map.entries[1].span.last(), 0x1fff_ffff);
+        assert_eq!(plan(&map, &req(1 << 28)).unwrap().span.base, 0x1000_0000);
+    }
+
+    #[test]
+    fn sysfs_firmware_memmap_layout() {
+        let dir = std::env::temp_dir().join(format!("carveout-plan-{}", std::process::id()));
+        let rows = [
+            ("0", "0x0", "0x9fbff", "System RAM"),
+            ("1", "0x100000", "0x7fffffff", "System RAM"),
+            ("2", "0xf0000", "0xfffff", "Reserved"),
+        ];
+        for (n, start, end, kind) in rows {
+            let d = dir.join(n);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("start"), format!("{start}\n")).unwrap();
+            fs::write(d.join("end"), format!("{end}\n")).unwrap();
+            fs::write(d.join("type"), format!("{kind}\n")).unwrap();
+        }
+        let map = FirmwareMap::from_sysfs(&dir);
+        fs::remove_dir_all(&dir).unwrap();
+        let map = map.expect("reads");
+        assert_eq!(map.entries.len(), 3);
+        assert_eq!(map.usable_total(), 0x9_fc00 + 0x7ff0_0000);
+        let p = plan(&map, &req(1 << 30)).expect("fits");
+        assert_eq!(p.span, Span::new(1 << 30, 1 << 30).unwrap());
+    }
+
+    #[test]
+    fn bad_requests_and_bad_listings_are_refused_with_a_reason() {
+        let map = FirmwareMap::from_text(PMEM_GUIDE, "guide").unwrap();
+        let mut r = req(1000);
+        assert!(plan(&map, &r)
+            .unwrap_err()
+            .contains("not a positive multiple of the page size"));
+        r.size = 0;
+        assert!(plan(&map, &r).is_err());
+        r = req(64 << 20);
+        r.align = 3 << 20;
+        assert!(plan(&map, &r).unwrap_err().contains("not a power of two"));
+        r = req(64 << 40);
+        assert!(plan(&map, &r)
+            .unwrap_err()
+            .contains("the largest free usable range is 12G"));
+        let err = FirmwareMap::from_text("hello\nworld\n", "notes.txt").unwrap_err();
+        assert!(err.contains("notes.txt holds neither"), "{err}");
+        let err = FirmwareMap::from_text("BIOS-e820: [mem 0xzz-0x10] usable", "x").unwrap_err();
+        assert!(err.contains("not hex"), "{err}");
+        let err = FirmwareMap::from_text("BIOS-e820: [mem 0x2000-0x1000] usable", "x").unwrap_err();
+        assert!(err.contains("ends before it starts"), "{err}");
+        let reserved_only =
+            FirmwareMap::from_text("BIOS-e820: [mem 0x0-0xfff] reserved", "x").unwrap();
+        assert!(plan(&reserved_only, &req(4096))
+            .unwrap_err()
+            .contains("lists no usable RAM"));
+    }
+
+    #[test]
+    fn default_alignment() {
+        assert_eq!(default_align(64 << 20), 64 << 20);
+        assert_eq!(default_align(12 * G), G);
+        assert_eq!(default_align(3 << 20), 1 << 20);
+        assert_eq!(default_align(4096), 4096);
+    }
+}
