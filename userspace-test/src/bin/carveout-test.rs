@@ -193,9 +193,9 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             } else {
                 name.parse::<Attr>().map_err(io::Error::other)?.bit()
             };
-            region
-                .set_attr_flags(flags)
-                .map_err(|errno| io::Error::other(format!("CARVEOUT_SET_ATTR {flags:#x}: {errno}")))?;
+            region.set_attr_flags(flags).map_err(|errno| {
+                io::Error::other(format!("CARVEOUT_SET_ATTR {flags:#x}: {errno}"))
+            })?;
             Ok(())
         }
         Command::WpCheck => wp_check(&region, info.size),
@@ -291,7 +291,9 @@ fn wp_check(region: &Region, size: u64) -> Result<(), Failed> {
         .map_err(|err| Failed(format!("read-only mapping: {err}")))?;
     println!("# read-only mapping reads {:#x}", mapping.read_u64(0));
     match mapping.protect(rustix::mm::MprotectFlags::READ | rustix::mm::MprotectFlags::WRITE) {
-        Ok(()) => Err(Failed("mprotect(PROT_WRITE) on a WP mapping succeeded".into())),
+        Ok(()) => Err(Failed(
+            "mprotect(PROT_WRITE) on a WP mapping succeeded".into(),
+        )),
         Err(err) => {
             println!("# mprotect(PROT_WRITE) refused: {err}");
             Ok(())
