@@ -140,29 +140,28 @@ impl Map {
                 let ptr =
                     unsafe { mmap_anonymous(addr, len, prot, MapFlags::PRIVATE | MapFlags::FIXED) }
                         .map_err(|e| format!("anonymous mmap: {e}"));
-                if let Ok(ptr) = ptr {
-                    let advice = if thp {
-                        Advice::LinuxHugepage
-                    } else {
-                        Advice::LinuxNoHugepage
-                    };
+                let advice = if thp {
+                    Advice::LinuxHugepage
+                } else {
+                    Advice::LinuxNoHugepage
+                };
+                ptr.and_then(|ptr| {
                     // SAFETY: Advice on our own fresh mapping.
-                    unsafe { madvise(ptr, len, advice) }.map_err(|e| format!("madvise: {e}"))?;
-                }
-                ptr
+                    unsafe { madvise(ptr, len, advice) }
+                        .map(|()| ptr)
+                        .map_err(|e| format!("madvise: {e}"))
+                })
             }
         };
-        let map_guard = Map {
-            ptr: NonNull::dangling(),
-            len: 0,
-            reserve,
+        let ptr = match mapped.and_then(|ptr| NonNull::new(ptr.cast()).ok_or("NULL".into())) {
+            Ok(ptr) => ptr,
+            Err(err) => {
+                // SAFETY: The reservation is ours and nothing refers to it.
+                let _ = unsafe { munmap(reserve.0.as_ptr(), reserve.1) };
+                return Err(err);
+            }
         };
-        let ptr = mapped?;
-        Ok(Map {
-            ptr: NonNull::new(ptr.cast()).ok_or("mmap returned NULL")?,
-            len,
-            ..map_guard
-        })
+        Ok(Map { ptr, len, reserve })
     }
 
     /// Writes one word in every 4 KiB page.
