@@ -19,7 +19,7 @@ use carveout::{pattern, Attr, Region};
 use clap::{Parser, Subcommand};
 use rustix::{
     fs::{open, Mode, OFlags},
-    mm::{madvise, mmap, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags},
+    mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags},
 };
 use serde::Serialize;
 
@@ -87,7 +87,8 @@ enum Source<'a> {
     Carveout { dev: &'a str, huge: bool },
     /// `/dev/mem` at the region's physical address.
     DevMem { phys: u64 },
-    /// Anonymous memory, with transparent huge pages or without.
+    /// Anonymous memory, with transparent huge pages (the test kernel has them `always`) or
+    /// without (`PR_SET_THP_DISABLE` while it is faulted in: the kernel has no `madvise`).
     Anon { thp: bool },
 }
 
@@ -135,22 +136,12 @@ impl Map {
         let mapped = match source {
             Source::Carveout { dev, .. } => map_file(dev, addr, len, prot, fixed, offset),
             Source::DevMem { phys } => map_file("/dev/mem", addr, len, prot, fixed, phys + offset),
-            Source::Anon { thp } => {
+            Source::Anon { .. } => {
                 // SAFETY: `addr..addr + len` lies inside our own reservation.
                 let ptr =
                     unsafe { mmap_anonymous(addr, len, prot, MapFlags::PRIVATE | MapFlags::FIXED) }
                         .map_err(|e| format!("anonymous mmap: {e}"));
-                let advice = if thp {
-                    Advice::LinuxHugepage
-                } else {
-                    Advice::LinuxNoHugepage
-                };
-                ptr.and_then(|ptr| {
-                    // SAFETY: Advice on our own fresh mapping.
-                    unsafe { madvise(ptr, len, advice) }
-                        .map(|()| ptr)
-                        .map_err(|e| format!("madvise: {e}"))
-                })
+                ptr
             }
         };
         let ptr = match mapped.and_then(|ptr| NonNull::new(ptr.cast()).ok_or("NULL".into())) {
@@ -221,6 +212,30 @@ fn minor_faults() -> u64 {
     // SAFETY: `usage` is a valid, writable `rusage`.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     usage.ru_minflt as u64
+}
+
+/// Transparent huge pages off for this process while it exists, for [`Source::Anon`] without
+/// them.
+struct ThpOff(bool);
+
+impl ThpOff {
+    fn new(source: Source<'_>) -> Self {
+        let off = source == Source::Anon { thp: false };
+        if off {
+            // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        }
+        ThpOff(off)
+    }
+}
+
+impl Drop for ThpOff {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: As in `new`.
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
+        }
+    }
 }
 
 /// This process's page tables in KiB (`VmPTE`).
@@ -401,6 +416,7 @@ fn bench_map_touch(
 ) -> Res<()> {
     let mut times = Vec::new();
     let mut faults = Vec::new();
+    let _thp = ThpOff::new(source);
     for _ in 0..runs {
         let faults_before = minor_faults();
         let start = Instant::now();
