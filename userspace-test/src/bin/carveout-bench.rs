@@ -356,8 +356,46 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+/// A stopwatch on the time-stamp counter: the guest's `clock_gettime` ticks in jiffies (4 ms)
+/// under the test kernel, too coarse for a single `insmod`; QEMU's TSC counts host time.
+#[derive(Clone, Copy)]
+struct Clock {
+    /// TSC ticks per second, measured against `Instant` once.
+    hz: f64,
+}
+
+impl Clock {
+    fn calibrate() -> Self {
+        let (instant, start) = (Instant::now(), tsc());
+        std::thread::sleep(Duration::from_millis(500));
+        let ticks = tsc().wrapping_sub(start) as f64;
+        Clock {
+            hz: ticks / instant.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn start(self) -> Stopwatch {
+        Stopwatch {
+            clock: self,
+            start: tsc(),
+        }
+    }
+}
+
+struct Stopwatch {
+    clock: Clock,
+    start: u64,
+}
+
+impl Stopwatch {
+    fn secs(&self) -> f64 {
+        tsc().wrapping_sub(self.start) as f64 / self.clock.hz
+    }
+}
+
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 fn run(cmd: &str, args: &[String]) -> Res<()> {
@@ -389,6 +427,7 @@ fn rmmod() -> Res<()> {
 /// `insmod` time of a region of `size`, in ms.
 fn bench_load(
     report: &mut Report,
+    clock: Clock,
     module: &str,
     base: u64,
     size: u64,
@@ -397,9 +436,9 @@ fn bench_load(
 ) -> Res<()> {
     let mut samples = Vec::new();
     for _ in 0..runs {
-        let start = Instant::now();
+        let watch = clock.start();
         insmod(module, base, size)?;
-        samples.push(secs(start.elapsed()) * 1e3);
+        samples.push(watch.secs() * 1e3);
         rmmod()?;
     }
     report.add(Stat::of(name, "ms", samples));
@@ -409,6 +448,7 @@ fn bench_load(
 /// mmap plus a write to every page: wall time and minor faults.
 fn bench_map_touch(
     report: &mut Report,
+    clock: Clock,
     name: &str,
     source: Source<'_>,
     len: usize,
@@ -419,10 +459,10 @@ fn bench_map_touch(
     let _thp = ThpOff::new(source);
     for _ in 0..runs {
         let faults_before = minor_faults();
-        let start = Instant::now();
+        let watch = clock.start();
         let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
         map.touch();
-        times.push(secs(start.elapsed()));
+        times.push(watch.secs());
         faults.push((minor_faults() - faults_before) as f64);
         drop(map);
     }
@@ -431,9 +471,21 @@ fn bench_map_touch(
     Ok(())
 }
 
+/// Repeats `pass` (which moves `bytes` bytes) for at least 0.2 s; MiB/s.
+fn rate(clock: Clock, bytes: usize, mut pass: impl FnMut()) -> f64 {
+    let watch = clock.start();
+    let mut passes = 0u32;
+    while passes == 0 || watch.secs() < 0.2 {
+        pass();
+        passes += 1;
+    }
+    f64::from(passes) * bytes as f64 / f64::from(1u32 << 20) / watch.secs()
+}
+
 /// Sequential read, write and copy bandwidth through a mapping of `len` bytes, in MiB/s.
 fn bench_bandwidth(
     report: &mut Report,
+    clock: Clock,
     name: &str,
     source: Source<'_>,
     len: usize,
@@ -441,31 +493,28 @@ fn bench_bandwidth(
 ) -> Res<()> {
     let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
     map.touch();
-    let mib = len as f64 / (1 << 20) as f64;
     let (mut read, mut write, mut copy) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
-        let start = Instant::now();
-        let mut sum = 0u64;
-        for off in (0..len).step_by(8) {
-            sum = sum.wrapping_add(map.read_u64(off));
-        }
-        black_box(sum);
-        read.push(mib / secs(start.elapsed()));
-
-        let start = Instant::now();
-        for off in (0..len).step_by(8) {
-            map.write_u64(off, off as u64);
-        }
-        write.push(mib / secs(start.elapsed()));
-
-        // Copy the first half over the second: half the bytes read, half written.
+        read.push(rate(clock, len, || {
+            let mut sum = 0u64;
+            for off in (0..len).step_by(8) {
+                sum = sum.wrapping_add(map.read_u64(off));
+            }
+            black_box(sum);
+        }));
+        write.push(rate(clock, len, || {
+            for off in (0..len).step_by(8) {
+                map.write_u64(off, off as u64);
+            }
+        }));
+        // Copy the first half over the second: the bytes copied count.
         let half = len / 2;
-        let start = Instant::now();
-        // SAFETY: Both halves lie inside the mapping and do not overlap; no Rust reference
-        // to the mapping exists.
-        unsafe { ptr::copy_nonoverlapping(map.ptr.as_ptr(), map.ptr.as_ptr().add(half), half) };
-        black_box(map.read_u64(half));
-        copy.push(mib / 2.0 / secs(start.elapsed()));
+        copy.push(rate(clock, half, || {
+            // SAFETY: Both halves lie inside the mapping and do not overlap; no Rust
+            // reference to the mapping exists.
+            unsafe { ptr::copy_nonoverlapping(map.ptr.as_ptr(), map.ptr.as_ptr().add(half), half) };
+            black_box(map.read_u64(half));
+        }));
     }
     report.add(Stat::of(&format!("read_{name}"), "MiB/s", read));
     report.add(Stat::of(&format!("write_{name}"), "MiB/s", write));
@@ -476,6 +525,7 @@ fn bench_bandwidth(
 /// Random 8-byte reads over a mapping of `len` bytes (TLB bound), in million reads per second.
 fn bench_random(
     report: &mut Report,
+    clock: Clock,
     name: &str,
     source: Source<'_>,
     len: usize,
@@ -483,13 +533,13 @@ fn bench_random(
 ) -> Res<()> {
     let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
     map.touch();
-    let reads = 4_000_000usize;
+    let reads = 2_000_000usize;
     let words = (len / 8) as u64;
     let mut samples = Vec::new();
     for run in 0..runs {
         let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ run as u64;
         let mut sum = 0u64;
-        let start = Instant::now();
+        let watch = clock.start();
         for _ in 0..reads {
             // xorshift64
             x ^= x << 13;
@@ -498,7 +548,7 @@ fn bench_random(
             sum = sum.wrapping_add(map.read_u64(((x % words) * 8) as usize));
         }
         black_box(sum);
-        samples.push(reads as f64 / 1e6 / secs(start.elapsed()));
+        samples.push(reads as f64 / 1e6 / watch.secs());
     }
     report.add(Stat::of(&format!("random_{name}"), "Mreads/s", samples));
     Ok(())
@@ -514,28 +564,39 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
     let len = gib as usize;
     let mut report = Report::default();
     let _ = rmmod();
+    let clock = Clock::calibrate();
+    println!("# TSC: {:.0} MHz", clock.hz / 1e6);
 
     println!("# load: insmod of 4 MiB and 1 GiB regions");
-    bench_load(&mut report, module, base, 4 << 20, "insmod_4m", runs)?;
-    bench_load(&mut report, module, base, gib, "insmod_1g", runs)?;
+    bench_load(&mut report, clock, module, base, 4 << 20, "insmod_4m", runs)?;
+    bench_load(&mut report, clock, module, base, gib, "insmod_1g", runs)?;
 
     insmod(module, base, gib)?;
     let huge = Source::Carveout { dev, huge: true };
     let small = Source::Carveout { dev, huge: false };
     let result = (|| -> Res<()> {
         println!("# map and first touch of 1 GiB");
-        bench_map_touch(&mut report, "carveout_2m", huge, len, runs)?;
-        bench_map_touch(&mut report, "carveout_4k", small, len, runs)?;
+        bench_map_touch(&mut report, clock, "carveout_2m", huge, len, runs)?;
+        bench_map_touch(&mut report, clock, "carveout_4k", small, len, runs)?;
         bench_map_touch(
             &mut report,
+            clock,
             "devmem",
             Source::DevMem { phys: base },
             len,
             runs,
         )?;
-        bench_map_touch(&mut report, "anon", Source::Anon { thp: false }, len, runs)?;
         bench_map_touch(
             &mut report,
+            clock,
+            "anon",
+            Source::Anon { thp: false },
+            len,
+            runs,
+        )?;
+        bench_map_touch(
+            &mut report,
+            clock,
             "anon_thp",
             Source::Anon { thp: true },
             len,
@@ -547,16 +608,24 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
         let region = Region::open(dev).map_err(|e| e.to_string())?;
         for (attr, name) in [(Attr::Wb, "wb"), (Attr::Wc, "wc"), (Attr::Uc, "uc")] {
             region.set_attr(attr).map_err(|e| e.to_string())?;
-            bench_bandwidth(&mut report, name, huge, bw, runs)?;
+            bench_bandwidth(&mut report, clock, name, huge, bw, runs)?;
         }
         region.set_attr(Attr::Wb).map_err(|e| e.to_string())?;
-        bench_bandwidth(&mut report, "anon", Source::Anon { thp: true }, bw, runs)?;
+        bench_bandwidth(
+            &mut report,
+            clock,
+            "anon",
+            Source::Anon { thp: true },
+            bw,
+            runs,
+        )?;
 
         println!("# random 8-byte reads over 1 GiB");
-        bench_random(&mut report, "carveout_4k", small, len, runs)?;
-        bench_random(&mut report, "carveout_2m", huge, len, runs)?;
+        bench_random(&mut report, clock, "carveout_4k", small, len, runs)?;
+        bench_random(&mut report, clock, "carveout_2m", huge, len, runs)?;
         bench_random(
             &mut report,
+            clock,
             "anon_thp",
             Source::Anon { thp: true },
             len,
