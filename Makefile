@@ -4,6 +4,7 @@
 #   make              build carveout.ko against KDIR (default: the project's test kernel)
 #   make run          boot the QEMU guest with a reservation and show the region in use
 #   make test         the QEMU test suite: KTAP, ending "N passed, N failed"
+#   make bench        carveout against anonymous memory and /dev/mem: bench/results.{json,md}
 #   make lint         clippy with the kernel's settings, rustfmt, shellcheck
 #   make clean
 #
@@ -15,7 +16,7 @@ SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 SCRIPTS := $(ROOT)/scripts
 
-.PHONY: all modules clippy setup kernel run test fmt check-fmt shellcheck lint clean
+.PHONY: all modules clippy setup kernel run test bench fmt check-fmt shellcheck lint clean
 
 all: modules
 
@@ -42,6 +43,9 @@ run: setup
 
 test: setup
 	@$(ROOT)/qemu/run.sh test
+
+bench: setup
+	@$(ROOT)/qemu/bench.sh
 
 # rustfmt with the kernel's own settings.
 RUSTFMT = rustfmt --edition 2021 --config-path "$$($(SCRIPTS)/fetch-kernel.sh)/.rustfmt.toml"

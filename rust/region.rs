@@ -6,12 +6,16 @@
 use kernel::{
     device::Device,
     mm::virt::VmaNew,
-    new_spinlock,
-    page::PAGE_SIZE,
+    new_mutex, new_spinlock,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*,
     str::CString,
     sync::{
         Arc,
+        Mutex,
         SpinLock, //
     },
 };
@@ -29,6 +33,8 @@ use crate::{
         self,
         IomemClaim,
         MapCounter,
+        MemtypeHold,
+        PfnSource,
         RamOverlap, //
     },
 };
@@ -56,6 +62,11 @@ pub(crate) struct Region {
     name: CString,
     #[pin]
     state: SpinLock<State>,
+    /// The memory type of the whole range, recorded while VMAs filled at fault time (2 MiB
+    /// entries) map it: taken by the first such mapping, dropped with the last VMA of the
+    /// region. Locked before `state`.
+    #[pin]
+    memtype: Mutex<Option<MemtypeHold>>,
     /// Released (and the range handed back to the iomem tree) on drop.
     _claim: IomemClaim,
 }
@@ -151,6 +162,7 @@ impl Region {
                     maps: 0,
                     opens: 0,
                 }),
+                memtype <- new_mutex!(None),
                 _claim: claim,
             }),
             GFP_KERNEL,
@@ -253,6 +265,7 @@ impl Region {
         })?;
 
         // Count the mapping before it exists, so `set_attr` cannot change the type under it.
+        let mut memtype = self.memtype.lock();
         let attr = {
             let mut state = self.state.lock();
             if !state.attr.allows_write() && vma.writable() {
@@ -264,17 +277,33 @@ impl Region {
         if !attr.allows_write() {
             // No later mprotect(PROT_WRITE) either.
             if let Err(err) = vma.try_clear_maywrite() {
+                drop(memtype);
                 self.vma_closed();
                 return Err(err);
             }
         }
         sys::set_cache_attr(vma, attr);
+        // 2 MiB entries, filled at fault time, when the addresses allow it: the memory type is
+        // then recorded for the whole range while mapped. Otherwise (and for reserve_mem RAM,
+        // which the kernel's direct map already types) every page is mapped now.
+        if !self.reserved_ram && sys::can_map_huge(vma, window) {
+            if memtype.is_none() {
+                *memtype = MemtypeHold::reserve(&self.range, vma).ok();
+            }
+            if memtype.is_some() {
+                drop(memtype);
+                // SAFETY: The VMA holds its file, and the file holds an `Arc` of this region
+                // until it is released, after the last VMA of it is closed.
+                unsafe { sys::map_on_fault(vma, self) };
+                return Ok(());
+            }
+        }
+        drop(memtype);
         if let Err(err) = sys::map_window(vma, window) {
             self.vma_closed();
             return Err(err);
         }
-        // SAFETY: The VMA holds its file, and the file holds an `Arc` of this region until it
-        // is released, after the last VMA of it is closed.
+        // SAFETY: As above.
         unsafe { sys::count_mappings(vma, self) };
         Ok(())
     }
@@ -286,8 +315,25 @@ impl MapCounter for Region {
     }
 
     fn vma_closed(&self) {
+        let mut memtype = self.memtype.lock();
         let mut state = self.state.lock();
         state.maps = state.maps.saturating_sub(1);
+        if state.maps == 0 {
+            drop(state);
+            // The last VMA is gone: the memory type record goes too (and `set_attr` may change
+            // the attribute again).
+            *memtype = None;
+        }
+    }
+}
+
+impl PfnSource for Region {
+    fn pfns(&self) -> (usize, usize) {
+        // Physical addresses fit in `usize` on the 64-bit machines PAT and huge entries exist on.
+        (
+            (self.range.base() >> PAGE_SHIFT) as usize,
+            (self.range.size() >> PAGE_SHIFT) as usize,
+        )
     }
 }
 

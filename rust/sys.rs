@@ -3,6 +3,8 @@
 //! The kernel functions that the Rust abstractions do not wrap, each wrapped once here in a safe
 //! function named for what it does. No other file calls `bindings::` directly.
 
+use core::ptr::NonNull;
+
 use kernel::{
     bindings,
     mm::virt::VmaNew,
@@ -284,5 +286,196 @@ pub(crate) unsafe fn count_mappings<T: MapCounter>(vma: &VmaNew, counter: &T) {
     unsafe {
         (*vma).vm_ops = const { &CountingVmOps::<T>::OPS };
         (*vma).vm_private_data = core::ptr::from_ref(counter).cast_mut().cast();
+    }
+}
+
+/// Bytes one PMD entry maps: 2 MiB.
+const PMD_SIZE: usize = 1 << bindings::PMD_SHIFT;
+
+/// Pages one PMD entry maps: 512.
+const PMD_PAGES: usize = PMD_SIZE >> PAGE_SHIFT;
+
+/// Whether `window` mapped at the start of `vma` can use 2 MiB entries: the user address and
+/// the physical address agree modulo 2 MiB, and at least one whole aligned 2 MiB block lies
+/// inside the window. The pages before the first and after the last such block are mapped with
+/// 4 KiB entries.
+pub(crate) fn can_map_huge(vma: &VmaNew, window: Window) -> bool {
+    let pmd = PMD_SIZE as u64;
+    let start = vma.start() as u64;
+    if (start ^ window.phys) & (pmd - 1) != 0 {
+        return false;
+    }
+    let first_block = start.checked_next_multiple_of(pmd);
+    match (first_block, start.checked_add(window.len)) {
+        (Some(block), Some(end)) => block.checked_add(pmd).is_some_and(|b| b <= end),
+        _ => false,
+    }
+}
+
+/// The kernel's record of the memory type of a physical range (x86 PAT's memtype list), held
+/// for as long as this exists.
+///
+/// Mappings made at fault time (`vmf_insert_pfn*`) take their memory type from that record
+/// (`pfnmap_setup_cachemode`), and for an unrecorded, non-RAM range it says UC-. The kernel
+/// does not export `memtype_reserve` to modules; an `ioremap_prot` of the range reserves the
+/// same record (and its kernel mapping, which nothing uses, has the same type, so nothing
+/// aliases). `iounmap` frees both.
+///
+/// # Invariants
+///
+/// `addr` was returned by `ioremap_prot` and is not yet unmapped.
+pub(crate) struct MemtypeHold {
+    addr: NonNull<c_void>,
+}
+
+impl MemtypeHold {
+    /// Records `range` with the memory type of `vma`'s page protection. `EINVAL` if the kernel
+    /// refuses (the range is RAM, or already recorded with a type that conflicts).
+    pub(crate) fn reserve(range: &PhysRange, vma: &VmaNew) -> Result<Self> {
+        let size = c_ulong::try_from(range.size()).map_err(|_| EINVAL)?;
+        // SAFETY: `vma` is being set up under the mmap lock (the `VmaNew` contract); its
+        // protection is a plain value.
+        let prot = unsafe { (*vma.as_ptr()).vm_page_prot };
+        // SAFETY: `ioremap_prot` may be called on any physical range; it refuses RAM. The
+        // caller has claimed `range` for this device.
+        let addr = unsafe { bindings::ioremap_prot(range.base(), size, prot) };
+        // INVARIANT: a non-NULL result is a live ioremap.
+        NonNull::new(addr).map(|addr| Self { addr }).ok_or(EINVAL)
+    }
+}
+
+impl Drop for MemtypeHold {
+    fn drop(&mut self) {
+        // SAFETY: `addr` is a live ioremap by the type invariant, unmapped only here.
+        unsafe { bindings::iounmap(self.addr.as_ptr()) };
+    }
+}
+
+// SAFETY: The ioremap may be undone from any thread; nothing dereferences `addr`.
+unsafe impl Send for MemtypeHold {}
+// SAFETY: `&MemtypeHold` gives no access to the mapping.
+unsafe impl Sync for MemtypeHold {}
+
+/// Something whose physical pages VMAs map at fault time.
+pub(crate) trait PfnSource: MapCounter {
+    /// The first page frame number and the number of pages; page `vm_pgoff` of a VMA is frame
+    /// `first + vm_pgoff`.
+    fn pfns(&self) -> (usize, usize);
+}
+
+/// The `vm_operations_struct` for VMAs of a `T` that are filled at fault time: 2 MiB entries
+/// where the block fits, 4 KiB entries elsewhere; `open` and `close` count as
+/// [`CountingVmOps`] does.
+struct FaultingVmOps<T>(core::marker::PhantomData<T>);
+
+const FALLBACK: bindings::vm_fault_t =
+    bindings::vm_fault_reason_VM_FAULT_FALLBACK as bindings::vm_fault_t;
+const SIGBUS: bindings::vm_fault_t =
+    bindings::vm_fault_reason_VM_FAULT_SIGBUS as bindings::vm_fault_t;
+
+impl<T: PfnSource> FaultingVmOps<T> {
+    const OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        open: Some(CountingVmOps::<T>::open),
+        close: Some(CountingVmOps::<T>::close),
+        fault: Some(Self::fault),
+        huge_fault: Some(Self::huge_fault),
+        ..pin_init::zeroed()
+    };
+
+    /// The frame of page `pgoff` of the VMA, if it lies in the source.
+    fn frame(source: &T, pgoff: usize) -> Option<usize> {
+        let (first, count) = source.pfns();
+        (pgoff < count).then_some(first + pgoff)
+    }
+
+    /// A 4 KiB entry for the faulting page.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is a fault on a VMA set up by [`map_on_fault`], under its lock.
+    unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: By the function's safety requirement `vmf` and its VMA are valid, and the
+        // VMA's private data points to a live `T`.
+        let (vma, pgoff, address, source) = unsafe {
+            let fault = &(*vmf).__bindgen_anon_1;
+            let source = &*(*fault.vma).vm_private_data.cast::<T>();
+            (fault.vma, fault.pgoff, fault.address, source)
+        };
+        let Some(pfn) = Self::frame(source, pgoff) else {
+            return SIGBUS;
+        };
+        // SAFETY: `vma` is a `VM_PFNMAP` VMA faulting at `address` under its lock; `pfn` is a
+        // page of the claimed range.
+        unsafe { bindings::vmf_insert_pfn(vma, address, pfn) }
+    }
+
+    /// A 2 MiB entry for the block around the faulting address, when the block lies wholly
+    /// inside the VMA and is 2 MiB aligned in physical memory; otherwise the core falls back
+    /// to [`Self::fault`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Self::fault`].
+    unsafe extern "C" fn huge_fault(
+        vmf: *mut bindings::vm_fault,
+        order: c_uint,
+    ) -> bindings::vm_fault_t {
+        if order != bindings::PMD_ORDER {
+            return FALLBACK;
+        }
+        // SAFETY: As in `fault`.
+        let (vma, pgoff, address, flags, source) = unsafe {
+            let fault = &(*vmf).__bindgen_anon_1;
+            let source = &*(*fault.vma).vm_private_data.cast::<T>();
+            (fault.vma, fault.pgoff, fault.address, (*vmf).flags, source)
+        };
+        // SAFETY: The VMA's bounds do not change while it faults under its lock.
+        let (vm_start, vm_end) = unsafe {
+            let bounds = &(*vma).__bindgen_anon_1.__bindgen_anon_1;
+            (bounds.vm_start, bounds.vm_end)
+        };
+        let block = address & !(PMD_SIZE - 1);
+        if block < vm_start || block.checked_add(PMD_SIZE).is_none_or(|end| end > vm_end) {
+            return FALLBACK;
+        }
+        let Some(first) = pgoff.checked_sub((address - block) >> PAGE_SHIFT) else {
+            return FALLBACK;
+        };
+        let (Some(pfn), Some(_)) = (
+            Self::frame(source, first),
+            Self::frame(source, first + PMD_PAGES - 1),
+        ) else {
+            return FALLBACK;
+        };
+        if pfn % PMD_PAGES != 0 {
+            return FALLBACK;
+        }
+        let write = flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
+        // SAFETY: `vmf` is a fault on a `VM_PFNMAP` shared VMA under its lock; the block lies
+        // inside the VMA and `pfn..pfn + 512` inside the claimed range.
+        unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, write) }
+    }
+}
+
+/// Sets `vma` up to be filled at fault time from `source` (2 MiB entries where possible),
+/// with the VMA's page protection, and makes `source` count it and every copy of it. Sets
+/// `VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`, as `remap_pfn_range` does. Call it last
+/// in `mmap`, once `source.vma_opened()` has been called for it. The memory type must be
+/// recorded (a [`MemtypeHold`]) for as long as any such VMA exists.
+///
+/// # Safety
+///
+/// `source` must outlive the VMA and its copies (for example: the VMA's file owns it).
+pub(crate) unsafe fn map_on_fault<T: PfnSource>(vma: &VmaNew, source: &T) {
+    let vma = vma.as_ptr();
+    let set =
+        bindings::VM_IO | bindings::VM_PFNMAP | bindings::VM_DONTEXPAND | bindings::VM_DONTDUMP;
+    // SAFETY: `vma` is being set up under the mmap lock and not yet visible to anyone else;
+    // these flags are what `remap_pfn_range` sets on a shared mapping. The ops are a `'static`
+    // constant and the private data outlives the VMA by the function's safety requirement.
+    unsafe {
+        (*vma).__bindgen_anon_2.vm_flags |= set;
+        (*vma).vm_ops = const { &FaultingVmOps::<T>::OPS };
+        (*vma).vm_private_data = core::ptr::from_ref(source).cast_mut().cast();
     }
 }

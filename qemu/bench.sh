@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make bench`: boots the test kernel in QEMU with a 1 GiB reservation and runs carveout-bench
+# in the guest; writes bench/results.json (one object per measurement and ratio: name, unit,
+# median, min, max, runs) and bench/results.md (the same as a Markdown table).
+# Environment: CARVEOUT_BENCH_RUNS (default 5), CARVEOUT_TIMEOUT (seconds, default 3600),
+# CARVEOUT_KVM=1 to opt in to KVM.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/../scripts/common.sh"
+
+runs=${CARVEOUT_BENCH_RUNS:-5}
+timeout_s=${CARVEOUT_TIMEOUT:-3600}
+
+# 1 GiB reserved at 1 GiB, 2 MiB (and 1 GiB) aligned. With -m 3G QEMU's pc machine keeps all
+# RAM below 4 GiB (it moves RAM above 4 GiB only from 3.5 GiB on), so 1–2 GiB is usable RAM;
+# 2 GiB stay for the kernel and the anonymous 1 GiB the bench compares against.
+base=0x40000000
+size=0x40000000
+
+kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh")
+out="$CARVEOUT_ROOT/build/bench"
+initramfs=$("$CARVEOUT_ROOT/scripts/build-guest.sh" "$kdir" "$out")
+
+append=(
+    console=ttyS0 loglevel=5 panic=-1 oops=panic
+    "memmap=1G\$$base" "cvt_mode=bench" "cvt_base=$base" "cvt_size=$size" "cvt_runs=$runs"
+)
+accel=(-accel tcg -cpu max)
+[[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
+console="$out/console.log"
+log "booting the guest ($([[ ${CARVEOUT_KVM:-0} == 1 ]] && echo KVM || echo TCG), 3 GiB): ${append[*]}"
+log "console: $console"
+status=0
+timeout --foreground "$timeout_s" qemu-system-x86_64 -machine pc "${accel[@]}" -m 3G -smp 1 \
+    -nodefaults -no-user-config -display none \
+    -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initramfs" -append "${append[*]}" \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+    -serial "file:$console" || status=$?
+tr -d '\r' <"$console" >"$console.txt"
+grep -E '^(# |== )' "$console.txt" >&2 || true
+[[ $status == 1 ]] || die "the guest did not finish cleanly (status $status); see $console"
+grep -q '^@@bench-done' "$console.txt" || die "the guest never finished the bench; see $console"
+! grep -q '^@@bench-failed' "$console.txt" || die "carveout-bench failed in the guest; see $console"
+
+dir="$CARVEOUT_ROOT/bench"
+mkdir -p "$dir"
+{
+    echo "["
+    sed -n 's/^@@bench //p' "$console.txt" | sed '$!s/$/,/; s/^/  /'
+    echo "]"
+} >"$dir/results.json"
+sed -n 's/^@@md //p' "$console.txt" >"$dir/results.md"
+log "wrote $dir/results.json and $dir/results.md"
+cat "$dir/results.md"

@@ -1,0 +1,803 @@
+//! carveout-bench: what a carveout mapping costs, against anonymous memory (the limit) and
+//! `/dev/mem` (the old way), in the guest. `all` prints one `@@bench {json}` line per
+//! measurement and per ratio, and `@@md` lines of a Markdown table; `huge-check` and `hold`
+//! serve the 2 MiB mapping cases of the test suite.
+//!
+//! Exit status: 0 done (or the check holds), 1 a check that does not hold, 2 a system error.
+
+use std::{
+    ffi::c_void,
+    fs,
+    hint::black_box,
+    os::fd::OwnedFd,
+    process::{Command, ExitCode},
+    ptr::{self, NonNull},
+    time::{Duration, Instant},
+};
+
+use carveout::{pattern, Attr, Region};
+use clap::{Parser, Subcommand};
+use rustix::{
+    fs::{open, Mode, OFlags},
+    mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags},
+};
+use serde::Serialize;
+
+const PAGE: usize = 4096;
+const HUGE: usize = 2 << 20;
+
+#[derive(Parser)]
+#[command(about = "Benchmark carveout mappings against anonymous memory and /dev/mem")]
+struct Cli {
+    /// The region's device node.
+    #[arg(long, default_value = "/dev/carveout0")]
+    dev: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Every measurement; needs the module unloaded and a reservation of at least 1 GiB.
+    All {
+        /// carveout.ko.
+        #[arg(long)]
+        module: String,
+        /// Physical base of the reservation.
+        #[arg(long, value_parser = parse_u64)]
+        base: u64,
+        /// Size of the reservation (the big region), at least 1 GiB.
+        #[arg(long, value_parser = parse_u64)]
+        size: u64,
+        /// Runs of each measurement.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Checks that a 2 MiB-aligned mapping of the whole region uses 2 MiB entries: one fault
+    /// per 2 MiB, and no page tables of 4 KiB entries.
+    HugeUsed,
+    /// Checks that 2 MiB and 4 KiB mappings (and /dev/mem) see the same bytes, also through a
+    /// window whose ends are not 2 MiB aligned.
+    HugeMatches,
+    /// Maps the whole region 2 MiB aligned, touches it, says "holding", and keeps it.
+    Hold {
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        #[arg(long)]
+        read_only: bool,
+    },
+}
+
+fn parse_u64(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|err| format!("{text}: {err}"))
+}
+
+type Res<T> = Result<T, String>;
+
+/// Where a mapping's pages come from.
+#[derive(Clone, Copy, PartialEq)]
+enum Source<'a> {
+    /// The region, with the user address congruent to the physical one modulo 2 MiB (the
+    /// driver maps 2 MiB entries at fault time) or deliberately 4 KiB off (every page mapped
+    /// with 4 KiB entries at mmap).
+    Carveout { dev: &'a str, huge: bool },
+    /// `/dev/mem` at the region's physical address.
+    DevMem { phys: u64 },
+    /// Anonymous memory, with transparent huge pages (the test kernel has them `always`) or
+    /// without (`PR_SET_THP_DISABLE` while it is faulted in: the kernel has no `madvise`).
+    Anon { thp: bool },
+}
+
+/// A mapping made by this program; unmapped on drop.
+struct Map {
+    ptr: NonNull<u8>,
+    len: usize,
+    /// The whole reservation the mapping sits in (unmapped with it).
+    reserve: (NonNull<c_void>, usize),
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: The reservation (which the mapping replaced in part) is ours, and nothing
+        // refers to it after the drop.
+        let _ = unsafe { munmap(self.reserve.0.as_ptr(), self.reserve.1) };
+    }
+}
+
+impl Map {
+    fn new(source: Source<'_>, offset: u64, len: usize, prot: ProtFlags) -> Res<Self> {
+        // An address 2 MiB aligned (plus 4 KiB for the 4 KiB carveout case): reserve more
+        // than needed, then map over part of it with MAP_FIXED.
+        let span = len + 2 * HUGE;
+        // SAFETY: A new inaccessible mapping at an address the kernel picks aliases nothing.
+        let reserve = unsafe {
+            mmap_anonymous(
+                ptr::null_mut(),
+                span,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|e| format!("reserving {span} bytes of address space: {e}"))?;
+        let reserve = (NonNull::new(reserve).ok_or("mmap returned NULL")?, span);
+        let aligned = (reserve.0.as_ptr() as usize).next_multiple_of(HUGE);
+        // The region's base is 2 MiB aligned; the address keeps the offset's position in its
+        // 2 MiB block, so the two stay congruent.
+        let addr = match source {
+            Source::Carveout { huge: false, .. } => aligned + (offset as usize + PAGE) % HUGE,
+            Source::Carveout { huge: true, .. } => aligned + offset as usize % HUGE,
+            _ => aligned,
+        } as *mut c_void;
+        let fixed = MapFlags::FIXED;
+        let mapped = match source {
+            Source::Carveout { dev, .. } => map_file(dev, addr, len, prot, fixed, offset),
+            Source::DevMem { phys } => map_file("/dev/mem", addr, len, prot, fixed, phys + offset),
+            Source::Anon { .. } => {
+                // SAFETY: `addr..addr + len` lies inside our own reservation.
+                let ptr =
+                    unsafe { mmap_anonymous(addr, len, prot, MapFlags::PRIVATE | MapFlags::FIXED) }
+                        .map_err(|e| format!("anonymous mmap: {e}"));
+                ptr
+            }
+        };
+        let ptr = match mapped.and_then(|ptr| NonNull::new(ptr.cast()).ok_or("NULL".into())) {
+            Ok(ptr) => ptr,
+            Err(err) => {
+                // SAFETY: The reservation is ours and nothing refers to it.
+                let _ = unsafe { munmap(reserve.0.as_ptr(), reserve.1) };
+                return Err(err);
+            }
+        };
+        Ok(Map { ptr, len, reserve })
+    }
+
+    /// Writes one word in every 4 KiB page.
+    fn touch(&self) {
+        for off in (0..self.len).step_by(PAGE) {
+            // SAFETY: `off` is inside the mapping, which is writable when touched.
+            unsafe {
+                self.ptr
+                    .as_ptr()
+                    .add(off)
+                    .cast::<u64>()
+                    .write_volatile(off as u64)
+            };
+        }
+    }
+
+    fn read_u64(&self, off: usize) -> u64 {
+        // SAFETY: Callers pass word-aligned offsets inside the mapping.
+        unsafe { self.ptr.as_ptr().add(off).cast::<u64>().read_volatile() }
+    }
+
+    fn write_u64(&self, off: usize, value: u64) {
+        // SAFETY: As for `read_u64`; the mapping is writable.
+        unsafe {
+            self.ptr
+                .as_ptr()
+                .add(off)
+                .cast::<u64>()
+                .write_volatile(value)
+        }
+    }
+}
+
+fn map_file(
+    path: &str,
+    addr: *mut c_void,
+    len: usize,
+    prot: ProtFlags,
+    flags: MapFlags,
+    offset: u64,
+) -> Res<*mut c_void> {
+    let oflags = if prot.contains(ProtFlags::WRITE) {
+        OFlags::RDWR
+    } else {
+        OFlags::RDONLY
+    };
+    let fd: OwnedFd = open(path, oflags, Mode::empty()).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: `addr..addr + len` lies inside our own reservation, which it replaces.
+    unsafe { mmap(addr, len, prot, MapFlags::SHARED | flags, &fd, offset) }
+        .map_err(|e| format!("{path}: mmap of {len} bytes at offset {offset:#x}: {e}"))
+}
+
+/// Minor page faults of this process so far (`ru_minflt`, as `getrusage` reports it).
+fn minor_faults() -> u64 {
+    // SAFETY: `getrusage` writes the struct it is given.
+    let mut usage = unsafe { std::mem::zeroed::<libc::rusage>() };
+    // SAFETY: `usage` is a valid, writable `rusage`.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_minflt as u64
+}
+
+/// Transparent huge pages off for this process while it exists, for [`Source::Anon`] without
+/// them.
+struct ThpOff(bool);
+
+impl ThpOff {
+    fn new(source: Source<'_>) -> Self {
+        let off = source == Source::Anon { thp: false };
+        if off {
+            // SAFETY: PR_SET_THP_DISABLE takes integer arguments only.
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        }
+        ThpOff(off)
+    }
+}
+
+impl Drop for ThpOff {
+    fn drop(&mut self) {
+        if self.0 {
+            // SAFETY: As in `new`.
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0) };
+        }
+    }
+}
+
+/// This process's page tables in KiB (`VmPTE`).
+fn page_table_kib() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmPTE:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Serialize, Clone)]
+struct Stat {
+    name: String,
+    unit: &'static str,
+    median: f64,
+    min: f64,
+    max: f64,
+    runs: usize,
+}
+
+impl Stat {
+    fn of(name: &str, unit: &'static str, mut samples: Vec<f64>) -> Self {
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len();
+        let median = match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => samples[n / 2],
+            _ => (samples[n / 2 - 1] + samples[n / 2]) / 2.0,
+        };
+        Stat {
+            name: name.to_string(),
+            unit,
+            median,
+            min: samples.first().copied().unwrap_or(f64::NAN),
+            max: samples.last().copied().unwrap_or(f64::NAN),
+            runs: n,
+        }
+    }
+}
+
+/// The measurements so far, printed as they come.
+#[derive(Default)]
+struct Report {
+    stats: Vec<Stat>,
+}
+
+impl Report {
+    fn add(&mut self, stat: Stat) {
+        println!(
+            "@@bench {}",
+            serde_json::to_string(&stat).unwrap_or_default()
+        );
+        self.stats.push(stat);
+    }
+
+    fn get(&self, name: &str) -> Option<&Stat> {
+        self.stats.iter().find(|s| s.name == name)
+    }
+
+    /// `num / den` of two measurements: median over median, and the spread from the extremes.
+    fn ratio(&mut self, name: &str, num: &str, den: &str) {
+        let (Some(a), Some(b)) = (self.get(num).cloned(), self.get(den).cloned()) else {
+            println!("# ratio {name}: {num} or {den} missing");
+            return;
+        };
+        let stat = Stat {
+            name: name.to_string(),
+            unit: "ratio",
+            median: a.median / b.median,
+            min: a.min / b.max,
+            max: a.max / b.min,
+            runs: a.runs.min(b.runs),
+        };
+        self.add(stat);
+    }
+
+    /// A measurement reported as a ratio of its own (a count, say).
+    fn alias(&mut self, name: &str, of: &str) {
+        if let Some(stat) = self.get(of).cloned() {
+            self.add(Stat {
+                name: name.to_string(),
+                ..stat
+            });
+        }
+    }
+
+    fn markdown(&self) {
+        println!("@@md | measurement | unit | median | min | max | runs |");
+        println!("@@md | --- | --- | ---: | ---: | ---: | ---: |");
+        for s in &self.stats {
+            println!(
+                "@@md | `{}` | {} | {} | {} | {} | {} |",
+                s.name,
+                s.unit,
+                fmt_num(s.median),
+                fmt_num(s.min),
+                fmt_num(s.max),
+                s.runs
+            );
+        }
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.is_nan() {
+        "–".into()
+    } else if x.abs() >= 1000.0 || x == x.trunc() {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// A stopwatch on the time-stamp counter: the guest's `clock_gettime` ticks in jiffies (4 ms)
+/// under the test kernel, too coarse for a single `insmod`; QEMU's TSC counts host time.
+#[derive(Clone, Copy)]
+struct Clock {
+    /// TSC ticks per second, measured against `Instant` once.
+    hz: f64,
+}
+
+impl Clock {
+    fn calibrate() -> Self {
+        let (instant, start) = (Instant::now(), tsc());
+        std::thread::sleep(Duration::from_millis(500));
+        let ticks = tsc().wrapping_sub(start) as f64;
+        Clock {
+            hz: ticks / instant.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn start(self) -> Stopwatch {
+        Stopwatch {
+            clock: self,
+            start: tsc(),
+        }
+    }
+}
+
+struct Stopwatch {
+    clock: Clock,
+    start: u64,
+}
+
+impl Stopwatch {
+    fn secs(&self) -> f64 {
+        tsc().wrapping_sub(self.start) as f64 / self.clock.hz
+    }
+}
+
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn run(cmd: &str, args: &[String]) -> Res<()> {
+    let status = Command::new(cmd)
+        .args(args)
+        .status()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("{cmd} {}: {status}", args.join(" ")))
+}
+
+fn insmod(module: &str, base: u64, size: u64) -> Res<()> {
+    run(
+        "insmod",
+        &[
+            module.to_string(),
+            format!("base={base:#x}"),
+            format!("size={size:#x}"),
+        ],
+    )
+}
+
+fn rmmod() -> Res<()> {
+    run("rmmod", &["carveout".to_string()])
+}
+
+/// `insmod` time of each of `sizes` (name, bytes), in ms. The sizes alternate, run by run,
+/// so drift on a busy host hits them alike; `runs` is at least 11 (a load is quick).
+fn bench_load(
+    report: &mut Report,
+    clock: Clock,
+    module: &str,
+    base: u64,
+    sizes: &[(&str, u64)],
+    runs: usize,
+) -> Res<()> {
+    let mut samples = vec![Vec::new(); sizes.len()];
+    for _ in 0..runs.max(11) {
+        for (&(_, size), samples) in sizes.iter().zip(&mut samples) {
+            let watch = clock.start();
+            insmod(module, base, size)?;
+            samples.push(watch.secs() * 1e3);
+            rmmod()?;
+        }
+    }
+    for (&(name, _), samples) in sizes.iter().zip(samples) {
+        report.add(Stat::of(name, "ms", samples));
+    }
+    Ok(())
+}
+
+/// mmap plus a write to every page: wall time and minor faults.
+fn bench_map_touch(
+    report: &mut Report,
+    clock: Clock,
+    name: &str,
+    source: Source<'_>,
+    len: usize,
+    runs: usize,
+) -> Res<()> {
+    let mut times = Vec::new();
+    let mut faults = Vec::new();
+    let _thp = ThpOff::new(source);
+    for _ in 0..runs {
+        let faults_before = minor_faults();
+        let watch = clock.start();
+        let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
+        map.touch();
+        times.push(watch.secs());
+        faults.push((minor_faults() - faults_before) as f64);
+        drop(map);
+    }
+    report.add(Stat::of(&format!("map_touch_{name}"), "s", times));
+    report.add(Stat::of(&format!("faults_{name}"), "faults", faults));
+    Ok(())
+}
+
+/// Repeats `pass` (which moves `bytes` bytes) for at least 0.2 s; MiB/s.
+fn rate(clock: Clock, bytes: usize, mut pass: impl FnMut()) -> f64 {
+    let watch = clock.start();
+    let mut passes = 0u32;
+    while passes == 0 || watch.secs() < 0.2 {
+        pass();
+        passes += 1;
+    }
+    f64::from(passes) * bytes as f64 / f64::from(1u32 << 20) / watch.secs()
+}
+
+/// Sequential read, write and copy bandwidth through a mapping of `len` bytes, in MiB/s.
+fn bench_bandwidth(
+    report: &mut Report,
+    clock: Clock,
+    name: &str,
+    source: Source<'_>,
+    len: usize,
+    runs: usize,
+) -> Res<()> {
+    let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
+    map.touch();
+    let (mut read, mut write, mut copy) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        read.push(rate(clock, len, || {
+            let mut sum = 0u64;
+            for off in (0..len).step_by(8) {
+                sum = sum.wrapping_add(map.read_u64(off));
+            }
+            black_box(sum);
+        }));
+        write.push(rate(clock, len, || {
+            for off in (0..len).step_by(8) {
+                map.write_u64(off, off as u64);
+            }
+        }));
+        // Copy the first half over the second: the bytes copied count.
+        let half = len / 2;
+        copy.push(rate(clock, half, || {
+            // SAFETY: Both halves lie inside the mapping and do not overlap; no Rust
+            // reference to the mapping exists.
+            unsafe { ptr::copy_nonoverlapping(map.ptr.as_ptr(), map.ptr.as_ptr().add(half), half) };
+            black_box(map.read_u64(half));
+        }));
+    }
+    report.add(Stat::of(&format!("read_{name}"), "MiB/s", read));
+    report.add(Stat::of(&format!("write_{name}"), "MiB/s", write));
+    report.add(Stat::of(&format!("copy_{name}"), "MiB/s", copy));
+    Ok(())
+}
+
+/// Random 8-byte reads over a mapping of `len` bytes (TLB bound), in million reads per second.
+fn bench_random(
+    report: &mut Report,
+    clock: Clock,
+    name: &str,
+    source: Source<'_>,
+    len: usize,
+    runs: usize,
+) -> Res<()> {
+    let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
+    map.touch();
+    let reads = 2_000_000usize;
+    let words = (len / 8) as u64;
+    let mut samples = Vec::new();
+    for run in 0..runs {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ run as u64;
+        let mut sum = 0u64;
+        let watch = clock.start();
+        for _ in 0..reads {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sum = sum.wrapping_add(map.read_u64(((x % words) * 8) as usize));
+        }
+        black_box(sum);
+        samples.push(reads as f64 / 1e6 / watch.secs());
+    }
+    report.add(Stat::of(&format!("random_{name}"), "Mreads/s", samples));
+    Ok(())
+}
+
+fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<()> {
+    let gib = 1u64 << 30;
+    if size < gib {
+        return Err(format!(
+            "the reservation is {size:#x} bytes; the bench needs 1 GiB"
+        ));
+    }
+    let len = gib as usize;
+    let mut report = Report::default();
+    let _ = rmmod();
+    let clock = Clock::calibrate();
+    println!("# TSC: {:.0} MHz", clock.hz / 1e6);
+
+    println!("# load: insmod of 4 MiB and 1 GiB regions");
+    let sizes = [("insmod_4m", 4 << 20), ("insmod_1g", gib)];
+    bench_load(&mut report, clock, module, base, &sizes, runs)?;
+
+    insmod(module, base, gib)?;
+    let huge = Source::Carveout { dev, huge: true };
+    let small = Source::Carveout { dev, huge: false };
+    let result = (|| -> Res<()> {
+        println!("# map and first touch of 1 GiB");
+        bench_map_touch(&mut report, clock, "carveout_4k", small, len, runs)?;
+        bench_map_touch(&mut report, clock, "carveout_2m", huge, len, runs)?;
+        bench_map_touch(
+            &mut report,
+            clock,
+            "devmem",
+            Source::DevMem { phys: base },
+            len,
+            runs,
+        )?;
+        bench_map_touch(
+            &mut report,
+            clock,
+            "anon",
+            Source::Anon { thp: false },
+            len,
+            runs,
+        )?;
+        bench_map_touch(
+            &mut report,
+            clock,
+            "anon_thp",
+            Source::Anon { thp: true },
+            len,
+            runs,
+        )?;
+
+        println!("# sequential bandwidth, 32 MiB");
+        let bw = 32 << 20;
+        let region = Region::open(dev).map_err(|e| e.to_string())?;
+        for (attr, name) in [(Attr::Wb, "wb"), (Attr::Wc, "wc"), (Attr::Uc, "uc")] {
+            region.set_attr(attr).map_err(|e| e.to_string())?;
+            bench_bandwidth(&mut report, clock, name, huge, bw, runs)?;
+        }
+        region.set_attr(Attr::Wb).map_err(|e| e.to_string())?;
+        bench_bandwidth(
+            &mut report,
+            clock,
+            "anon",
+            Source::Anon { thp: true },
+            bw,
+            runs,
+        )?;
+
+        println!("# random 8-byte reads over 1 GiB");
+        bench_random(&mut report, clock, "carveout_4k", small, len, runs)?;
+        bench_random(&mut report, clock, "carveout_2m", huge, len, runs)?;
+        bench_random(
+            &mut report,
+            clock,
+            "anon_thp",
+            Source::Anon { thp: true },
+            len,
+            runs,
+        )?;
+        Ok(())
+    })();
+    let _ = rmmod();
+    result?;
+
+    report.ratio("load_1g_over_4m", "insmod_1g", "insmod_4m");
+    report.alias("touch_faults_carveout", "faults_carveout_2m");
+    report.alias("touch_faults_anon", "faults_anon");
+    report.ratio(
+        "map_touch_anon_over_carveout",
+        "map_touch_anon",
+        "map_touch_carveout_2m",
+    );
+    report.ratio(
+        "map_touch_4k_over_2m",
+        "map_touch_carveout_4k",
+        "map_touch_carveout_2m",
+    );
+    report.ratio("wb_read_over_anon", "read_wb", "read_anon");
+    report.ratio("wb_write_over_anon", "write_wb", "write_anon");
+    report.ratio(
+        "random_2m_over_4k",
+        "random_carveout_2m",
+        "random_carveout_4k",
+    );
+    report.markdown();
+    Ok(())
+}
+
+/// The `huge_mapping_used` (`used`) or `huge_mapping_matches` check, on the whole region.
+fn huge_check(dev: &str, used: bool) -> Res<bool> {
+    let region = Region::open(dev).map_err(|e| e.to_string())?;
+    let info = region.info().map_err(|e| e.to_string())?;
+    drop(region);
+    let len = usize::try_from(info.size).map_err(|e| e.to_string())?;
+    let blocks = len / HUGE;
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
+    let mut ok = true;
+
+    if used {
+        // One fault per 2 MiB and no 4 KiB page tables for it; the 4 KiB path for contrast.
+        return huge_used(dev, len);
+    }
+
+    // Matches: a pattern written through 4 KiB entries reads back through 2 MiB ones and the
+    // other way round, including a window whose ends are not 2 MiB aligned.
+    let small = Map::new(Source::Carveout { dev, huge: false }, 0, len, rw)?;
+    let huge = Map::new(Source::Carveout { dev, huge: true }, 0, len, rw)?;
+    for (seed, writer, reader) in [(0x4b1u64, &small, &huge), (0x2b2, &huge, &small)] {
+        for off in (0..len).step_by(8) {
+            writer.write_u64(off, pattern::word(seed, (off / 8) as u64));
+        }
+        let bad = (0..len)
+            .step_by(8)
+            .filter(|&off| reader.read_u64(off) != pattern::word(seed, (off / 8) as u64))
+            .count();
+        if bad != 0 {
+            println!("# seed {seed:#x}: {bad} words differ between the mappings");
+            ok = false;
+        }
+    }
+    drop((small, huge));
+    if blocks >= 4 {
+        // A window from 1 MiB to 1 MiB before the end: 4 KiB entries at both ends.
+        let edge = HUGE / 2;
+        let window = Map::new(
+            Source::Carveout { dev, huge: true },
+            edge as u64,
+            len - 2 * edge,
+            rw,
+        )?;
+        let bad = (0..window.len)
+            .step_by(8)
+            .filter(|&off| window.read_u64(off) != pattern::word(0x2b2, ((edge + off) / 8) as u64))
+            .count();
+        if bad != 0 {
+            println!("# the window at {edge:#x}: {bad} words differ");
+            ok = false;
+        }
+    }
+    match carveout::devmem::verify(info.base, info.size, 0x2b2) {
+        Ok(Ok(())) => {}
+        Ok(Err(mismatch)) => {
+            println!("# /dev/mem differs: {mismatch:?}");
+            ok = false;
+        }
+        Err(e) => return Err(format!("/dev/mem: {e}")),
+    }
+    Ok(ok)
+}
+
+fn huge_used(dev: &str, len: usize) -> Res<bool> {
+    let blocks = len / HUGE;
+    let mut ok = true;
+    for huge in [true, false] {
+        let faults = minor_faults();
+        let ptes = page_table_kib();
+        let map = Map::new(
+            Source::Carveout { dev, huge },
+            0,
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+        )?;
+        map.touch();
+        let faults = minor_faults() - faults;
+        let ptes = page_table_kib().saturating_sub(ptes);
+        println!(
+            "# {} mapping of {len:#x} bytes: {faults} faults, page tables +{ptes} KiB",
+            if huge {
+                "2 MiB aligned"
+            } else {
+                "4 KiB offset"
+            }
+        );
+        if huge && (faults as usize > blocks + 4 || ptes as usize >= len / HUGE * 4) {
+            println!("# expected about {blocks} faults and no 4 KiB page tables");
+            ok = false;
+        }
+    }
+
+    Ok(ok)
+}
+
+fn hold(dev: &str, seconds: u64, read_only: bool) -> Res<()> {
+    let region = Region::open(dev).map_err(|e| e.to_string())?;
+    let len = usize::try_from(region.info().map_err(|e| e.to_string())?.size)
+        .map_err(|e| e.to_string())?;
+    drop(region);
+    let prot = if read_only {
+        ProtFlags::READ
+    } else {
+        ProtFlags::READ | ProtFlags::WRITE
+    };
+    let map = Map::new(Source::Carveout { dev, huge: true }, 0, len, prot)?;
+    let mut sum = 0u64;
+    for off in (0..len).step_by(PAGE) {
+        sum = sum.wrapping_add(map.read_u64(off));
+    }
+    black_box(sum);
+    println!("holding {len:#x} bytes, 2 MiB aligned");
+    std::thread::sleep(Duration::from_secs(seconds));
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::All {
+            module,
+            base,
+            size,
+            runs,
+        } => bench_all(&cli.dev, &module, base, size, runs).map(|()| true),
+        Cmd::HugeUsed => huge_check(&cli.dev, true),
+        Cmd::HugeMatches => huge_check(&cli.dev, false),
+        Cmd::Hold { seconds, read_only } => hold(&cli.dev, seconds, read_only).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("carveout-bench: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
