@@ -49,14 +49,18 @@ key=$({
 out="$CARVEOUT_CACHE/kernel-deb/$version-$key"
 build="$out/build"
 
-# Adds rust/*.rmeta, the proc-macro libraries (rust/*.so) and, with inline helpers, the
-# helpers' bitcode to the headers package: the crates an external module links against.
-# The target spec (scripts/target.json) is already in it. Idempotent.
+# What add_rust_build_files adds; bump it when that changes, so that cached packages get the
+# new contents without a kernel rebuild.
+additions=1
+# zstd: seconds where xz takes minutes (dpkg reads it since 1.21.18: Debian 12 and later).
+compress=zstd
+
+# Adds to the headers package rust/*.rmeta, the proc-macro libraries (rust/*.so) and, with
+# inline helpers, the helpers' bitcode: the crates an external module links against (the
+# target spec, scripts/target.json, is already in it). Also .config, which DKMS reads for
+# BUILD_EXCLUSIVE_CONFIG, as in Debian's own headers packages. Repacking twice is harmless.
 add_rust_build_files() {
     local deb=$1 rel=$2 tmp dir files
-    if dpkg-deb -c "$deb" | grep -q "/usr/src/linux-headers-$rel/rust/libkernel.rmeta\$"; then
-        return 0
-    fi
     tmp="$out/headers-repack"
     rm -rf "$tmp"
     dpkg-deb -R "$deb" "$tmp"
@@ -64,7 +68,7 @@ add_rust_build_files() {
     [[ -f $dir/scripts/target.json ]] ||
         die "the headers package has no scripts/target.json (the Rust target spec)" \
             "is CONFIG_RUST=y in $build/.config?"
-    files=("$build"/rust/*.rmeta "$build"/rust/*.so)
+    files=("$build/.config" "$build"/rust/*.rmeta "$build"/rust/*.so)
     grep -q '^CONFIG_RUST_INLINE_HELPERS=y' "$build/include/config/auto.conf" &&
         files+=("$build/rust/helpers/helpers_module.bc")
     [[ -f $build/rust/libkernel.rmeta ]] ||
@@ -76,7 +80,7 @@ add_rust_build_files() {
         xargs -0 md5sum) >"$tmp/DEBIAN/md5sums"
     sed -i "s/^Installed-Size: .*/Installed-Size: $(du -sk --exclude=DEBIAN "$tmp" | cut -f1)/" \
         "$tmp/DEBIAN/control"
-    dpkg-deb --root-owner-group -b "$tmp" "$deb.new" >/dev/null
+    dpkg-deb --root-owner-group -Z"$compress" -b "$tmp" "$deb.new" >/dev/null
     mv "$deb.new" "$deb"
     rm -rf "$tmp"
     log "added the Rust build files (${#files[@]} files) to $(basename "$deb")"
@@ -86,71 +90,78 @@ add_rust_build_files() {
 mkdir -p "$out"
 exec 9>"$out/.lock"
 flock 9
-if [[ -f $out/.carveout-packaged ]]; then
+if [[ $(cat "$out/.carveout-packaged" 2>/dev/null) == "$additions" ]]; then
     echo "$out"
     exit 0
 fi
 
-mkdir -p "$build"
-kmake=(nice -n 10 make -C "$src" O="$build" ARCH=x86_64 -j"$(nproc)")
-"${kmake[@]}" -s rustavailable >&2 ||
-    die "the kernel does not accept this Rust toolchain (see above)" \
-        "run scripts/setup-host.sh; check LIBCLANG_PATH=$LIBCLANG_PATH"
+# Configures and builds the kernel packages into $out; records the kernel release.
+build_packages() {
+    local kmake cfg opt profiles rel start
+    mkdir -p "$build"
+    kmake=(nice -n 10 make -C "$src" O="$build" ARCH=x86_64 -j"$(nproc)")
+    "${kmake[@]}" -s rustavailable >&2 ||
+        die "the kernel does not accept this Rust toolchain (see above)" \
+            "run scripts/setup-host.sh; check LIBCLANG_PATH=$LIBCLANG_PATH"
 
-log "configuring kernel $version from $config (CONFIG_RUST=y, LOCALVERSION=$localversion)"
-cp "$config" "$build/.config"
-cfg=("$src/scripts/config" --file "$build/.config")
-"${cfg[@]}" --enable RUST --set-str LOCALVERSION "$localversion" --disable LOCALVERSION_AUTO
-# What Rust cannot live with, resolved the way a personal kernel can afford:
-# symbol versions from DWARF instead of genksyms (or none without debug info), no structure
-# layout randomisation, no KASAN with gcc.
-if grep -q '^CONFIG_MODVERSIONS=y' "$build/.config"; then
-    if grep -q '^CONFIG_DEBUG_INFO=y' "$build/.config"; then
-        "${cfg[@]}" --disable GENKSYMS --enable GENDWARFKSYMS
-    else
-        "${cfg[@]}" --disable MODVERSIONS
+    log "configuring kernel $version from $config (CONFIG_RUST=y, LOCALVERSION=$localversion)"
+    cp "$config" "$build/.config"
+    cfg=("$src/scripts/config" --file "$build/.config")
+    "${cfg[@]}" --enable RUST --set-str LOCALVERSION "$localversion" --disable LOCALVERSION_AUTO
+    # What Rust cannot live with, resolved the way a personal kernel can afford:
+    # symbol versions from DWARF instead of genksyms (or none without debug info), no structure
+    # layout randomisation, no KASAN with gcc.
+    if grep -q '^CONFIG_MODVERSIONS=y' "$build/.config"; then
+        if grep -q '^CONFIG_DEBUG_INFO=y' "$build/.config"; then
+            "${cfg[@]}" --disable GENKSYMS --enable GENDWARFKSYMS
+        else
+            "${cfg[@]}" --disable MODVERSIONS
+        fi
     fi
-fi
-"${cfg[@]}" --disable RANDSTRUCT_FULL --disable RANDSTRUCT_PERFORMANCE --enable RANDSTRUCT_NONE \
-    --disable GCC_PLUGIN_RANDSTRUCT --disable KASAN
-# A distribution's signing and trust keys are not in the source tree: use none (Debian's
-# config names debian/certs/...); module signing then uses a key generated at build time.
-for opt in SYSTEM_TRUSTED_KEYS SYSTEM_REVOCATION_KEYS; do
-    grep -q "^CONFIG_$opt=\"..*\"" "$build/.config" && "${cfg[@]}" --set-str "$opt" ""
-done
-"${kmake[@]}" -s olddefconfig >/dev/null
-
-if ! grep -q '^CONFIG_RUST=y' "$build/.config"; then
-    for opt in HAVE_RUST RUST_IS_AVAILABLE MODVERSIONS GENDWARFKSYMS RANDSTRUCT DEBUG_INFO_BTF \
-        PAHOLE_HAS_LANG_EXCLUDE LTO CFI KASAN; do
-        log "  CONFIG_$opt: $(grep -E "^(# )?CONFIG_${opt}[= ]" "$build/.config" || echo unset)"
+    "${cfg[@]}" --disable RANDSTRUCT_FULL --disable RANDSTRUCT_PERFORMANCE --enable RANDSTRUCT_NONE \
+        --disable GCC_PLUGIN_RANDSTRUCT --disable KASAN
+    # A distribution's signing and trust keys are not in the source tree: use none (Debian's
+    # config names debian/certs/...); module signing then uses a key generated at build time.
+    for opt in SYSTEM_TRUSTED_KEYS SYSTEM_REVOCATION_KEYS; do
+        grep -q "^CONFIG_$opt=\"..*\"" "$build/.config" && "${cfg[@]}" --set-str "$opt" ""
     done
-    die "CONFIG_RUST=y did not survive olddefconfig: one of its dependencies is unmet (above)" \
-        "see 'config RUST' in $src/init/Kconfig and adjust $config" \
-        "DEBUG_INFO_BTF needs pahole >= 1.24: apt-get install dwarves"
-fi
+    "${kmake[@]}" -s olddefconfig >/dev/null
 
-profiles=()
-((with_dbg)) || profiles=(DEB_BUILD_PROFILES=pkg.linux-upstream.nokerneldbg)
-rel=$("${kmake[@]}" -s kernelrelease)
-log "building kernel $rel as Debian packages in $out (minutes to hours: a distribution" \
-    "configuration takes hours on 2 cores); log: $out/build.log"
-rm -f "$out"/*.deb "$out"/*.buildinfo "$out"/*.changes
-start=$SECONDS
-env "${profiles[@]}" "${kmake[@]}" bindeb-pkg >"$out/build.log" 2>&1 || {
-    tail -n 30 "$out/build.log" >&2
-    die "make bindeb-pkg failed; full log: $out/build.log" \
-        "a missing tool shows above; Debian's kernel build needs: apt-get build-dep linux"
+    if ! grep -q '^CONFIG_RUST=y' "$build/.config"; then
+        for opt in HAVE_RUST RUST_IS_AVAILABLE MODVERSIONS GENDWARFKSYMS RANDSTRUCT DEBUG_INFO_BTF \
+            PAHOLE_HAS_LANG_EXCLUDE LTO CFI KASAN; do
+            log "  CONFIG_$opt: $(grep -E "^(# )?CONFIG_${opt}[= ]" "$build/.config" || echo unset)"
+        done
+        die "CONFIG_RUST=y did not survive olddefconfig: one of its dependencies is unmet (above)" \
+            "see 'config RUST' in $src/init/Kconfig and adjust $config" \
+            "DEBUG_INFO_BTF needs pahole >= 1.24: apt-get install dwarves"
+    fi
+
+    profiles=()
+    ((with_dbg)) || profiles=(DEB_BUILD_PROFILES=pkg.linux-upstream.nokerneldbg)
+    rel=$("${kmake[@]}" -s kernelrelease)
+    log "building kernel $rel as Debian packages in $out (minutes to hours: a distribution" \
+        "configuration takes hours on 2 cores); log: $out/build.log"
+    rm -f "$out"/*.deb "$out"/*.buildinfo "$out"/*.changes
+    start=$SECONDS
+    env "${profiles[@]}" KDEB_COMPRESS="$compress" "${kmake[@]}" bindeb-pkg >"$out/build.log" 2>&1 || {
+        tail -n 30 "$out/build.log" >&2
+        die "make bindeb-pkg failed; full log: $out/build.log" \
+            "a missing tool shows above; Debian's kernel build needs: apt-get build-dep linux"
+    }
+    log "packages built in $((SECONDS - start))s"
+    echo "$rel" >"$out/kernel.release"
+    touch "$out/.carveout-built"
 }
-log "packages built in $((SECONDS - start))s"
 
+[[ -f $out/.carveout-built ]] || build_packages
+rel=$(cat "$out/kernel.release")
 headers=$(find "$out" -maxdepth 1 -name "linux-headers-${rel}_*.deb" -print -quit)
 image=$(find "$out" -maxdepth 1 -name "linux-image-${rel}_*.deb" -print -quit)
 [[ -n $headers && -n $image ]] || die "make bindeb-pkg made no linux-image/linux-headers package for $rel" \
     "see $out/build.log"
 add_rust_build_files "$headers" "$rel"
-echo "$rel" >"$out/kernel.release"
-touch "$out/.carveout-packaged"
+echo "$additions" >"$out/.carveout-packaged"
 log "packages ready in $out:"
 find "$out" -maxdepth 1 -name '*.deb' -printf '[carveout]   %f\n' >&2
 echo "$out"
