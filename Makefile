@@ -21,6 +21,8 @@
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 SCRIPTS := $(ROOT)/scripts
+# rustup's tools, as in scripts/common.sh: DKMS builds run as root, often without them in PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: all modules clippy setup kernel run test fmt check-fmt shellcheck lint clean \
 	check-kernel install install-files dkms-source
