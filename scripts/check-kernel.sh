@@ -30,8 +30,7 @@ conf=$kdir/include/config/auto.conf
     "in a kernel source tree: make olddefconfig modules_prepare; or use a headers package"
 
 grep -q '^CONFIG_RUST=y' "$conf" || die "the kernel in $kdir is built without CONFIG_RUST" \
-    "$get_kernel" \
-    "(Debian's own 7.x kernels have CONFIG_RUST=y but their headers lack the Rust build files)"
+    "$get_kernel"
 
 for f in Module.symvers scripts/basic/fixdep scripts/mod/modpost; do
     [[ -e $kdir/$f ]] || die "$kdir has no $f: the build directory is not prepared for modules" \
@@ -58,6 +57,7 @@ done
 [[ -e $kdir/scripts/target.json ]] || ! grep -q 'scripts/target.json' "$srcdir/arch/x86/Makefile" ||
     missing+=(scripts/target.json)
 ((${#missing[@]} == 0)) || die "$kdir lacks the Rust build files an external module needs: ${missing[*]}" \
+    "Debian's own 7.x headers packages (and make bindeb-pkg's) carry none of them" \
     "$get_kernel" \
     "or point KDIR at the full build tree of the kernel you run"
 
