@@ -13,8 +13,8 @@ set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
 
-kdir=$1
-guest=$2
+kdir=$(realpath "$1")
+guest=$(realpath "$2")
 base=$3
 size=$4
 name=extmod_from_headers_package
@@ -71,6 +71,7 @@ append=(
     cvt_mode=extmod "cvt_base=$base" "cvt_size=$size"
 )
 console=$work/console.log
+text=$work/console.txt
 log "booting the packaged kernel $rel with it (TCG); console: $console"
 status=0
 # shellcheck disable=SC2054 # QEMU's own options are comma-separated
@@ -78,13 +79,13 @@ timeout 300 qemu-system-x86_64 -machine pc "${accel[@]}" -m 512M -smp 1 -no-rebo
     -nodefaults -no-user-config -display none \
     -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "${append[*]}" \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial "file:$console" || status=$?
-tr -d '\r' <"$console" >"$console.txt"
-grep -E "^(# |@@case (ok|not ok) $name\$)" "$console.txt" >&3 || true
+tr -d '\r' <"$console" >"$text"
+grep -E "^(# |@@case (ok|not ok) $name\$)" "$text" >&3 || true
 log "$name: $((SECONDS - start))s (packages, module, boot)"
-if ! grep -qE "^@@case (ok|not ok) $name\$" "$console.txt"; then
+if ! grep -qE "^@@case (ok|not ok) $name\$" "$text"; then
     case $status in
-    1) fail "the guest exited without reporting (console: $console.txt)" ;;
-    124) fail "the packaged kernel's guest did not finish within 300s (console: $console.txt)" ;;
-    *) fail "the packaged kernel's guest stopped (QEMU status $status, a panic?; console: $console.txt)" ;;
+    1) fail "the guest exited without reporting (console: $text)" ;;
+    124) fail "the packaged kernel's guest did not finish within 300s (console: $text)" ;;
+    *) fail "the packaged kernel's guest stopped (QEMU status $status, a panic?; console: $text)" ;;
     esac
 fi
