@@ -120,11 +120,18 @@ build_packages() {
     fi
     "${cfg[@]}" --disable RANDSTRUCT_FULL --disable RANDSTRUCT_PERFORMANCE --enable RANDSTRUCT_NONE \
         --disable GCC_PLUGIN_RANDSTRUCT --disable KASAN
-    # A distribution's signing and trust keys are not in the source tree: use none (Debian's
-    # config names debian/certs/...); module signing then uses a key generated at build time.
+    # A distribution's signing and trust keys are not in the source tree (Debian's config names
+    # debian/certs/... and output/signing_key.pem): trust none extra, and sign modules with a key
+    # the build generates.
     for opt in SYSTEM_TRUSTED_KEYS SYSTEM_REVOCATION_KEYS; do
-        grep -q "^CONFIG_$opt=\"..*\"" "$build/.config" && "${cfg[@]}" --set-str "$opt" ""
+        if grep -q "^CONFIG_$opt=\"..*\"" "$build/.config"; then
+            "${cfg[@]}" --set-str "$opt" ""
+        fi
     done
+    if grep -q '^CONFIG_MODULE_SIG_KEY=' "$build/.config" &&
+        ! grep -qE '^CONFIG_MODULE_SIG_KEY="(certs/signing_key.pem|pkcs11:.*)"$' "$build/.config"; then
+        "${cfg[@]}" --set-str MODULE_SIG_KEY certs/signing_key.pem
+    fi
     "${kmake[@]}" -s olddefconfig >/dev/null
 
     if ! grep -q '^CONFIG_RUST=y' "$build/.config"; then

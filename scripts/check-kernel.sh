@@ -54,7 +54,7 @@ for crate in core compiler_builtins "${crates[@]}"; do
     [[ -e $kdir/rust/lib$crate.rmeta || -e $kdir/rust/lib$crate.so ]] || missing+=("rust/lib$crate.(rmeta|so)")
 done
 [[ -e $kdir/rust/libmacros.so ]] || missing+=(rust/libmacros.so)
-[[ -e $kdir/scripts/target.json ]] || ! grep -q 'scripts/target.json' "$srcdir/arch/x86/Makefile" ||
+[[ -e $kdir/scripts/target.json ]] || ! grep -qs 'scripts/target.json' "$srcdir/arch/x86/Makefile" ||
     missing+=(scripts/target.json)
 ((${#missing[@]} == 0)) || die "$kdir lacks the Rust build files an external module needs: ${missing[*]}" \
     "Debian's own 7.x headers packages (and make bindeb-pkg's) carry none of them" \
