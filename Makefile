@@ -6,17 +6,34 @@
 #   make test         the QEMU test suite: KTAP, ending "N passed, N failed"
 #   make bench        carveout against anonymous memory and /dev/mem: bench/results.{json,md}
 #   make lint         clippy with the kernel's settings, rustfmt, shellcheck
+#   make install      build and install carveout.ko for KDIR (default: the running kernel),
+#                     depmod, the udev rule, the modprobe.d example and carveout.h
+#   make dkms-source  the module's sources and dkms.conf to /usr/src/carveout-VERSION, then
+#                     the same udev rule, modprobe.d example and header
+#   make check-kernel whether KDIR can build carveout (CONFIG_RUST, Rust build files, rustc)
 #   make clean
 #
 # Your own Rust-enabled kernel: make KDIR=/lib/modules/$(uname -r)/build
+# Install into a scratch root: make install DESTDIR=/tmp/root (modules: INSTALL_MOD_PATH,
+# default DESTDIR). RUSTC=/path/to/rustc picks the kernel's compiler if it is not in PATH.
 # Everything downloaded or built outside this tree goes to $CARVEOUT_CACHE
 # (default ~/.cache/carveout).
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 SCRIPTS := $(ROOT)/scripts
+# rustup's tools, as in scripts/common.sh: DKMS builds run as root, often without them in PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all modules clippy setup kernel run test bench fmt check-fmt shellcheck lint clean
+.PHONY: all modules clippy setup kernel run test bench fmt check-fmt shellcheck lint clean \
+	check-kernel install install-files dkms-source
+
+VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)
+DESTDIR ?=
+INSTALL_MOD_PATH ?= $(DESTDIR)
+PREFIX ?= /usr/local
+# Only handed to the kernel's make when given: the kernel has its own default.
+KMAKE_RUSTC = $(if $(RUSTC),RUSTC="$(RUSTC)")
 
 all: modules
 
@@ -27,16 +44,51 @@ kernel: setup
 	@$(SCRIPTS)/build-kernel.sh
 
 ifeq ($(origin KDIR),undefined)
-# No KDIR: build (once) and use the project's test kernel.
-modules clippy: setup
+# No KDIR: build (once) and use the project's test kernel; install for the running kernel.
+modules clippy check-kernel: setup
 	@$(MAKE) --no-print-directory $@ KDIR="$$($(SCRIPTS)/build-kernel.sh)"
-else
-modules:
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" modules
 
-clippy:
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" CLIPPY=1 modules
+install:
+	@$(MAKE) --no-print-directory $@ KDIR="/lib/modules/$$(uname -r)/build"
+else
+check-kernel:
+	@$(SCRIPTS)/check-kernel.sh "$(KDIR)"
+
+modules: check-kernel
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" $(KMAKE_RUSTC) modules
+
+clippy: check-kernel
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" $(KMAKE_RUSTC) CLIPPY=1 modules
+
+# modules_install puts carveout.ko in lib/modules/RELEASE/updates; the kernel runs depmod
+# only with a System.map, which headers packages lack: then depmod runs here.
+install: modules install-files
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" modules_install
+	@release="$$(cat "$(KDIR)/include/config/kernel.release")" && \
+	if [ -e "$(KDIR)/System.map" ]; then \
+		:; \
+	elif command -v depmod >/dev/null; then \
+		echo "depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH) )-a $$release"; \
+		depmod $(if $(INSTALL_MOD_PATH),-b "$(INSTALL_MOD_PATH)") -a "$$release"; \
+	else \
+		echo "[carveout] depmod not found (apt-get install kmod): run depmod -a $$release" >&2; \
+	fi
 endif
+
+# The udev rule, the modprobe.d example and the userspace header (scripts/install-files.sh).
+install-files:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-files.sh
+
+# What DKMS builds from: the module's sources, its Makefile and the kernel check.
+DKMS_FILES := dkms.conf Kbuild Makefile include/carveout.h scripts/check-kernel.sh \
+	scripts/common.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/*.c))
+dkms-source: install-files
+	rm -rf "$(DESTDIR)/usr/src/carveout-$(VERSION)"
+	cd "$(ROOT)" && for f in $(DKMS_FILES); do \
+		install -D -m 0644 "$$f" "$(DESTDIR)/usr/src/carveout-$(VERSION)/$$f" || exit 1; \
+	done
+	chmod 0755 "$(DESTDIR)/usr/src/carveout-$(VERSION)/scripts/"*.sh
+	@echo "[carveout] sources in $(DESTDIR)/usr/src/carveout-$(VERSION); now: dkms install carveout/$(VERSION)"
 
 run: setup
 	@$(ROOT)/qemu/run.sh demo

@@ -20,9 +20,11 @@ pmem_base=0x10000000
 pmem_size=0x1000000
 
 # The cases: every `run_case NAME` in the guest suites (in the order they run), then the
-# second boot's cases in /init. A case the guest never reports fails.
+# second boot's cases in /init, then the packaged kernel's (qemu/extmod.sh). A case the guest
+# never reports fails.
 mapfile -t cases < <(grep -ho '^ *run_case [a-z0-9_]*' \
-    "$CARVEOUT_ROOT"/qemu/guest/[0-9]*.sh "$CARVEOUT_ROOT/qemu/guest/init" | awk '{print $2}')
+    "$CARVEOUT_ROOT"/qemu/guest/[0-9]*.sh "$CARVEOUT_ROOT/qemu/guest/init" \
+    "$CARVEOUT_ROOT/qemu/guest/extmod.sh" | awk '{print $2}')
 
 kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh")
 out="$CARVEOUT_ROOT/build/guest"
@@ -110,6 +112,10 @@ fi
 # Report: KTAP, the host's cargo tests first, then the guest's case lines; a case never
 # reported fails.
 tr -d '\r' <"$console" >"$console.txt"
+# Another kernel: the test configuration built as Debian packages, with carveout built against
+# the headers package alone. Its case's lines join this console's.
+"$CARVEOUT_ROOT/qemu/extmod.sh" "$kdir" "$out" "$base" "$size" >>"$console.txt" ||
+    log "qemu/extmod.sh stopped (see above): extmod_from_headers_package is not reported"
 passed=0
 failed=0
 echo "KTAP version 1"

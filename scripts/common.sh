@@ -26,6 +26,27 @@ die() {
     exit 1
 }
 
+# Installs the Debian packages named that are not installed yet (as root), or stops saying
+# which are missing. Idempotent: nothing happens when all are there.
+ensure_debian_packages() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    ((${#missing[@]})) || return 0
+    [[ $(id -u) -eq 0 ]] || die "missing Debian packages: ${missing[*]}" \
+        "run as root, or: sudo apt-get install ${missing[*]}"
+    log "installing Debian packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null ||
+        die "apt-get update failed: the Debian package registry is not reachable" \
+            "check the network and /etc/apt/sources.list*, then run again"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed" "run it by hand to see why"
+}
+
 # The directory the pinned kernel source is unpacked in (set by fetch-kernel.sh).
 kernel_src_dir() {
     cat "$CARVEOUT_CACHE/kernel-src.path" 2>/dev/null || true

@@ -9,26 +9,10 @@ packages=(
     build-essential bc bison flex cpio kmod libelf-dev libssl-dev
     "libclang-${LLVM_VERSION}-dev" "clang-${LLVM_VERSION}"
     qemu-system-x86 busybox-static xz-utils zstd shellcheck
+    dpkg-dev debhelper
 )
 
-missing=()
-for pkg in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
-        missing+=("$pkg")
-    fi
-done
-
-if ((${#missing[@]})); then
-    [[ $(id -u) -eq 0 ]] || die "missing Debian packages: ${missing[*]}" \
-        "run as root, or: sudo apt-get install ${missing[*]}"
-    log "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null ||
-        die "apt-get update failed: the Debian package registry is not reachable" \
-            "check the network and /etc/apt/sources.list*, then run again"
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null ||
-        die "apt-get install ${missing[*]} failed" "run it by hand to see why"
-fi
+ensure_debian_packages "${packages[@]}"
 
 command -v rustup >/dev/null ||
     die "rustup not found" "install Rust with rustup (https://rustup.rs), then run again"

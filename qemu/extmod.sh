@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The case extmod_from_headers_package: the path a researcher takes on a real machine, on the
+# small test configuration. Builds the test kernel's configuration as Debian packages
+# (scripts/build-kernel-packages.sh, cached), unpacks the linux-headers package into a scratch
+# root, builds carveout.ko from its DKMS sources against that directory alone, and boots the
+# linux-image package's kernel with that module in QEMU (guest mode `extmod`).
+#   usage: extmod.sh KDIR GUEST_OUT BASE SIZE
+#     KDIR       the test kernel's build directory (its .config is the configuration)
+#     GUEST_OUT  scripts/build-guest.sh's output directory (its initramfs tree is reused)
+# Prints the case's result lines ("@@case ...", "# ...") for qemu/run.sh's report; everything
+# else goes to stderr. A step that fails reports the case as not ok, saying which step.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/../scripts/common.sh"
+
+kdir=$(realpath "$1")
+guest=$(realpath "$2")
+base=$3
+size=$4
+name=extmod_from_headers_package
+work=$guest/extmod
+exec 3>&1 1>&2
+
+fail() {
+    log "$name: $1"
+    printf '# %s: %s\n@@case not ok %s\n' "$name" "$1" "$name" >&3
+    exit 0
+}
+
+start=$SECONDS
+pkgs=$("$CARVEOUT_ROOT/scripts/build-kernel-packages.sh" --config "$kdir/.config") ||
+    fail "building the kernel packages failed (scripts/build-kernel-packages.sh, see above)"
+rel=$(cat "$pkgs/kernel.release")
+headers_deb=$(find "$pkgs" -maxdepth 1 -name "linux-headers-${rel}_*.deb" -print -quit)
+image_deb=$(find "$pkgs" -maxdepth 1 -name "linux-image-${rel}_*.deb" -print -quit)
+[[ -n $headers_deb && -n $image_deb ]] || fail "no linux-headers/linux-image package in $pkgs"
+
+rm -rf "$work"
+mkdir -p "$work/root" "$work/image"
+dpkg-deb -x "$headers_deb" "$work/root"
+dpkg-deb -x "$image_deb" "$work/image"
+headers=$work/root/usr/src/linux-headers-$rel
+vmlinuz=$work/image/boot/vmlinuz-$rel
+[[ -f $headers/Makefile ]] || fail "$(basename "$headers_deb") has no usr/src/linux-headers-$rel"
+[[ -f $vmlinuz ]] || fail "$(basename "$image_deb") has no boot/vmlinuz-$rel"
+
+# The module's DKMS source set, built the way DKMS builds it.
+make -s -C "$CARVEOUT_ROOT" DESTDIR="$work/dkms" dkms-source >/dev/null ||
+    fail "make dkms-source failed"
+msrc=$(find "$work/dkms/usr/src" -maxdepth 1 -name 'carveout-*' -print -quit)
+log "building carveout.ko against $headers alone"
+make -s -C "$msrc" KDIR="$headers" modules ||
+    fail "building carveout.ko against the unpacked headers package failed (see above)"
+# Nothing of the build may come from the kernel's build or source tree: every dependency Kbuild
+# recorded lies in the unpacked package, the module's sources or the toolchain.
+leaks=$(find "$msrc" -name '.*.cmd' -exec grep -ho "$CARVEOUT_CACHE/[^ ]*" {} + | sort -u | head -n 5 ||
+    true)
+[[ -z $leaks ]] || fail "the module build used files outside the headers package: ${leaks//$'\n'/ }"
+vermagic=$(modinfo -F vermagic "$msrc/carveout.ko")
+[[ $vermagic == "$rel "* ]] || fail "carveout.ko has vermagic '$vermagic', the package's kernel is $rel"
+
+rm -rf "$work/initramfs"
+cp -a "$guest/initramfs" "$work/initramfs"
+install -m 0644 "$msrc/carveout.ko" "$work/initramfs/lib/modules/carveout.ko"
+(cd "$work/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) >"$work/initramfs.cpio"
+
+accel=(-accel tcg -cpu max)
+[[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
+append=(
+    console=ttyS0 loglevel=5 panic=-1 oops=panic "memmap=$size\$$base"
+    cvt_mode=extmod "cvt_base=$base" "cvt_size=$size"
+)
+console=$work/console.log
+text=$work/console.txt
+log "booting the packaged kernel $rel with it (TCG); console: $console"
+status=0
+# shellcheck disable=SC2054 # QEMU's own options are comma-separated
+timeout 300 qemu-system-x86_64 -machine pc "${accel[@]}" -m 512M -smp 1 -no-reboot \
+    -nodefaults -no-user-config -display none \
+    -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "${append[*]}" \
+    -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial "file:$console" || status=$?
+tr -d '\r' <"$console" >"$text"
+grep -E "^(# |@@case (ok|not ok) $name\$)" "$text" >&3 || true
+log "$name: $((SECONDS - start))s (packages, module, boot)"
+if ! grep -qE "^@@case (ok|not ok) $name\$" "$text"; then
+    case $status in
+    1) fail "the guest exited without reporting (console: $text)" ;;
+    124) fail "the packaged kernel's guest did not finish within 300s (console: $text)" ;;
+    *) fail "the packaged kernel's guest stopped (QEMU status $status, a panic?; console: $text)" ;;
+    esac
+fi

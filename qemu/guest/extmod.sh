@@ -1,0 +1,20 @@
+# shellcheck shell=sh
+# `extmod` mode (a second boot, qemu/extmod.sh): the kernel is the linux-image package of a
+# `make bindeb-pkg` build and carveout.ko was built against nothing but that build's unpacked
+# linux-headers package. Loaded, the module must claim its range and map it like the suites'.
+
+case_extmod_from_headers_package() {
+    say "kernel $(uname -r)"
+    load || { say "insmod of the module built against the headers package failed"; return 1; }
+    [ -c "$DEV" ] || { say "$DEV missing"; return 1; }
+    iomem_claim_inside_reserved "$BASE" "$LAST" carveout ||
+        { say "no 'carveout' claim at $(hex "$BASE")-$(hex "$LAST") inside a Reserved entry"; return 1; }
+    carveout-test info | sed 's/^/# /'
+    carveout-test roundtrip --seed 0xe47d0d || return 1
+    rmmod carveout || return 1
+    dmesg_clean
+}
+
+run_extmod() {
+    run_case extmod_from_headers_package case_extmod_from_headers_package
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Builds a kernel with Rust enabled as installable Debian packages (make bindeb-pkg), from
+# Debian's linux-source-$KERNEL_SERIES, and adds to the headers package the Rust build files an
+# external Rust module needs (Linux's install-extmod-build copies none of them).
+#
+#   usage: build-kernel-packages.sh [--config FILE] [--localversion STR] [--with-dbg]
+#
+#   --config FILE        the configuration to start from (default: /boot/config-$(uname -r),
+#                        the running kernel's); CONFIG_RUST=y is forced and what Rust needs
+#                        resolved
+#   --localversion STR   appended to the kernel release (default: -rust)
+#   --with-dbg           also build the linux-image-*-dbg package (large)
+#
+# The packages land in a cache directory keyed by the kernel version, the configuration and
+# the options, so an unchanged request is never rebuilt. Prints that directory; it holds
+# linux-image-*.deb, linux-headers-*.deb (with the Rust build files) and linux-libc-dev*.deb.
+set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
+
+config=/boot/config-$(uname -r)
+localversion=-rust
+with_dbg=0
+while (($#)); do
+    case $1 in
+    --config) config=${2:?--config needs a file}; shift 2 ;;
+    --localversion) localversion=${2?--localversion needs a value}; shift 2 ;;
+    --with-dbg) with_dbg=1; shift ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument: $1" "see $0 --help" ;;
+    esac
+done
+
+[[ -r $config ]] || die "kernel configuration $config not found" \
+    "pass one with --config FILE (e.g. a distribution kernel's /boot/config-*)"
+
+# What a package build needs on top of scripts/setup-host.sh: the build dependencies the
+# kernel's generated debian/control declares, and pahole for configurations with BTF.
+needs=(dpkg-dev debhelper libdw-dev rsync python3)
+grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$config" && needs+=(dwarves)
+ensure_debian_packages "${needs[@]}"
+
+src=$("$CARVEOUT_ROOT/scripts/fetch-kernel.sh")
+version=$(cat "$CARVEOUT_CACHE/kernel-src.version")
+key=$({
+    cat "$config"
+    echo "localversion=$localversion dbg=$with_dbg"
+} | sha256sum | cut -c1-12)
+out="$CARVEOUT_CACHE/kernel-deb/$version-$key"
+build="$out/build"
+
+# What add_rust_build_files adds; bump it when that changes, so that cached packages get the
+# new contents without a kernel rebuild.
+additions=1
+# zstd: seconds where xz takes minutes (dpkg reads it since 1.21.18: Debian 12 and later).
+compress=zstd
+
+# Adds to the headers package rust/*.rmeta, the proc-macro libraries (rust/*.so) and, with
+# inline helpers, the helpers' bitcode: the crates an external module links against (the
+# target spec, scripts/target.json, is already in it). Also .config, which DKMS reads for
+# BUILD_EXCLUSIVE_CONFIG, as in Debian's own headers packages. Repacking twice is harmless.
+add_rust_build_files() {
+    local deb=$1 rel=$2 tmp dir files
+    tmp="$out/headers-repack"
+    rm -rf "$tmp"
+    dpkg-deb -R "$deb" "$tmp"
+    dir="$tmp/usr/src/linux-headers-$rel"
+    [[ -f $dir/scripts/target.json ]] ||
+        die "the headers package has no scripts/target.json (the Rust target spec)" \
+            "is CONFIG_RUST=y in $build/.config?"
+    files=("$build/.config" "$build"/rust/*.rmeta "$build"/rust/*.so)
+    grep -q '^CONFIG_RUST_INLINE_HELPERS=y' "$build/include/config/auto.conf" &&
+        files+=("$build/rust/helpers/helpers_module.bc")
+    [[ -f $build/rust/libkernel.rmeta ]] ||
+        die "$build/rust has no libkernel.rmeta: the kernel build made no Rust crates" \
+            "see $out/build.log"
+    tar -cf - -C "$build" "${files[@]#"$build/"}" | tar -xf - -C "$dir"
+    # Keep the package consistent: checksums and the installed size.
+    (cd "$tmp" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
+        xargs -0 md5sum) >"$tmp/DEBIAN/md5sums"
+    sed -i "s/^Installed-Size: .*/Installed-Size: $(du -sk --exclude=DEBIAN "$tmp" | cut -f1)/" \
+        "$tmp/DEBIAN/control"
+    dpkg-deb --root-owner-group -Z"$compress" -b "$tmp" "$deb.new" >/dev/null
+    mv "$deb.new" "$deb"
+    rm -rf "$tmp"
+    log "added the Rust build files (${#files[@]} files) to $(basename "$deb")"
+}
+
+# One build per directory at a time: others sharing the cache wait for it and reuse it.
+mkdir -p "$out"
+exec 9>"$out/.lock"
+flock 9
+if [[ $(cat "$out/.carveout-packaged" 2>/dev/null) == "$additions" ]]; then
+    echo "$out"
+    exit 0
+fi
+
+# Configures and builds the kernel packages into $out; records the kernel release.
+build_packages() {
+    local kmake cfg opt profiles rel start
+    mkdir -p "$build"
+    kmake=(nice -n 10 make -C "$src" O="$build" ARCH=x86_64 -j"$(nproc)")
+    "${kmake[@]}" -s rustavailable >&2 ||
+        die "the kernel does not accept this Rust toolchain (see above)" \
+            "run scripts/setup-host.sh; check LIBCLANG_PATH=$LIBCLANG_PATH"
+
+    log "configuring kernel $version from $config (CONFIG_RUST=y, LOCALVERSION=$localversion)"
+    cp "$config" "$build/.config"
+    cfg=("$src/scripts/config" --file "$build/.config")
+    "${cfg[@]}" --enable RUST --set-str LOCALVERSION "$localversion" --disable LOCALVERSION_AUTO
+    # What Rust cannot live with, resolved the way a personal kernel can afford:
+    # symbol versions from DWARF instead of genksyms (or none without debug info), no structure
+    # layout randomisation, no KASAN with gcc.
+    if grep -q '^CONFIG_MODVERSIONS=y' "$build/.config"; then
+        if grep -q '^CONFIG_DEBUG_INFO=y' "$build/.config"; then
+            "${cfg[@]}" --disable GENKSYMS --enable GENDWARFKSYMS
+        else
+            "${cfg[@]}" --disable MODVERSIONS
+        fi
+    fi
+    "${cfg[@]}" --disable RANDSTRUCT_FULL --disable RANDSTRUCT_PERFORMANCE --enable RANDSTRUCT_NONE \
+        --disable GCC_PLUGIN_RANDSTRUCT --disable KASAN
+    # A distribution's signing and trust keys are not in the source tree (Debian's config names
+    # debian/certs/... and output/signing_key.pem): trust none extra, and sign modules with a key
+    # the build generates.
+    for opt in SYSTEM_TRUSTED_KEYS SYSTEM_REVOCATION_KEYS; do
+        if grep -q "^CONFIG_$opt=\"..*\"" "$build/.config"; then
+            "${cfg[@]}" --set-str "$opt" ""
+        fi
+    done
+    if grep -q '^CONFIG_MODULE_SIG_KEY=' "$build/.config" &&
+        ! grep -qE '^CONFIG_MODULE_SIG_KEY="(certs/signing_key.pem|pkcs11:.*)"$' "$build/.config"; then
+        "${cfg[@]}" --set-str MODULE_SIG_KEY certs/signing_key.pem
+    fi
+    "${kmake[@]}" -s olddefconfig >/dev/null
+
+    if ! grep -q '^CONFIG_RUST=y' "$build/.config"; then
+        for opt in HAVE_RUST RUST_IS_AVAILABLE MODVERSIONS GENDWARFKSYMS RANDSTRUCT DEBUG_INFO_BTF \
+            PAHOLE_HAS_LANG_EXCLUDE LTO CFI KASAN; do
+            log "  CONFIG_$opt: $(grep -E "^(# )?CONFIG_${opt}[= ]" "$build/.config" || echo unset)"
+        done
+        die "CONFIG_RUST=y did not survive olddefconfig: one of its dependencies is unmet (above)" \
+            "see 'config RUST' in $src/init/Kconfig and adjust $config" \
+            "DEBUG_INFO_BTF needs pahole >= 1.24: apt-get install dwarves"
+    fi
+
+    profiles=()
+    ((with_dbg)) || profiles=(DEB_BUILD_PROFILES=pkg.linux-upstream.nokerneldbg)
+    rel=$("${kmake[@]}" -s kernelrelease)
+    log "building kernel $rel as Debian packages in $out (minutes to hours: a distribution" \
+        "configuration takes hours on 2 cores); log: $out/build.log"
+    rm -f "$out"/*.deb "$out"/*.buildinfo "$out"/*.changes
+    start=$SECONDS
+    env "${profiles[@]}" KDEB_COMPRESS="$compress" "${kmake[@]}" bindeb-pkg >"$out/build.log" 2>&1 || {
+        tail -n 30 "$out/build.log" >&2
+        die "make bindeb-pkg failed; full log: $out/build.log" \
+            "a missing tool shows above; Debian's kernel build needs: apt-get build-dep linux"
+    }
+    log "packages built in $((SECONDS - start))s"
+    echo "$rel" >"$out/kernel.release"
+    touch "$out/.carveout-built"
+}
+
+[[ -f $out/.carveout-built ]] || build_packages
+rel=$(cat "$out/kernel.release")
+headers=$(find "$out" -maxdepth 1 -name "linux-headers-${rel}_*.deb" -print -quit)
+image=$(find "$out" -maxdepth 1 -name "linux-image-${rel}_*.deb" -print -quit)
+[[ -n $headers && -n $image ]] || die "make bindeb-pkg made no linux-image/linux-headers package for $rel" \
+    "see $out/build.log"
+add_rust_build_files "$headers" "$rel"
+echo "$additions" >"$out/.carveout-packaged"
+log "packages ready in $out:"
+find "$out" -maxdepth 1 -name '*.deb' -printf '[carveout]   %f\n' >&2
+echo "$out"
