@@ -60,7 +60,10 @@ const _: () = {
     assert!(offset_of!(Info, name) == c::OFFSET_name);
     assert!(offset_of!(Info, reserved) == c::OFFSET___reserved);
     assert!(ABI_VERSION == c::ABI_VERSION);
-    assert!(GET_INFO as u32 == c::GET_INFO);
+    // `Opcode` is `u32` here but `c_ulong` on some targets: the cast keeps this portable.
+    #[allow(clippy::unnecessary_cast)]
+    let get_info = GET_INFO as u32;
+    assert!(get_info == c::GET_INFO);
     assert!(MR_ATTR_MASK == c::MR_ATTR_MASK);
     assert!(MR_WRITEBACK == c::MR_WRITEBACK);
     assert!(MR_FIXBASE == c::MR_FIXBASE);
