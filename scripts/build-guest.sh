@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds everything the guest runs and packs it into an initramfs (uncompressed cpio):
-# busybox, /init, carveout.ko (against KDIR), the C test program and the Rust test tool
+# busybox, /init, carveout.ko (against KDIR), the C test program and the Rust test tools
 # (static binaries). Prints the initramfs path.
 #   usage: build-guest.sh KDIR OUTDIR
 set -euo pipefail
@@ -33,7 +33,9 @@ mkdir -p "$root/lib/carveout"
 install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
-install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/carveout-test" \
-    "$root/bin/carveout-test"
+for tool in carveout-test edu-dma; do
+    install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \
+        "$root/bin/$tool"
+done
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out/initramfs.cpio"
 echo "$out/initramfs.cpio"

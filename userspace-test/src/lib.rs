@@ -7,6 +7,7 @@
 
 pub mod abi;
 pub mod devmem;
+pub mod edu;
 pub mod pattern;
 mod region;
 

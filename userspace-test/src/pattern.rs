@@ -8,6 +8,13 @@ pub fn word(seed: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The pattern's bytes for `[offset, offset + len)` of a region (words in native byte order).
+pub fn bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
+    (offset..offset + len as u64)
+        .map(|o| word(seed, o / 8).to_ne_bytes()[(o % 8) as usize])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -17,5 +24,12 @@ mod tests {
         assert_ne!(word(1, 0), word(2, 0));
         assert_ne!(word(1, 0), word(1, 1));
         assert_eq!(word(7, 3), word(7, 3));
+    }
+
+    #[test]
+    fn bytes_follow_words() {
+        let b = bytes(9, 13, 20);
+        assert_eq!(b[3], word(9, 2).to_ne_bytes()[0]);
+        assert_eq!(b, bytes(9, 0, 40)[13..33]);
     }
 }

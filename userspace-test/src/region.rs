@@ -125,6 +125,37 @@ impl Mapping {
         unsafe { self.word_ptr(index).write_volatile(value) }
     }
 
+    /// The address the mapping starts at (for handing to other code as a raw address).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Copies `buf.len()` bytes out of the mapping from byte `offset`, one volatile read each.
+    pub fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        self.check_span(offset, buf.len());
+        for (i, byte) in buf.iter_mut().enumerate() {
+            // SAFETY: in bounds (checked above); the mapping lives as long as `self`.
+            *byte = unsafe { self.ptr.as_ptr().add(offset + i).read_volatile() };
+        }
+    }
+
+    /// Copies `buf` into the mapping at byte `offset`, one volatile write each.
+    pub fn write_bytes(&self, offset: usize, buf: &[u8]) {
+        self.check_span(offset, buf.len());
+        for (i, byte) in buf.iter().enumerate() {
+            // SAFETY: as in `read_bytes`; the mapping is writable memory no Rust reference covers.
+            unsafe { self.ptr.as_ptr().add(offset + i).write_volatile(*byte) };
+        }
+    }
+
+    fn check_span(&self, offset: usize, len: usize) {
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "bytes {offset:#x}+{len:#x} outside a {:#x}-byte mapping",
+            self.len
+        );
+    }
+
     /// Fills the mapping with the pattern for `seed`.
     pub fn fill(&self, seed: u64) {
         for i in 0..self.len / 8 {
