@@ -2,7 +2,8 @@
 # Boots the test kernel in QEMU (TCG) with a reserved range and runs the guest side.
 #   run.sh test   the suite: KTAP on stdout, ending "N passed, N failed"; exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
-# Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM.
+# Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM,
+# CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
@@ -32,6 +33,8 @@ append=(
     "cvt_mode=$mode" "cvt_base=$base" "cvt_size=$size"
     "cvt_pmem_base=$pmem_base" "cvt_pmem_size=$pmem_size"
 )
+read -ra guest_args <<<"${CARVEOUT_GUEST_ARGS:-}"
+append+=("${guest_args[@]}")
 # TCG by default: KVM guests hang on these machines.
 accel=(-accel tcg -cpu max)
 [[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)

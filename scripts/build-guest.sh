@@ -33,7 +33,7 @@ mkdir -p "$root/lib/carveout"
 install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
-for tool in carveout-test edu-dma; do
+for tool in carveout-test edu-dma carveout-fuzz; do
     install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \
         "$root/bin/$tool"
 done

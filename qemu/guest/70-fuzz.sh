@@ -1,0 +1,121 @@
+# shellcheck shell=sh
+# Hostile input (issue #5): a seeded fuzzer on /dev/carveout0 (ioctls, mappings, file
+# operations, fork, rmmod/insmod), then the pattern and dmesg; garbage module parameters and
+# configfs writes, refused with a message and nothing claimed.
+#
+# The fuzzer's seed is fixed so CI runs are repeatable; boot with cvt_fuzz_seed=N on the kernel
+# command line (CARVEOUT_GUEST_ARGS on the host) to explore another sequence.
+
+FUZZ_PATTERN=0xf0220
+FUZZ_SEED=${cvt_fuzz_seed:-0xca4e0f22}
+FUZZ_OPS=${cvt_fuzz_ops:-200000}
+
+case_fuzz_ioctl_mmap() {
+    carveout-test fill --seed "$FUZZ_PATTERN" || return 1
+    ok=0
+    carveout-fuzz --seed "$FUZZ_SEED" --pattern-seed "$FUZZ_PATTERN" --ops "$FUZZ_OPS" --procs 4 ||
+        ok=1
+    # The fuzzer's rmmod may have won last.
+    module_loaded || load || { say "could not load the module after fuzzing"; return 1; }
+    carveout-test verify --seed "$FUZZ_PATTERN" || ok=1
+    carveout-test verify --devmem --seed "$FUZZ_PATTERN" || ok=1
+    iomem_claim_inside_reserved "$BASE" "$LAST" carveout || { say "the claim is not as loaded"; ok=1; }
+    dmesg_clean || ok=1
+    return "$ok"
+}
+
+# refused_with_message WHAT COMMAND...: COMMAND fails, dmesg gains a line naming carveout, and
+# /proc/iomem and the /dev/carveout* nodes are unchanged.
+refused_with_message() {
+    what=$1
+    shift
+    cat /proc/iomem >/tmp/iomem.before
+    nodes_before=$(ls /dev/carveout* 2>/dev/null)
+    seen=$(dmesg | wc -l)
+    if "$@" 2>/tmp/refused.err; then
+        say "$what: accepted"
+        return 1
+    fi
+    dmesg | tail -n +"$((seen + 1))" | grep carveout >/tmp/refused.dmesg
+    say "$what: $(tr '\n' ' ' </tmp/refused.err)| dmesg: $(tr '\n' ' ' </tmp/refused.dmesg)"
+    [ -s /tmp/refused.dmesg ] || { say "$what: refused without a message in dmesg"; return 1; }
+    cmp -s /tmp/iomem.before /proc/iomem || { say "$what: /proc/iomem changed"; return 1; }
+    [ "$(ls /dev/carveout* 2>/dev/null)" = "$nodes_before" ] || { say "$what: /dev changed"; return 1; }
+}
+
+insmod_refused() {
+    refused_with_message "insmod $*" insmod "$MOD" "$@" || return 1
+    ! module_loaded || { say "insmod $*: the module stayed loaded"; return 1; }
+}
+
+# Writes VALUE to a configfs attribute (a failed write makes the subshell fail).
+cfs_write() { (echo "$2" >"$1") 2>&1; }
+
+configfs_refuses_garbage() {
+    cfs=/sys/kernel/config
+    grep -q " $cfs configfs " /proc/mounts || mount -t configfs configfs "$cfs" ||
+        { say "configfs: cannot mount $cfs"; return 1; }
+    root=$cfs/carveout
+    if [ ! -d "$root" ]; then
+        say "configfs: $root does not exist: the module offers no configfs regions yet (FAIL, not skipped)"
+        return 1
+    fi
+    dir=$root/fuzzbad
+    mkdir "$dir" || { say "configfs: mkdir $dir failed"; return 1; }
+    ok=0
+    for attr in base size; do
+        for v in xyz -4096 0x10000000000000000 99999999999999999999999 0x8000000junk ''; do
+            refused_with_message "configfs $attr='$v'" cfs_write "$dir/$attr" "$v" || ok=1
+        done
+    done
+    for v in abc -1 4294967296 0x1ffffffff; do
+        refused_with_message "configfs gid='$v'" cfs_write "$dir/gid" "$v" || ok=1
+    done
+    for v in abc 99999 -1 0x10000; do
+        refused_with_message "configfs mode='$v'" cfs_write "$dir/mode" "$v" || ok=1
+    done
+    for v in garbage 0x100 0xffffffff -1; do
+        refused_with_message "configfs attr='$v'" cfs_write "$dir/attr" "$v" || ok=1
+    done
+    refused_with_message "configfs enable='maybe'" cfs_write "$dir/enable" maybe || ok=1
+    # Each value parses; together they must not claim anything.
+    for pair in "0xfffffffffffff000 0x2000 overflowing sum" "0x1000000 0x100000 System RAM" \
+        "$(hex "$BASE") $(hex "$SIZE") the region carveout0 holds" "$(hex "$BASE") 0 size 0"; do
+        # shellcheck disable=SC2086 # split the pair on purpose
+        set -- $pair
+        b=$1 s=$2
+        shift 2
+        cfs_write "$dir/base" "$b" >/dev/null
+        cfs_write "$dir/size" "$s" >/dev/null
+        refused_with_message "configfs enable=1 with base=$b size=$s ($*)" cfs_write "$dir/enable" 1 || ok=1
+    done
+    rmdir "$dir" || { say "configfs: rmdir $dir failed"; ok=1; }
+    return "$ok"
+}
+
+case_bad_params_refused() {
+    unload_quietly
+    ok=0
+    b=$(hex "$BASE")
+    s=$(hex "$SIZE")
+    insmod_refused base=xyz "size=$s" || ok=1
+    insmod_refused "base=$b" size=-4096 || ok=1
+    insmod_refused base=-1 "size=$s" || ok=1
+    insmod_refused "base=$b" size=0x10000000000000000 || ok=1
+    insmod_refused "base=$b" size=99999999999999999999999 || ok=1
+    insmod_refused base=0x8000000junk "size=$s" || ok=1
+    insmod_refused "base=" "size=$s" || ok=1
+    insmod_refused "base=$b" size=0xfffffffffffff000 || ok=1
+    insmod_refused base=0xfffffffffffff000 size=0x1000 || ok=1
+    insmod_refused base=0x7ffffffffffff000 size=0x1000 || ok=1
+    load || { say "the module does not load with good parameters after all that"; return 1; }
+    configfs_refuses_garbage || ok=1
+    return "$ok"
+}
+
+suite_fuzz() {
+    load || say "load failed"
+    run_case fuzz_ioctl_mmap case_fuzz_ioctl_mmap
+    run_case bad_params_refused case_bad_params_refused
+}
+SUITES="$SUITES fuzz"
