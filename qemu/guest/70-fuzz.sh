@@ -11,8 +11,16 @@ FUZZ_SEED=${cvt_fuzz_seed:-0xca4e0f22}
 FUZZ_OPS=${cvt_fuzz_ops:-200000}
 
 case_fuzz_ioctl_mmap() {
-    carveout-test fill --seed "$FUZZ_PATTERN" || return 1
     ok=0
+    # The oracle is alive: told the wrong pattern, the fuzzer must complain. (Its writes store
+    # that wrong pattern, so this comes before the real fill.)
+    carveout-test fill --seed "$FUZZ_PATTERN" || return 1
+    if carveout-fuzz --seed 1 --pattern-seed "$((FUZZ_PATTERN + 1))" --ops 2000 --procs 1 \
+        >/tmp/fuzz-control.out 2>&1; then
+        say "the fuzzer found nothing wrong with the wrong pattern"
+        ok=1
+    fi
+    carveout-test fill --seed "$FUZZ_PATTERN" || return 1
     carveout-fuzz --seed "$FUZZ_SEED" --pattern-seed "$FUZZ_PATTERN" --ops "$FUZZ_OPS" --procs 4 ||
         ok=1
     # The fuzzer's rmmod may have won last.

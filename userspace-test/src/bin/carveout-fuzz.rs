@@ -203,6 +203,7 @@ struct Worker {
     forks: u64,
     rmmods: u64,
     insmods: u64,
+    noted_read_only: bool,
 }
 
 impl Worker {
@@ -527,6 +528,22 @@ impl Worker {
                 // reason the caller cannot help: no memory, or a write-protected region).
                 // (A read-only file cannot map at all today: without FMODE_WRITE the kernel
                 // clears VM_SHARED, and the driver refuses what then looks private.)
+                if kind == MapFlags::SHARED
+                    && in_range
+                    && len > 0
+                    && readable
+                    && !writable
+                    && plain
+                    && !prot.contains(ProtFlags::WRITE)
+                    && !self.noted_read_only
+                {
+                    self.noted_read_only = true;
+                    println!(
+                        "# worker {}: note: a read-only file cannot map even PROT_READ \
+                         MAP_SHARED ({err})",
+                        self.id
+                    );
+                }
                 if kind == MapFlags::SHARED
                     && in_range
                     && len > 0
@@ -929,6 +946,8 @@ fn worker(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
         forks: 0,
         rmmods: 0,
         insmods: 0,
+        // One worker says it; the others would repeat it.
+        noted_read_only: id != 0,
     };
     let start = Instant::now();
     w.run(ops);
