@@ -29,6 +29,11 @@ case_fuzz_ioctl_mmap() {
     carveout-test verify --devmem --seed "$FUZZ_PATTERN" || ok=1
     iomem_claim_inside_reserved "$BASE" "$LAST" carveout || { say "the claim is not as loaded"; ok=1; }
     dmesg_clean || ok=1
+    # On the debug kernel: lockdep is still on (it turns itself off after its first report).
+    if [ -r /proc/lockdep_stats ]; then
+        say "lockdep: $(grep -E 'debug_locks|lock-classes' /proc/lockdep_stats | tr -s ' \n' ' ')"
+        grep -qE 'debug_locks: *1' /proc/lockdep_stats || { say "lockdep turned itself off"; ok=1; }
+    fi
     return "$ok"
 }
 
@@ -122,6 +127,8 @@ case_bad_params_refused() {
 }
 
 suite_fuzz() {
+    # Which debug machinery watches (the debug kernel's; nothing on the test kernel).
+    dmesg | grep -E 'KernelAddressSanitizer|Lock dependency validator|panic_on_warn' | sed 's/^/# /'
     load || say "load failed"
     run_case fuzz_ioctl_mmap case_fuzz_ioctl_mmap
     run_case bad_params_refused case_bad_params_refused

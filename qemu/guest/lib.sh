@@ -70,8 +70,12 @@ dmesg_without_oom() {
         !oom || /WARNING:|BUG:|Oops/'
 }
 
+# Warnings, BUGs, oopses and lockdep's reports (which start "WARNING: possible circular
+# locking dependency detected" and the like, and end "INFO: lockdep is turned off"); not
+# the debug kernel's boot line "RCU lockdep checking is enabled".
 dmesg_clean() {
-    if dmesg_without_oom | grep -E 'WARNING:|BUG:|Oops|Call Trace|lockdep'; then
+    if dmesg_without_oom |
+        grep -E 'WARNING:|BUG:|BUG at|Oops|Call Trace|locking dependency|lock state|lockdep is turned off'; then
         say "dmesg holds the lines above"
         return 1
     fi
