@@ -4,6 +4,7 @@
 #   make              build carveout.ko against KDIR (default: the project's test kernel)
 #   make run          boot the QEMU guest with a reservation and show the region in use
 #   make test         the QEMU test suite: KTAP, ending "N passed, N failed"
+#   make test-debug   the same suite on a debug kernel (lockdep, KASAN, DEBUG_VM, ...; clang)
 #   make lint         clippy with the kernel's settings, rustfmt, shellcheck
 #   make clean
 #
@@ -15,7 +16,7 @@ SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 SCRIPTS := $(ROOT)/scripts
 
-.PHONY: all modules clippy setup kernel run test fmt check-fmt shellcheck lint clean
+.PHONY: all modules clippy setup kernel kernel-debug run test test-debug fmt check-fmt shellcheck lint clean
 
 all: modules
 
@@ -24,6 +25,13 @@ setup:
 
 kernel: setup
 	@$(SCRIPTS)/build-kernel.sh
+
+# The debug kernel: the test kernel's fragment plus qemu/kernel-debug.config, built with
+# clang (KASAN with Rust needs it).
+DEBUG_FRAGMENTS := $(ROOT)/qemu/kernel.config $(ROOT)/qemu/kernel-debug.config
+
+kernel-debug: setup
+	@CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)
 
 ifeq ($(origin KDIR),undefined)
 # No KDIR: build (once) and use the project's test kernel.
@@ -42,6 +50,10 @@ run: setup
 
 test: setup
 	@$(ROOT)/qemu/run.sh test
+
+test-debug: setup
+	@kdir=$$(CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)) && \
+		CARVEOUT_KDIR="$$kdir" $(ROOT)/qemu/run.sh test
 
 # rustfmt with the kernel's own settings.
 RUSTFMT = rustfmt --edition 2021 --config-path "$$($(SCRIPTS)/fetch-kernel.sh)/.rustfmt.toml"

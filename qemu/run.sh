@@ -3,6 +3,7 @@
 #   run.sh test   the suite: KTAP on stdout, ending "N passed, N failed"; exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
 # Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM,
+# CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
 # CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -23,7 +24,7 @@ pmem_size=0x1000000
 mapfile -t cases < <(grep -ho '^ *run_case [a-z0-9_]*' \
     "$CARVEOUT_ROOT"/qemu/guest/[0-9]*.sh "$CARVEOUT_ROOT/qemu/guest/init" | awk '{print $2}')
 
-kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh")
+kdir=${CARVEOUT_KDIR:-$("$CARVEOUT_ROOT/scripts/build-kernel.sh")}
 out="$CARVEOUT_ROOT/build/guest"
 initramfs=$("$CARVEOUT_ROOT/scripts/build-guest.sh" "$kdir" "$out")
 

@@ -11,8 +11,11 @@ kdir=$1
 out=$2
 root="$out/initramfs"
 
-log "building carveout.ko against $kdir"
-make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" modules >&2 ||
+# A kernel built with clang (CARVEOUT_LLVM=1) needs its modules built the same way.
+llvm=()
+grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && llvm=(LLVM="-$LLVM_VERSION")
+log "building carveout.ko against $kdir${llvm[*]:+ with ${llvm[*]}}"
+make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" "${llvm[@]}" modules >&2 ||
     die "building carveout.ko failed (see above)"
 
 log "building the guest test programs (static)"
