@@ -61,8 +61,8 @@ insmod_refused() {
     ! module_loaded || { say "insmod $*: the module stayed loaded"; return 1; }
 }
 
-# Writes VALUE to a configfs attribute (a failed write makes the subshell fail).
-cfs_write() { (echo "$2" >"$1") 2>&1; }
+# cfs_write FILE VALUE: writes VALUE to a configfs attribute; fails when the write does.
+cfs_write() { (echo "$2" >"$1"); }
 
 configfs_refuses_garbage() {
     cfs=/sys/kernel/config
@@ -98,10 +98,13 @@ configfs_refuses_garbage() {
         set -- $pair
         b=$1 s=$2
         shift 2
-        cfs_write "$dir/base" "$b" >/dev/null
-        cfs_write "$dir/size" "$s" >/dev/null
+        # Either write may itself be refused (size 0, say): then enable must be, too.
+        cfs_write "$dir/base" "$b" 2>/dev/null
+        cfs_write "$dir/size" "$s" 2>/dev/null
         refused_with_message "configfs enable=1 with base=$b size=$s ($*)" cfs_write "$dir/enable" 1 || ok=1
     done
+    # Should an enable have succeeded after all, let go of it before removing the region.
+    cfs_write "$dir/enable" 0 2>/dev/null
     rmdir "$dir" || { say "configfs: rmdir $dir failed"; ok=1; }
     return "$ok"
 }
