@@ -1,11 +1,11 @@
 //! carveout-fuzz: a bounded, seeded fuzzer for `/dev/carveout*`.
 //!
-//! It runs four rounds of `--procs` worker processes at once, unloading and loading the module
-//! between rounds; each worker runs its share of `--ops` random operations on
-//! the device only: open/close/read/write/lseek, ioctls with random numbers and hostile
-//! arguments (NULL, kernel addresses, inaccessible pages, buffers cut short by a guard page),
-//! mmap with random offset/length/prot/flags (MAP_PRIVATE, MAP_FIXED over a live mapping),
-//! munmap, mremap, mprotect, fork with mappings alive, and now and then `rmmod` / `insmod`.
+//! It runs four rounds of `--procs` worker processes at once, unloading and loading the
+//! module between rounds. Each worker runs its share of `--ops` random operations, on the
+//! device only: open/close/read/write/lseek, ioctls with random numbers and hostile arguments
+//! (NULL, kernel addresses, inaccessible pages, buffers cut short by a guard page), mmap with
+//! random offset/length/prot/flags (MAP_PRIVATE, MAP_FIXED over a live mapping), munmap,
+//! mremap, mprotect, fork with mappings alive, and now and then `rmmod` / `insmod`.
 //!
 //! The region must hold the pattern for `--pattern-seed` (`carveout-test fill`). Every read
 //! through a mapping checks the pattern word for its region offset, and every write stores
@@ -17,7 +17,8 @@
 //! printed as `finding:` with the worker, its seed and the operation number.
 //!
 //! Reproducible: worker `i` (numbered across rounds) runs the sequence of seed
-//! `pattern::word(seed, i)`; the interleaving of workers is up to the scheduler. Exit status: 0 clean, 1 findings, 2 error.
+//! `pattern::word(seed, i)`; the interleaving of workers is up to the scheduler.
+//! Exit status: 0 clean, 1 findings, 2 error.
 
 use std::{
     ffi::c_void,
@@ -215,7 +216,8 @@ impl Worker {
         );
     }
 
-    fn words_ok(&mut self, map: &Map, count: u64) -> bool {
+    /// Reads (and checks) or writes `count` random words of `map`, as its protection allows.
+    fn words_ok(&mut self, map: &Map, count: u64) {
         let words = (map.len / 8) as u64;
         for _ in 0..count {
             let i = self.rng.below(words) as usize;
@@ -235,11 +237,10 @@ impl Worker {
                         "mapping at region offset {:#x} reads {got:#018x}, the pattern is {want:#018x}",
                         index * 8
                     ));
-                    return false;
+                    return;
                 }
             }
         }
-        true
     }
 
     fn run(&mut self, ops: u64) {
@@ -852,7 +853,6 @@ impl Worker {
             }
             _ => self.finding("waitpid for the forked child failed".into()),
         }
-        self.rng.next();
     }
 
     fn reload(&mut self) {
