@@ -27,7 +27,7 @@ kernel: setup
 	@$(SCRIPTS)/build-kernel.sh
 
 # The debug kernel: the test kernel's fragment plus qemu/kernel-debug.config, built with
-# clang (KASAN with Rust needs it).
+# clang (KASAN with Rust needs it). Its guest is several times slower: 20 minutes at most.
 DEBUG_FRAGMENTS := $(ROOT)/qemu/kernel.config $(ROOT)/qemu/kernel-debug.config
 
 kernel-debug: setup
@@ -53,7 +53,8 @@ test: setup
 
 test-debug: setup
 	@kdir=$$(CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)) && \
-		CARVEOUT_KDIR="$$kdir" $(ROOT)/qemu/run.sh test
+		CARVEOUT_KDIR="$$kdir" CARVEOUT_TIMEOUT="$${CARVEOUT_TIMEOUT:-1200}" \
+		$(ROOT)/qemu/run.sh test
 
 # rustfmt with the kernel's own settings.
 RUSTFMT = rustfmt --edition 2021 --config-path "$$($(SCRIPTS)/fetch-kernel.sh)/.rustfmt.toml"
