@@ -3,7 +3,9 @@
 #   run.sh test   the suite (host cargo test, then the guest): KTAP on stdout, ending
 #                 "N passed, N failed"; exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
-# Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM.
+# Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM,
+# CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
+# CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
@@ -26,7 +28,7 @@ mapfile -t cases < <(grep -ho '^ *run_case [a-z0-9_]*' \
     "$CARVEOUT_ROOT"/qemu/guest/[0-9]*.sh "$CARVEOUT_ROOT/qemu/guest/init" \
     "$CARVEOUT_ROOT/qemu/guest/extmod.sh" | awk '{print $2}')
 
-kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh")
+kdir=${CARVEOUT_KDIR:-$("$CARVEOUT_ROOT/scripts/build-kernel.sh")}
 out="$CARVEOUT_ROOT/build/guest"
 initramfs=$("$CARVEOUT_ROOT/scripts/build-guest.sh" "$kdir" "$out")
 
@@ -36,6 +38,8 @@ append=(
     "cvt_mode=$mode" "cvt_base=$base" "cvt_size=$size"
     "cvt_pmem_base=$pmem_base" "cvt_pmem_size=$pmem_size"
 )
+read -ra guest_args <<<"${CARVEOUT_GUEST_ARGS:-}"
+append+=("${guest_args[@]}")
 # TCG by default: KVM guests hang on these machines.
 accel=(-accel tcg -cpu max)
 [[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)

@@ -276,7 +276,13 @@ impl AttributeOperations<4> for RegionConfig {
     }
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
-        let gid = stored_u64(page)?.try_into().map_err(|_| EINVAL)?;
+        let gid = stored_u64(page)?.try_into().map_err(|_| {
+            pr_err!(
+                "configfs: gid {:?} does not fit in 32 bits\n",
+                BStrLossy(page)
+            );
+            EINVAL
+        })?;
         this.inner.lock().unless_enabled()?.gid = gid;
         Ok(())
     }
@@ -294,7 +300,12 @@ impl AttributeOperations<5> for RegionConfig {
     }
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
-        let enable = kstrtobool_bytes(page)?;
+        let enable = kstrtobool_bytes(page).inspect_err(|_| {
+            pr_err!(
+                "configfs: enable must be 1 or 0, not {:?}\n",
+                BStrLossy(page)
+            );
+        })?;
         let mut inner = this.inner.lock();
         match (&inner.enabled, enable) {
             (None, true) => {

@@ -104,6 +104,16 @@ impl Region {
             dev_err!(dev, "refusing {:#x}+{:#x}: {}\n", base, size, err.reason());
             EINVAL
         })?;
+        if range.last() > sys::max_phys_addr() {
+            dev_err!(
+                dev,
+                "refusing {:#x}-{:#x}: beyond the physical address space (ends at {:#x})\n",
+                range.base(),
+                range.last(),
+                sys::max_phys_addr()
+            );
+            return Err(EINVAL);
+        }
         if reserved_ram && attr != CacheAttr::WriteBack {
             dev_err!(
                 dev,

@@ -201,6 +201,12 @@ pub(crate) fn map_window(vma: &VmaNew, window: Window) -> Result {
     })
 }
 
+/// The highest physical address the CPU can address (the end of the iomem tree's root).
+pub(crate) fn max_phys_addr() -> u64 {
+    // SAFETY: `iomem_resource.end` is set at boot and never changes afterwards.
+    unsafe { bindings::iomem_resource.end }
+}
+
 /// Whether the CPU's page attribute table is in use: without it, x86 can give only write-back
 /// and uncached mappings.
 pub(crate) fn pat_enabled() -> bool {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything the guest runs and packs it into an initramfs (uncompressed cpio):
-# busybox, /init, carveout.ko (against KDIR), the C test program, the Rust test tool and
-# carveoutctl (static binaries). Prints the initramfs path.
+# busybox, /init, carveout.ko (against KDIR), the C test program and the Rust tools
+# (carveout-test, carveoutctl, carveout-bench, edu-dma, carveout-fuzz; static). Prints the
+# initramfs path.
 #   usage: build-guest.sh KDIR OUTDIR
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -11,8 +12,11 @@ kdir=$1
 out=$2
 root="$out/initramfs"
 
-log "building carveout.ko against $kdir"
-make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" modules >&2 ||
+# A kernel built with clang (CARVEOUT_LLVM=1) needs its modules built the same way.
+llvm=()
+grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && llvm=(LLVM="-$LLVM_VERSION")
+log "building carveout.ko against $kdir${llvm[*]:+ with ${llvm[*]}}"
+make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" "${llvm[@]}" modules >&2 ||
     die "building carveout.ko failed (see above)"
 
 log "building the guest test programs (static)"
@@ -33,7 +37,7 @@ mkdir -p "$root/lib/carveout"
 install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
-for tool in carveout-test carveoutctl carveout-bench; do
+for tool in carveout-test carveoutctl carveout-bench edu-dma carveout-fuzz; do
     install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \
         "$root/bin/$tool"
 done

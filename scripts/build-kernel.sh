@@ -3,6 +3,8 @@
 # directory keyed by the kernel version and the fragment's hash, so an
 # unchanged kernel is never rebuilt. Prints the build directory.
 #   usage: build-kernel.sh [FRAGMENT...]   (default: qemu/kernel.config)
+# CARVEOUT_LLVM=1 builds with clang/lld $LLVM_VERSION (LLVM=-$LLVM_VERSION), which KASAN with Rust
+# needs; modules for that kernel must be built the same way (scripts/build-guest.sh does).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh"
@@ -12,7 +14,9 @@ fragments=("$@")
 
 src=$("$CARVEOUT_ROOT/scripts/fetch-kernel.sh")
 version=$(cat "$CARVEOUT_CACHE/kernel-src.version")
-key=$(cat "${fragments[@]}" | sha256sum | cut -c1-12)
+llvm=()
+[[ ${CARVEOUT_LLVM:-0} == 1 ]] && llvm=(LLVM="-$LLVM_VERSION")
+key=$(if ((${#llvm[@]})); then echo "${llvm[*]}"; fi | cat "${fragments[@]}" - | sha256sum | cut -c1-12)
 out="$CARVEOUT_CACHE/kernel/$version-$key"
 
 if [[ -f $out/arch/x86/boot/bzImage && -f $out/.carveout-built ]]; then
@@ -21,7 +25,7 @@ if [[ -f $out/arch/x86/boot/bzImage && -f $out/.carveout-built ]]; then
 fi
 
 mkdir -p "$out"
-kmake=(make -C "$src" O="$out" ARCH=x86_64 -j"$(nproc)")
+kmake=(make -C "$src" O="$out" ARCH=x86_64 "${llvm[@]}" -j"$(nproc)")
 "${kmake[@]}" -s rustavailable >&2 ||
     die "the kernel does not accept this Rust toolchain (see above)" \
         "run scripts/setup-host.sh; check LIBCLANG_PATH=$LIBCLANG_PATH"
@@ -47,7 +51,7 @@ for frag in "${fragments[@]}"; do
     done <"$frag"
 done
 
-log "building kernel $version in $out (about 8 minutes on 2 cores, once)"
+log "building kernel $version${llvm[*]:+ with ${llvm[*]}} in $out (about 8 minutes on 2 cores, once)"
 "${kmake[@]}" -s bzImage modules >"$out/build.log" 2>&1 || {
     tail -n 30 "$out/build.log" >&2
     die "kernel build failed; full log: $out/build.log"

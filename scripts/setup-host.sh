@@ -8,6 +8,8 @@ source "$(dirname "$0")/common.sh"
 packages=(
     build-essential bc bison flex cpio kmod libelf-dev libssl-dev
     "libclang-${LLVM_VERSION}-dev" "clang-${LLVM_VERSION}"
+    # The debug kernel (make test-debug) is built with LLVM=-$LLVM_VERSION: lld, llvm-ar, ...
+    "lld-${LLVM_VERSION}" "llvm-${LLVM_VERSION}"
     qemu-system-x86 busybox-static xz-utils zstd shellcheck
     dpkg-dev debhelper
 )

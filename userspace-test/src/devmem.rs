@@ -4,6 +4,13 @@ use std::{fs::File, io, os::unix::fs::FileExt};
 
 use crate::pattern::{self, Mismatch, Tally};
 
+/// Reads `buf.len()` bytes of physical memory at `phys`.
+pub fn read(phys: u64, buf: &mut [u8]) -> io::Result<()> {
+    File::open("/dev/mem")?
+        .read_exact_at(buf, phys)
+        .map_err(|err| io::Error::new(err.kind(), format!("/dev/mem at {phys:#x}: {err}")))
+}
+
 /// Checks `len` bytes of physical memory at `phys` against the pattern for `seed` (word 0 of
 /// the pattern at `phys`); mismatch offsets are relative to `phys`.
 pub fn verify(phys: u64, len: u64, seed: u64) -> io::Result<Result<(), Mismatch>> {

@@ -15,6 +15,7 @@ pub mod abi;
 pub mod check;
 pub mod configfs;
 pub mod devmem;
+pub mod edu;
 mod error;
 pub mod iomem;
 pub mod memmap;

@@ -11,6 +11,13 @@ pub fn word(seed: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The pattern's bytes for `[offset, offset + len)` of a region (words in native byte order).
+pub fn bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
+    (offset..offset + len as u64)
+        .map(|o| word(seed, o / 8).to_ne_bytes()[(o % 8) as usize])
+        .collect()
+}
+
 /// Where a pattern check first failed, and how much differed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
@@ -73,6 +80,13 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_follow_words() {
+        let b = bytes(9, 13, 20);
+        assert_eq!(b[3], word(9, 2).to_ne_bytes()[0]);
+        assert_eq!(b, bytes(9, 0, 40)[13..33]);
+    }
 
     #[test]
     fn words_differ_by_seed_and_index() {

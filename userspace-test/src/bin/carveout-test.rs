@@ -8,7 +8,7 @@ use carveout::{abi, devmem, Access, Attr, Mismatch, Region};
 use clap::{Parser, Subcommand};
 use rustix::{
     io::Errno,
-    mm::{MapFlags, ProtFlags},
+    mm::{mmap_anonymous, MapFlags, ProtFlags},
 };
 
 #[derive(Parser)]
@@ -67,6 +67,13 @@ enum Command {
     },
     /// Check that a write-protected region refuses writable mappings and maps read-only.
     WpCheck,
+    /// Eat anonymous memory until an allocation fails or the OOM killer ends this process
+    /// (which it prefers: oom_score_adj 1000). Prints how far it got.
+    Hog {
+        /// Stop after this many MiB (default: no limit).
+        #[arg(long)]
+        max_mib: Option<u64>,
+    },
     /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
     DevmemVerify {
         #[arg(long, value_parser = parse_u64)]
@@ -114,6 +121,9 @@ fn become_user(spec: &str) -> io::Result<()> {
 fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     if let Some(user) = &cli.as_user {
         become_user(user)?;
+    }
+    if let Command::Hog { max_mib } = cli.command {
+        return hog(max_mib.unwrap_or(u64::MAX)).map(Ok);
     }
     if let Command::DevmemVerify { phys, len, seed } = cli.command {
         return Ok(devmem::verify(phys, len, seed)?.map_err(|m| mismatch("/dev/mem", m)));
@@ -199,7 +209,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             Ok(())
         }
         Command::WpCheck => wp_check(&region, info.size),
-        Command::DevmemVerify { .. } => unreachable!("handled above"),
+        Command::DevmemVerify { .. } | Command::Hog { .. } => unreachable!("handled above"),
     })
 }
 
@@ -274,6 +284,46 @@ fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
         .map(size - PAGE..size, Access::ReadWrite)
         .map(drop)
         .map_err(|err| Failed(format!("the last page: {err}, expected it to map")))
+}
+
+/// Touches anonymous memory 1 MiB at a time until mmap fails, the OOM killer strikes, or
+/// `max_mib` is reached.
+fn hog(max_mib: u64) -> io::Result<()> {
+    use std::io::Write;
+    const MIB: usize = 1 << 20;
+    std::fs::write("/proc/self/oom_score_adj", "1000")?;
+    let mut chunks = Vec::new();
+    let mut out = io::stdout();
+    while (chunks.len() as u64) < max_mib {
+        // SAFETY: a fresh anonymous mapping aliases nothing; it is never unmapped (the process
+        // exits or is killed holding it).
+        let chunk = match unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                MIB,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        } {
+            Ok(chunk) => chunk.cast::<u8>(),
+            Err(err) => {
+                println!("hog: allocation failed after {} MiB: {err}", chunks.len());
+                return Ok(());
+            }
+        };
+        for page in (0..MIB).step_by(4096) {
+            // SAFETY: inside the mapping just made; volatile so the store is not elided.
+            unsafe { chunk.add(page).write_volatile(1) };
+        }
+        chunks.push(chunk as usize);
+        if chunks.len() % 16 == 0 {
+            // One line per 16 MiB: the last one printed is how far it got before a kill.
+            let _ = writeln!(out, "hog: {} MiB", chunks.len());
+            let _ = out.flush();
+        }
+    }
+    println!("hog: stopped at the limit of {max_mib} MiB");
+    Ok(())
 }
 
 /// A write-protected region: a writable shared mapping is refused with EACCES, a read-only one

@@ -1,0 +1,1062 @@
+//! carveout-fuzz: a bounded, seeded fuzzer for `/dev/carveout*`.
+//!
+//! It runs four rounds of `--procs` worker processes at once, unloading and loading the
+//! module between rounds. Each worker runs its share of `--ops` random operations, on the
+//! device only: open/close/read/write/lseek, ioctls with random numbers and hostile arguments
+//! (NULL, kernel addresses, inaccessible pages, buffers cut short by a guard page), mmap with
+//! random offset/length/prot/flags (MAP_PRIVATE, MAP_FIXED over a live mapping), munmap,
+//! mremap, mprotect, fork with mappings alive, and now and then `rmmod` / `insmod`.
+//!
+//! The region must hold the pattern for `--pattern-seed` (`carveout-test fill`). Every read
+//! through a mapping checks the pattern word for its region offset, and every write stores
+//! that same word: the fuzzer itself never changes the contents, so a changed word afterwards
+//! (`carveout-test verify`) is a bug, and so is a mapping that shows the wrong memory.
+//!
+//! It also checks what must be refused: private or out-of-range mappings, growing a device
+//! mapping, unknown ioctls, ioctls and reads/writes with kernel pointers. A violation is
+//! printed as `finding:` with the worker, its seed and the operation number.
+//!
+//! Reproducible: worker `i` (numbered across rounds) runs the sequence of seed
+//! `pattern::word(seed, i)`; the interleaving of workers is up to the scheduler.
+//! Exit status: 0 clean, 1 findings, 2 error.
+
+use std::{
+    ffi::c_void,
+    io,
+    os::fd::{AsRawFd, OwnedFd},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use carveout::{abi, pattern};
+use clap::Parser;
+use rustix::{
+    fs::{open, seek, Mode, OFlags, SeekFrom},
+    io::Errno,
+    ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode},
+    mm::{
+        mmap, mmap_anonymous, mprotect, mremap, mremap_fixed, munmap, MapFlags, MprotectFlags,
+        MremapFlags, ProtFlags,
+    },
+    process::{waitpid, Pid, WaitOptions},
+};
+
+#[derive(Parser)]
+#[command(about = "Fuzz /dev/carveout* with hostile ioctls, mappings and file operations")]
+struct Cli {
+    /// The region's device node (the only file the fuzzer operates on).
+    #[arg(long, default_value = "/dev/carveout0")]
+    dev: String,
+    /// Seed of the run (default: from the clock; printed either way).
+    #[arg(long, value_parser = parse_u64)]
+    seed: Option<u64>,
+    /// The pattern the region holds (carveout-test fill --seed).
+    #[arg(long, value_parser = parse_u64)]
+    pattern_seed: u64,
+    /// Operations in all, shared among the workers.
+    #[arg(long, default_value_t = 200_000)]
+    ops: u64,
+    /// Worker processes running at once.
+    #[arg(long, default_value_t = 4)]
+    procs: u64,
+    /// The module, for insmod attempts.
+    #[arg(long, default_value = "/lib/modules/carveout.ko")]
+    module: String,
+    /// Probability of an rmmod or insmod attempt, per million operations.
+    #[arg(long, default_value_t = 300)]
+    reload_ppm: u64,
+    /// Run as worker N (internal).
+    #[arg(long, hide = true)]
+    worker: Option<u64>,
+    /// The region's base and size (internal: handed to workers).
+    #[arg(long, hide = true, value_parser = parse_u64)]
+    base: Option<u64>,
+    #[arg(long, hide = true, value_parser = parse_u64)]
+    size: Option<u64>,
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|err| format!("{s:?} is not a number: {err}"))
+}
+
+const PAGE: usize = 4096;
+/// Rounds of `--procs` workers; the module is unloaded and loaded again after each.
+const ROUNDS: u64 = 4;
+const MAX_FDS: usize = 8;
+const MAX_MAPS: usize = 12;
+/// Mapping lengths are mostly small (a whole-region mapping fills every page table entry).
+const MAX_PAGES: u64 = 32;
+
+const GET_ATTR: Opcode = opcode::read::<[u8; 32]>(0xCA, 0x41);
+const SET_ATTR: Opcode = opcode::write::<[u8; 32]>(0xCA, 0x42);
+
+/// Kernel addresses a buggy driver would write to or read from: text, the direct map (also
+/// of the region itself), the top page, all ones.
+fn kernel_addresses(base: u64) -> [u64; 6] {
+    [
+        0xffff_ffff_8100_0000,
+        0xffff_8880_0000_0000,
+        0xffff_8880_0000_0000 + base,
+        0xffff_ffff_ffff_f000,
+        u64::MAX,
+        0x8000_0000_0000_0000,
+    ]
+}
+
+/// xorshift64*: small, fast, and the same sequence for the same seed everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(pattern::word(seed, 0) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn chance(&mut self, per_million: u64) -> bool {
+        self.below(1_000_000) < per_million
+    }
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// An ioctl with a raw number and a raw argument: what a hostile caller passes.
+struct RawIoctl {
+    cmd: Opcode,
+    arg: *mut c_void,
+}
+
+// SAFETY: the kernel may read or write through `arg`; every address the fuzzer hands it is
+// either a buffer it owns and does not otherwise use during the call, or one the kernel must
+// refuse (NULL, kernel addresses, PROT_NONE pages) without touching user memory.
+unsafe impl Ioctl for RawIoctl {
+    type Output = IoctlOutput;
+    const IS_MUTATING: bool = true;
+    fn opcode(&self) -> Opcode {
+        self.cmd
+    }
+    fn as_ptr(&mut self) -> *mut c_void {
+        self.arg
+    }
+    unsafe fn output_from_ptr(out: IoctlOutput, _: *mut c_void) -> rustix::io::Result<IoctlOutput> {
+        Ok(out)
+    }
+}
+
+struct File {
+    fd: OwnedFd,
+    readable: bool,
+    writable: bool,
+}
+
+/// A live mapping of the region, as the fuzzer believes it to be.
+#[derive(Clone, Copy, Debug)]
+struct Map {
+    addr: usize,
+    /// Bytes of address space the mapping covers (what munmap must release).
+    len: usize,
+    /// Region offset of `addr`.
+    off: u64,
+    read: bool,
+    write: bool,
+    /// The file was open for writing when mapped (mprotect may add PROT_WRITE).
+    may_write: bool,
+}
+
+struct Worker {
+    id: u64,
+    seed: u64,
+    rng: Rng,
+    dev: String,
+    module: String,
+    base: u64,
+    size: u64,
+    pattern_seed: u64,
+    reload_ppm: u64,
+    files: Vec<File>,
+    maps: Vec<Map>,
+    /// Two pages: the first readable and writable, the second PROT_NONE (short buffers).
+    guard: usize,
+    /// A PROT_NONE page nobody maps over.
+    hole: usize,
+    /// A buffer the kernel may fill.
+    buf: Vec<u8>,
+    op: u64,
+    findings: u64,
+    refused: u64,
+    /// Successful mmaps, forks, rmmods and insmods.
+    mapped: u64,
+    forks: u64,
+    rmmods: u64,
+    insmods: u64,
+    noted_read_only: bool,
+}
+
+impl Worker {
+    fn finding(&mut self, what: String) {
+        self.findings += 1;
+        println!(
+            "finding: worker {} (seed {:#x}) op {}: {what}",
+            self.id, self.seed, self.op
+        );
+    }
+
+    /// Reads (and checks) or writes `count` random words of `map`, as its protection allows.
+    fn words_ok(&mut self, map: &Map, count: u64) {
+        let words = (map.len / 8) as u64;
+        for _ in 0..count {
+            let i = self.rng.below(words) as usize;
+            let index = map.off / 8 + i as u64;
+            let want = pattern::word(self.pattern_seed, index);
+            let p = (map.addr as *mut u64).wrapping_add(i);
+            if map.write && self.rng.chance(500_000) {
+                // SAFETY: inside a live, writable mapping of the region (the model says so; a
+                // wrong model faults, which the parent reports). It stores the pattern word the
+                // region already holds there.
+                unsafe { p.write_volatile(want) };
+            } else if map.read {
+                // SAFETY: as above, readable.
+                let got = unsafe { p.read_volatile() };
+                if got != want {
+                    self.finding(format!(
+                        "mapping at region offset {:#x} reads {got:#018x}, the pattern is {want:#018x}",
+                        index * 8
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run(&mut self, ops: u64) {
+        while self.op < ops {
+            self.op += 1;
+            match self.rng.below(100) {
+                0..=5 => self.open(),
+                6..=9 => self.close(),
+                10..=34 => self.ioctl(),
+                35..=49 => self.mmap(),
+                50..=56 => self.munmap(),
+                57..=71 => self.access(),
+                72..=75 => self.mprotect(),
+                76..=79 => self.mremap(),
+                80..=83 => self.map_fixed_over(),
+                84..=95 => self.file_io(),
+                _ => self.rare(),
+            }
+        }
+        self.maps.clone().iter().for_each(|m| unmap(m.addr, m.len));
+        self.maps.clear();
+        self.files.clear();
+    }
+
+    fn rare(&mut self) {
+        if self.rng.chance(4_000) {
+            self.fork_with_mappings();
+        } else if self.rng.chance(self.reload_ppm * 25) {
+            self.reload();
+        } else if self.rng.chance(20_000) {
+            // Let go of everything, so an rmmod somewhere can succeed.
+            self.maps.clone().iter().for_each(|m| unmap(m.addr, m.len));
+            self.maps.clear();
+            self.files.clear();
+        } else {
+            self.access();
+        }
+    }
+
+    fn open(&mut self) {
+        if self.files.len() >= MAX_FDS {
+            self.files.remove(0);
+        }
+        let (mode, readable, writable) = self.rng.pick(&[
+            (OFlags::RDWR, true, true),
+            (OFlags::RDWR, true, true),
+            (OFlags::RDONLY, true, false),
+            (OFlags::WRONLY, false, true),
+        ]);
+        let extra = self.rng.pick(&[
+            OFlags::empty(),
+            OFlags::NONBLOCK,
+            OFlags::APPEND,
+            OFlags::SYNC,
+            OFlags::TRUNC,
+            OFlags::EXCL,
+        ]);
+        match open(&self.dev, mode | extra | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(fd) => self.files.push(File {
+                fd,
+                readable,
+                writable,
+            }),
+            // The module is unloaded (another worker's rmmod): expected now and then.
+            Err(Errno::NOENT | Errno::NODEV | Errno::NXIO) => self.refused += 1,
+            Err(err) => {
+                self.refused += 1;
+                if extra.is_empty() {
+                    self.finding(format!("open({:?}) failed: {err}", mode));
+                }
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.files.is_empty() {
+            let i = self.rng.below(self.files.len() as u64) as usize;
+            self.files.swap_remove(i);
+        }
+    }
+
+    fn file(&mut self) -> Option<usize> {
+        if self.files.is_empty() {
+            self.open();
+        }
+        (!self.files.is_empty()).then(|| self.rng.below(self.files.len() as u64) as usize)
+    }
+
+    /// A hostile argument: (address, whether the kernel must refuse to touch it).
+    fn hostile_pointer(&mut self, len: usize) -> (u64, bool) {
+        match self.rng.below(7) {
+            0 => (0, true),
+            1 => (self.rng.pick(&kernel_addresses(self.base)), true),
+            2 => (self.hole as u64 + self.rng.below(PAGE as u64), true),
+            3 => (0x1000, true),
+            // A buffer that runs into the guard page after 1..len bytes.
+            4 => {
+                let short = 1 + self.rng.below(len.max(2) as u64 - 1);
+                ((self.guard + PAGE) as u64 - short, false)
+            }
+            5 => {
+                // Random, but never a user address that might be mapped (a carveout mapping
+                // the kernel would then write to).
+                let v = self.rng.next();
+                (
+                    if v < 0x8000_0000_0000 {
+                        v | 0xffff_0000_0000_0000
+                    } else {
+                        v
+                    },
+                    true,
+                )
+            }
+            _ => (self.buf.as_mut_ptr() as u64, false),
+        }
+    }
+
+    fn ioctl(&mut self) {
+        let Some(i) = self.file() else { return };
+        let cmd: Opcode = match self.rng.below(10) {
+            0..=2 => self.rng.pick(&[abi::GET_INFO, GET_ATTR, SET_ATTR]),
+            3..=7 => {
+                // _IOC(dir, 0xCA, nr, size)
+                let dir = self.rng.below(4) as u32;
+                let nr = self.rng.below(256) as u32;
+                let size = self.rng.below(1 << 14) as u32;
+                (dir << 30 | size << 16 | 0xCA << 8 | nr) as Opcode
+            }
+            _ => {
+                let mut cmd = self.rng.next() as u32;
+                // The VFS itself answers some types on any file (FIFREEZE, FICLONE, FIOCLEX,
+                // FIGETBSZ, ...): not the driver's code, and FIFREEZE would freeze devtmpfs.
+                if matches!((cmd >> 8) & 0xff, 0x00 | 0x15 | 0x54 | 0x58 | 0x66 | 0x94) {
+                    cmd ^= 0xCB << 8;
+                }
+                cmd as Opcode
+            }
+        };
+        let known = cmd == abi::GET_INFO || cmd == GET_ATTR || cmd == SET_ATTR;
+        let (arg, bad) = self.hostile_pointer(96);
+        if cmd == SET_ATTR && arg == self.buf.as_ptr() as u64 {
+            // A well-formed request: one attribute bit, or garbage now and then.
+            let flags = if self.rng.chance(800_000) {
+                1u32 << self.rng.below(5)
+            } else {
+                self.rng.next() as u32
+            };
+            self.buf[..32].fill(0);
+            self.buf[16..20].copy_from_slice(&flags.to_ne_bytes());
+        }
+        let fd = &self.files[i].fd;
+        // SAFETY: see `RawIoctl`: `arg` is one of our own buffers or an address the kernel
+        // must refuse.
+        let result = unsafe {
+            ioctl(
+                fd,
+                RawIoctl {
+                    cmd,
+                    arg: arg as *mut c_void,
+                },
+            )
+        };
+        match result {
+            Ok(_) if !known => self.finding(format!("unknown ioctl {cmd:#x} succeeded")),
+            Ok(_) if bad => self.finding(format!("ioctl {cmd:#x} accepted address {arg:#x}")),
+            Ok(_) if cmd == abi::GET_INFO => {
+                let base = u64::from_ne_bytes(self.buf[8..16].try_into().expect("8 bytes"));
+                let size = u64::from_ne_bytes(self.buf[16..24].try_into().expect("8 bytes"));
+                if (base, size) != (self.base, self.size) {
+                    self.finding(format!("GET_INFO says base {base:#x} size {size:#x}"));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => self.refused += 1,
+        }
+    }
+
+    fn random_prot(&mut self) -> ProtFlags {
+        match self.rng.below(20) {
+            0 => ProtFlags::empty(),
+            1 => ProtFlags::EXEC | ProtFlags::READ,
+            2 => ProtFlags::from_bits_retain(self.rng.next() as u32),
+            3..=7 => ProtFlags::READ,
+            8 => ProtFlags::WRITE,
+            _ => ProtFlags::READ | ProtFlags::WRITE,
+        }
+    }
+
+    fn mmap(&mut self) {
+        if self.maps.len() >= MAX_MAPS {
+            let m = self.maps.swap_remove(0);
+            unmap(m.addr, m.len);
+        }
+        let Some(i) = self.file() else { return };
+        let size = self.size;
+        let pages = 1 + self.rng.below(MAX_PAGES);
+        let len = match self.rng.below(50) {
+            0 => size as usize,
+            1 => 0,
+            2 => self.rng.below(PAGE as u64 * 4) as usize,
+            _ => pages as usize * PAGE,
+        };
+        let off = match self.rng.below(20) {
+            0 => size,
+            1 => size - (self.rng.below(4) * PAGE as u64),
+            2 => self.rng.next(),
+            3 => self.rng.next() & !(PAGE as u64 - 1),
+            4 => 1 + self.rng.below(PAGE as u64 - 1),
+            _ => self.rng.below(size / PAGE as u64) * PAGE as u64,
+        };
+        let prot = self.random_prot();
+        let kind = self.rng.pick(&[
+            MapFlags::SHARED,
+            MapFlags::SHARED,
+            MapFlags::SHARED,
+            MapFlags::SHARED,
+            MapFlags::PRIVATE,
+            MapFlags::SHARED_VALIDATE,
+            MapFlags::empty(),
+        ]);
+        // Unassigned and high bits (not FIXED_NOREPLACE, bit 20: as root it maps at any
+        // address, 0 included, which hostile pointers must never hit).
+        let junk = MapFlags::from_bits_retain(1 << (21 + self.rng.below(11)));
+        let extra = if self.rng.chance(300_000) {
+            self.rng.pick(&[
+                MapFlags::POPULATE,
+                MapFlags::LOCKED,
+                MapFlags::NORESERVE,
+                MapFlags::HUGETLB,
+                MapFlags::SYNC,
+                MapFlags::GROWSDOWN,
+                MapFlags::STACK,
+                MapFlags::UNINITIALIZED,
+                MapFlags::DROPPABLE,
+                junk,
+            ])
+        } else {
+            MapFlags::empty()
+        };
+        let file = &self.files[i];
+        let (readable, writable) = (file.readable, file.writable);
+        // SAFETY: the kernel picks the address (no FIXED here); the new mapping aliases no
+        // Rust object.
+        let result = unsafe { mmap(std::ptr::null_mut(), len, prot, kind | extra, &file.fd, off) };
+        let rounded = (len as u64).div_ceil(PAGE as u64) * PAGE as u64;
+        let in_range =
+            off % PAGE as u64 == 0 && off.checked_add(rounded).is_some_and(|e| e <= size);
+        let shared = kind == MapFlags::SHARED || kind == MapFlags::SHARED_VALIDATE;
+        let prot_ok = readable && (writable || !prot.contains(ProtFlags::WRITE));
+        let plain = prot
+            .difference(ProtFlags::READ | ProtFlags::WRITE)
+            .is_empty()
+            && (extra.is_empty() || extra == MapFlags::POPULATE || extra == MapFlags::NORESERVE);
+        match result {
+            Ok(ptr) if (ptr as usize) < 0x10_0000 => {
+                self.finding(format!(
+                    "mmap placed a mapping at {ptr:?} with no address asked for"
+                ));
+                unmap(ptr as usize, rounded as usize);
+            }
+            Ok(ptr) => {
+                let map = Map {
+                    addr: ptr as usize,
+                    len: rounded as usize,
+                    off,
+                    read: prot.contains(ProtFlags::READ),
+                    write: prot.contains(ProtFlags::WRITE),
+                    may_write: writable,
+                };
+                if !shared || !in_range || !prot_ok || len == 0 {
+                    self.finding(format!(
+                        "mmap(len {len:#x}, prot {prot:?}, {:?}, offset {off:#x}) on a file open {} succeeded",
+                        kind | extra,
+                        if writable { "rw" } else { "r" }
+                    ));
+                    unmap(map.addr, map.len);
+                    return;
+                }
+                self.maps.push(map);
+                self.mapped += 1;
+                self.words_ok(&map, 4);
+            }
+            Err(err) => {
+                self.refused += 1;
+                // A plain, valid request with a read-write file must map (or fail only for a
+                // reason the caller cannot help: no memory, or a write-protected region).
+                // (A read-only file cannot map at all today: without FMODE_WRITE the kernel
+                // clears VM_SHARED, and the driver refuses what then looks private.)
+                if kind == MapFlags::SHARED
+                    && in_range
+                    && len > 0
+                    && readable
+                    && !writable
+                    && plain
+                    && !prot.contains(ProtFlags::WRITE)
+                    && !self.noted_read_only
+                {
+                    self.noted_read_only = true;
+                    println!(
+                        "# worker {}: note: a read-only file cannot map even PROT_READ \
+                         MAP_SHARED ({err})",
+                        self.id
+                    );
+                }
+                if kind == MapFlags::SHARED
+                    && in_range
+                    && len > 0
+                    && writable
+                    && readable
+                    && plain
+                    && !matches!(
+                        err,
+                        Errno::NOMEM | Errno::AGAIN | Errno::ACCESS | Errno::BUSY
+                    )
+                {
+                    self.finding(format!(
+                        "valid mmap(len {len:#x}, prot {prot:?}, offset {off:#x}) failed: {err}"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn munmap(&mut self) {
+        if self.maps.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.maps.len() as u64) as usize;
+        let m = self.maps[i];
+        let pages = m.len / PAGE;
+        let cut = 1 + self.rng.below(pages as u64) as usize;
+        match self.rng.below(3) {
+            // The first `cut` pages.
+            0 if cut < pages => {
+                unmap(m.addr, cut * PAGE);
+                let m = &mut self.maps[i];
+                m.addr += cut * PAGE;
+                m.len -= cut * PAGE;
+                m.off += (cut * PAGE) as u64;
+            }
+            // The last `cut` pages.
+            1 if cut < pages => {
+                unmap(m.addr + (pages - cut) * PAGE, cut * PAGE);
+                self.maps[i].len -= cut * PAGE;
+            }
+            _ => {
+                unmap(m.addr, m.len);
+                self.maps.swap_remove(i);
+            }
+        }
+    }
+
+    fn access(&mut self) {
+        if self.maps.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.maps.len() as u64) as usize;
+        let m = self.maps[i];
+        self.words_ok(&m, 16);
+    }
+
+    fn mprotect(&mut self) {
+        if self.maps.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.maps.len() as u64) as usize;
+        let m = self.maps[i];
+        let prot = match self.rng.below(4) {
+            0 => MprotectFlags::READ,
+            1 => MprotectFlags::READ | MprotectFlags::WRITE,
+            2 => MprotectFlags::empty(),
+            _ => MprotectFlags::from_bits_retain(self.rng.next() as u32 & 0x0300_000f),
+        };
+        // SAFETY: the range is one of our region mappings; no Rust reference points into it.
+        match unsafe { mprotect(m.addr as *mut c_void, m.len, prot) } {
+            Ok(()) => {
+                if prot.contains(MprotectFlags::WRITE) && !m.may_write {
+                    self.finding(
+                        "mprotect added PROT_WRITE to a mapping of a read-only file".into(),
+                    );
+                }
+                let m = &mut self.maps[i];
+                m.read = prot.contains(MprotectFlags::READ);
+                m.write = prot.contains(MprotectFlags::WRITE);
+            }
+            Err(_) => self.refused += 1,
+        }
+    }
+
+    fn mremap(&mut self) {
+        if self.maps.is_empty() {
+            return;
+        }
+        let i = self.rng.below(self.maps.len() as u64) as usize;
+        let m = self.maps[i];
+        let old = m.addr as *mut c_void;
+        match self.rng.below(3) {
+            0 if m.len > PAGE => {
+                let new_len = PAGE * (1 + self.rng.below((m.len / PAGE - 1) as u64) as usize);
+                // SAFETY: shrinking our own region mapping in place.
+                match unsafe { mremap(old, m.len, new_len, MremapFlags::empty()) } {
+                    Ok(_) => self.maps[i].len = new_len,
+                    Err(err) => self.finding(format!("mremap shrink failed: {err}")),
+                }
+            }
+            1 => {
+                let new_len = m.len + PAGE * (1 + self.rng.below(4) as usize);
+                let flags = self.rng.pick(&[MremapFlags::empty(), MremapFlags::MAYMOVE]);
+                // SAFETY: as above; growing must be refused (device mappings do not expand).
+                match unsafe { mremap(old, m.len, new_len, flags) } {
+                    Ok(p) => {
+                        self.finding(format!("mremap grew a device mapping ({flags:?})"));
+                        self.maps[i].addr = p as usize;
+                        self.maps[i].len = new_len;
+                    }
+                    Err(_) => self.refused += 1,
+                }
+            }
+            _ => {
+                // Move it to a reserved place.
+                // SAFETY: a fresh anonymous reservation aliases nothing.
+                let Ok(target) = (unsafe {
+                    mmap_anonymous(
+                        std::ptr::null_mut(),
+                        m.len,
+                        ProtFlags::empty(),
+                        MapFlags::PRIVATE,
+                    )
+                }) else {
+                    return;
+                };
+                // SAFETY: moves our region mapping over our own reservation.
+                match unsafe { mremap_fixed(old, m.len, m.len, MremapFlags::MAYMOVE, target) } {
+                    Ok(p) => {
+                        self.maps[i].addr = p as usize;
+                        self.words_ok(&self.maps[i].clone(), 4);
+                    }
+                    Err(_) => {
+                        self.refused += 1;
+                        unmap(target as usize, m.len);
+                    }
+                }
+            }
+        }
+    }
+
+    /// mmap with MAP_FIXED over part of a live mapping, at a random (valid or not) offset.
+    fn map_fixed_over(&mut self) {
+        if self.maps.is_empty() {
+            return;
+        }
+        let Some(f) = self.file() else { return };
+        let i = self.rng.below(self.maps.len() as u64) as usize;
+        let m = self.maps.swap_remove(i);
+        let pages = m.len / PAGE;
+        let start = self.rng.below(pages as u64) as usize;
+        let count = 1 + self.rng.below((pages - start) as u64) as usize;
+        let (addr, len) = (m.addr + start * PAGE, count * PAGE);
+        // Keep what is left of the old mapping on either side.
+        if start > 0 {
+            self.maps.push(Map {
+                len: start * PAGE,
+                ..m
+            });
+        }
+        if start + count < pages {
+            let skip = (start + count) * PAGE;
+            self.maps.push(Map {
+                addr: m.addr + skip,
+                len: m.len - skip,
+                off: m.off + skip as u64,
+                ..m
+            });
+        }
+        let off = if self.rng.chance(800_000) {
+            self.rng.below(self.size / PAGE as u64) * PAGE as u64
+        } else {
+            self.rng.next() & !(PAGE as u64 - 1)
+        };
+        let kind = self
+            .rng
+            .pick(&[MapFlags::SHARED, MapFlags::SHARED, MapFlags::PRIVATE]);
+        let prot = ProtFlags::READ | ProtFlags::WRITE;
+        let file = &self.files[f];
+        let (readable, writable) = (file.readable, file.writable);
+        // SAFETY: MAP_FIXED replaces part of our own region mapping, nothing else.
+        let result = unsafe {
+            mmap(
+                addr as *mut c_void,
+                len,
+                prot,
+                kind | MapFlags::FIXED,
+                &file.fd,
+                off,
+            )
+        };
+        let valid = kind == MapFlags::SHARED
+            && readable
+            && writable
+            && off.checked_add(len as u64).is_some_and(|e| e <= self.size);
+        match result {
+            Ok(_) if !valid => {
+                self.finding(format!("MAP_FIXED {kind:?} at offset {off:#x} succeeded"));
+                unmap(addr, len);
+            }
+            Ok(_) => {
+                let new = Map {
+                    addr,
+                    len,
+                    off,
+                    read: true,
+                    write: true,
+                    may_write: true,
+                };
+                self.maps.push(new);
+                self.words_ok(&new, 4);
+            }
+            Err(_) => {
+                self.refused += 1;
+                // A failed MAP_FIXED may already have unmapped the old pages.
+                unmap(addr, len);
+            }
+        }
+    }
+
+    fn file_io(&mut self) {
+        let Some(i) = self.file() else { return };
+        let raw = self.files[i].fd.as_raw_fd();
+        match self.rng.below(4) {
+            0 => {
+                let whence = self.rng.below(5);
+                let v = self.rng.next() >> self.rng.below(64);
+                let pos = match whence {
+                    0 => SeekFrom::Start(v),
+                    1 => SeekFrom::Current(v as i64),
+                    2 => SeekFrom::End(v as i64),
+                    3 => SeekFrom::Data(v),
+                    _ => SeekFrom::Hole(v),
+                };
+                if seek(&self.files[i].fd, pos).is_err() {
+                    self.refused += 1;
+                }
+            }
+            1 => {
+                let len = self.rng.below(PAGE as u64 * 2) as usize;
+                let (ptr, bad) = self.hostile_pointer(len);
+                let len = if bad { len } else { len.min(PAGE) };
+                // SAFETY: raw read(2) (rustix takes only valid slices, and these pointers are
+                // the point); `ptr` is our own buffer of at least `len` bytes, or an address the
+                // kernel must refuse.
+                let n = unsafe { libc::read(raw, ptr as *mut c_void, len) };
+                if n > 0 && bad {
+                    self.finding(format!("read into {ptr:#x} returned {n}"));
+                } else if n < 0 {
+                    self.refused += 1;
+                }
+            }
+            2 => {
+                // write(2) only from addresses that hold no data for the region.
+                let len = self.rng.below(PAGE as u64 * 2) as usize;
+                let (ptr, bad) = self.hostile_pointer(len);
+                if !bad {
+                    return;
+                }
+                // SAFETY: as for read; the kernel must refuse `ptr`.
+                let n = unsafe { libc::write(raw, ptr as *const c_void, len) };
+                if n > 0 {
+                    self.finding(format!("write from {ptr:#x} returned {n}"));
+                } else {
+                    self.refused += 1;
+                }
+            }
+            _ => {
+                // pwrite of the pattern's own bytes, should the driver ever accept writes.
+                let off = self.rng.below(self.size);
+                let len = self.rng.below(256) as usize;
+                let data = pattern::bytes(self.pattern_seed, off, len);
+                if rustix::io::pwrite(&self.files[i].fd, &data, off).is_err() {
+                    self.refused += 1;
+                }
+            }
+        }
+    }
+
+    /// Forks with the mappings alive; the child reads and writes through them and exits.
+    fn fork_with_mappings(&mut self) {
+        // SAFETY: the worker is single-threaded; the child only touches memory and exits
+        // with _exit, running no destructors.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let before = self.findings;
+            for m in self.maps.clone() {
+                self.words_ok(&m, 8);
+            }
+            if self.rng.chance(500_000) {
+                self.maps.clone().iter().for_each(|m| unmap(m.addr, m.len));
+            }
+            // SAFETY: ends the child without unwinding.
+            unsafe { libc::_exit(i32::from(self.findings != before)) };
+        }
+        if pid < 0 {
+            self.refused += 1;
+            return;
+        }
+        self.forks += 1;
+        match waitpid(Pid::from_raw(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) if status.exit_status() == Some(0) => {}
+            Ok(Some((_, status))) => {
+                self.finding(format!("forked child ended with {status:?}"));
+            }
+            _ => self.finding("waitpid for the forked child failed".into()),
+        }
+    }
+
+    fn reload(&mut self) {
+        let out = if self.rng.chance(500_000) {
+            let out = Command::new("rmmod").arg("carveout").output();
+            if out.as_ref().is_ok_and(|o| o.status.success()) {
+                self.rmmods += 1;
+            }
+            out
+        } else {
+            let mut args = vec![
+                format!("base={:#x}", self.base),
+                format!("size={:#x}", self.size),
+            ];
+            if self.rng.chance(300_000) {
+                // A garbage load that must be refused (base in the first MiB: System RAM).
+                args = vec!["base=0x1000".into(), "size=0x1000".into()];
+            }
+            let out = Command::new("insmod")
+                .arg(&self.module)
+                .args(&args)
+                .output();
+            if out.as_ref().is_ok_and(|o| o.status.success()) {
+                self.insmods += 1;
+                if args[0] == "base=0x1000" {
+                    self.finding("insmod base=0x1000 size=0x1000 succeeded".into());
+                }
+            }
+            out
+        };
+        if !out.is_ok_and(|o| o.status.success()) {
+            self.refused += 1;
+        }
+    }
+}
+
+fn unmap(addr: usize, len: usize) {
+    // SAFETY: only ever called with ranges of our own mappings or reservations.
+    let _ = unsafe { munmap(addr as *mut c_void, len) };
+}
+
+fn worker(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
+    let (base, size) = (cli.base.unwrap_or(0), cli.size.unwrap_or(0));
+    // SAFETY: fresh anonymous mappings alias nothing.
+    let guard = unsafe {
+        mmap_anonymous(
+            std::ptr::null_mut(),
+            2 * PAGE,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }?;
+    // SAFETY: the second page of our own reservation.
+    unsafe {
+        mprotect(
+            guard.cast::<u8>().add(PAGE).cast(),
+            PAGE,
+            MprotectFlags::empty(),
+        )
+    }?;
+    // SAFETY: as above.
+    let hole = unsafe {
+        mmap_anonymous(
+            std::ptr::null_mut(),
+            PAGE,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE,
+        )
+    }?;
+    let workers = ROUNDS * cli.procs;
+    let ops = cli.ops / workers + u64::from(id < cli.ops % workers);
+    let mut w = Worker {
+        id,
+        seed,
+        rng: Rng::new(seed),
+        dev: cli.dev.clone(),
+        module: cli.module.clone(),
+        base,
+        size,
+        pattern_seed: cli.pattern_seed,
+        reload_ppm: cli.reload_ppm,
+        files: Vec::new(),
+        maps: Vec::new(),
+        guard: guard as usize,
+        hole: hole as usize,
+        buf: vec![0u8; PAGE],
+        op: 0,
+        findings: 0,
+        refused: 0,
+        mapped: 0,
+        forks: 0,
+        rmmods: 0,
+        insmods: 0,
+        // One worker says it; the others would repeat it.
+        noted_read_only: id != 0,
+    };
+    let start = Instant::now();
+    w.run(ops);
+    println!(
+        "# worker {id} seed {seed:#x}: {} operations ({} refused; {} mmaps, {} forks, {} rmmods, \
+         {} insmods) in {:.1}s, {} findings",
+        w.op,
+        w.refused,
+        w.mapped,
+        w.forks,
+        w.rmmods,
+        w.insmods,
+        start.elapsed().as_secs_f64(),
+        w.findings
+    );
+    Ok(w.findings)
+}
+
+fn run(cli: &Cli) -> io::Result<bool> {
+    let seed = cli.seed.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        t.as_nanos() as u64
+    });
+    if let Some(id) = cli.worker {
+        return Ok(worker(cli, id, pattern::word(seed, id))? == 0);
+    }
+    let region = carveout::Region::open(&cli.dev)?;
+    let info = region.info()?;
+    drop(region);
+    println!(
+        "# carveout-fuzz: seed {seed:#x}, {} operations, {} processes, region {:#x}+{:#x}",
+        cli.ops, cli.procs, info.base, info.size
+    );
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let mut clean = true;
+    // Workers hold the device almost all the time, so their own rmmods rarely find it idle:
+    // between rounds, with every worker gone, the module is unloaded and loaded for real.
+    for round in 0..ROUNDS {
+        let mut children = Vec::new();
+        for n in 0..cli.procs {
+            let id = round * cli.procs + n;
+            let child = Command::new(&exe)
+                .args(["--dev", &cli.dev, "--module", &cli.module])
+                .arg(format!("--seed={seed:#x}"))
+                .arg(format!("--pattern-seed={:#x}", cli.pattern_seed))
+                .arg(format!("--ops={}", cli.ops))
+                .arg(format!("--procs={}", cli.procs))
+                .arg(format!("--reload-ppm={}", cli.reload_ppm))
+                .arg(format!("--worker={id}"))
+                .arg(format!("--base={:#x}", info.base))
+                .arg(format!("--size={:#x}", info.size))
+                .spawn()?;
+            children.push((id, child));
+        }
+        for (id, mut child) in children {
+            let status = child.wait()?;
+            if !status.success() {
+                println!(
+                    "finding: worker {id} (seed {:#x}) ended with {status}",
+                    pattern::word(seed, id)
+                );
+                clean = false;
+            }
+        }
+        // A worker's own rmmod may have left it unloaded; then there is nothing to remove.
+        if std::path::Path::new(&cli.dev).exists() {
+            let out = Command::new("rmmod").arg("carveout").output()?;
+            if !out.status.success() {
+                println!(
+                    "finding: rmmod with no user failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                clean = false;
+            }
+        }
+        let out = Command::new("insmod")
+            .arg(&cli.module)
+            .arg(format!("base={:#x}", info.base))
+            .arg(format!("size={:#x}", info.size))
+            .output()?;
+        if !out.status.success() {
+            println!(
+                "finding: insmod after round {round} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(false);
+        }
+    }
+    println!(
+        "# carveout-fuzz: seed {seed:#x}: {} operations, module unloaded and loaded {ROUNDS} \
+         times, in {:.1}s, {}",
+        cli.ops,
+        start.elapsed().as_secs_f64(),
+        if clean { "no findings" } else { "FINDINGS" }
+    );
+    Ok(clean)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("carveout-fuzz: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
