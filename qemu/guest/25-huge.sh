@@ -6,19 +6,7 @@
 # hold_huge [--read-only]: maps the whole region 2 MiB aligned in the background and waits
 # until it is mapped and touched; the holder's pid is in $holder.
 hold_huge() {
-    rm -f /tmp/hold.out
-    carveout-bench hold --seconds 120 "$@" >/tmp/hold.out 2>&1 &
-    holder=$!
-    tries=0
-    until grep -qs holding /tmp/hold.out; do
-        tries=$((tries + 1))
-        if [ "$tries" -ge 300 ] || ! kill -0 "$holder" 2>/dev/null; then
-            say "the holder never mapped: $(cat /tmp/hold.out)"
-            kill "$holder" 2>/dev/null
-            return 1
-        fi
-        sleep 0.1
-    done
+    start_holder carveout-bench hold --seconds 120 "$@"
 }
 
 case_huge_mapping_used() {

@@ -19,14 +19,20 @@ hold_mapping() {
         dev_arg="--dev $2"
         shift 2
     fi
-    rm -f /tmp/hold.out
     # shellcheck disable=SC2086 # dev_arg is empty or two words
-    carveout-test $dev_arg hold --seconds 120 "$@" >/tmp/hold.out 2>&1 &
+    start_holder carveout-test $dev_arg hold --seconds 120 "$@"
+}
+
+# start_holder COMMAND...: runs a command that maps a region and prints "holding" in the
+# background, and waits until it has; its pid is in $holder.
+start_holder() {
+    rm -f /tmp/hold.out
+    "$@" >/tmp/hold.out 2>&1 &
     holder=$!
     tries=0
     until grep -qs holding /tmp/hold.out; do
         tries=$((tries + 1))
-        if [ "$tries" -ge 100 ] || ! kill -0 "$holder" 2>/dev/null; then
+        if [ "$tries" -ge 300 ] || ! kill -0 "$holder" 2>/dev/null; then
             say "the holder never mapped: $(cat /tmp/hold.out)"
             kill "$holder" 2>/dev/null
             return 1

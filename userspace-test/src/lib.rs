@@ -26,3 +26,13 @@ mod region;
 pub use error::{errno_name, Error, Op, Result};
 pub use pattern::Mismatch;
 pub use region::{discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Region};
+
+/// Parses a number as the tools take seeds and addresses: decimal, or hex with `0x`. The
+/// error says what was wrong, for clap's `value_parser`.
+pub fn parse_u64(s: &str) -> std::result::Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|err| format!("{s:?} is not a number: {err}"))
+}

@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use carveout::parse_u64;
 use carveout::{pattern, Attr, Region};
 use clap::{Parser, Subcommand};
 use rustix::{
@@ -66,14 +67,6 @@ enum Cmd {
         #[arg(long)]
         read_only: bool,
     },
-}
-
-fn parse_u64(text: &str) -> Result<u64, String> {
-    let parsed = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    parsed.map_err(|err| format!("{text}: {err}"))
 }
 
 type Res<T> = Result<T, String>;

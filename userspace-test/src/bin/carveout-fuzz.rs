@@ -28,6 +28,7 @@ use std::{
     time::Instant,
 };
 
+use carveout::parse_u64;
 use carveout::{abi, pattern};
 use clap::Parser;
 use rustix::{
@@ -73,14 +74,6 @@ struct Cli {
     base: Option<u64>,
     #[arg(long, hide = true, value_parser = parse_u64)]
     size: Option<u64>,
-}
-
-fn parse_u64(s: &str) -> Result<u64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|err| format!("{s:?} is not a number: {err}"))
 }
 
 const PAGE: usize = 4096;

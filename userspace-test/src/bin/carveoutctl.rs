@@ -12,6 +12,7 @@ use std::{
     process::ExitCode,
 };
 
+use carveout::parse_u64;
 use carveout::{
     abi,
     check::{self, Level, RegionView},
@@ -133,14 +134,6 @@ enum AttrOp {
     Get { region: Option<String> },
     /// Change the cache attribute (CARVEOUT_SET_ATTR); the region must not be mapped.
     Set { attr: Attr, region: Option<String> },
-}
-
-fn parse_u64(s: &str) -> Result<u64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|err| format!("{s:?} is not a number: {err}"))
 }
 
 fn parse_sz(s: &str) -> Result<u64, String> {

@@ -12,6 +12,7 @@
 
 use std::{collections::HashMap, io, process::ExitCode};
 
+use carveout::parse_u64;
 use carveout::{devmem, edu::Edu, pattern, Access, Mapping, Region};
 use clap::{Parser, Subcommand};
 
@@ -38,14 +39,6 @@ enum Command {
         #[arg(long, value_parser = parse_u64)]
         seed: u64,
     },
-}
-
-fn parse_u64(s: &str) -> Result<u64, String> {
-    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => s.parse(),
-    };
-    parsed.map_err(|err| format!("{s:?} is not a number: {err}"))
 }
 
 const PAGE: u64 = 4096;
