@@ -114,20 +114,8 @@ impl Region {
             );
             return Err(EINVAL);
         }
-        if reserved_ram && attr != CacheAttr::WriteBack {
-            dev_err!(
-                dev,
-                "refusing attribute {}: reserve_mem memory is System RAM the kernel maps write-back; only wb\n",
-                attr.name()
-            );
-            return Err(EOPNOTSUPP);
-        }
-        if attr.needs_pat() && !sys::pat_enabled() {
-            dev_err!(
-                dev,
-                "refusing attribute {}: this CPU has no PAT in use\n",
-                attr.name()
-            );
+        if let Some(why) = unsupported(attr, reserved_ram) {
+            dev_err!(dev, "refusing attribute {}: {}\n", attr.name(), why);
             return Err(EOPNOTSUPP);
         }
         if !reserved_ram && sys::system_ram_overlap(&range)? == RamOverlap::Intersects {
@@ -242,9 +230,7 @@ impl Region {
     /// Changes the cache attribute (`CARVEOUT_SET_ATTR`): `EBUSY` while mapped, since the old
     /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it.
     pub(crate) fn set_attr(&self, attr: CacheAttr) -> Result {
-        if (self.reserved_ram && attr != CacheAttr::WriteBack)
-            || (attr.needs_pat() && !sys::pat_enabled())
-        {
+        if unsupported(attr, self.reserved_ram).is_some() {
             return Err(EOPNOTSUPP);
         }
         let mut state = self.state.lock();
@@ -344,6 +330,18 @@ impl PfnSource for Region {
             (self.range.base() >> PAGE_SHIFT) as usize,
             (self.range.size() >> PAGE_SHIFT) as usize,
         )
+    }
+}
+
+/// Why `attr` cannot be given to a region (`reserved_ram`: memory from `reserve_mem=`), if it
+/// cannot: never silently downgraded.
+fn unsupported(attr: CacheAttr, reserved_ram: bool) -> Option<&'static str> {
+    if reserved_ram && attr != CacheAttr::WriteBack {
+        Some("reserve_mem memory is System RAM the kernel maps write-back; only wb")
+    } else if attr.needs_pat() && !sys::pat_enabled() {
+        Some("this CPU has no PAT in use")
+    } else {
+        None
     }
 }
 
