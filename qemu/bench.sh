@@ -25,17 +25,12 @@ append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
     "memmap=1G\$$base" "cvt_mode=bench" "cvt_base=$base" "cvt_size=$size" "cvt_runs=$runs"
 )
-accel=(-accel tcg -cpu max)
-[[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
 console="$out/console.log"
 log "booting the guest ($([[ ${CARVEOUT_KVM:-0} == 1 ]] && echo KVM || echo TCG), 3 GiB): ${append[*]}"
 log "console: $console"
 status=0
-timeout --foreground "$timeout_s" qemu-system-x86_64 -machine pc "${accel[@]}" -m 3G -smp 1 \
-    -nodefaults -no-user-config -display none \
-    -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initramfs" -append "${append[*]}" \
-    -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-    -serial "file:$console" || status=$?
+qemu_guest 3G "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
+timeout --foreground "$timeout_s" "${qemu[@]}" -serial "file:$console" || status=$?
 tr -d '\r' <"$console" >"$console.txt"
 grep -E '^(# |== )' "$console.txt" >&2 || true
 [[ $status == 1 ]] || die "the guest did not finish cleanly (status $status); see $console"

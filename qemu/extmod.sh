@@ -64,8 +64,6 @@ cp -a "$guest/initramfs" "$work/initramfs"
 install -m 0644 "$msrc/carveout.ko" "$work/initramfs/lib/modules/carveout.ko"
 (cd "$work/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) >"$work/initramfs.cpio"
 
-accel=(-accel tcg -cpu max)
-[[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
 append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic "memmap=$size\$$base"
     cvt_mode=extmod "cvt_base=$base" "cvt_size=$size"
@@ -74,11 +72,8 @@ console=$work/console.log
 text=$work/console.txt
 log "booting the packaged kernel $rel with it (TCG); console: $console"
 status=0
-# shellcheck disable=SC2054 # QEMU's own options are comma-separated
-timeout 300 qemu-system-x86_64 -machine pc "${accel[@]}" -m 512M -smp 1 -no-reboot \
-    -nodefaults -no-user-config -display none \
-    -kernel "$vmlinuz" -initrd "$work/initramfs.cpio" -append "${append[*]}" \
-    -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial "file:$console" || status=$?
+qemu_guest 512M "$vmlinuz" "$work/initramfs.cpio" "${append[*]}"
+timeout 300 "${qemu[@]}" -no-reboot -serial "file:$console" || status=$?
 tr -d '\r' <"$console" >"$text"
 grep -E "^(# |@@case (ok|not ok) $name\$)" "$text" >&3 || true
 log "$name: $((SECONDS - start))s (packages, module, boot)"

@@ -40,17 +40,8 @@ append=(
 )
 read -ra guest_args <<<"${CARVEOUT_GUEST_ARGS:-}"
 append+=("${guest_args[@]}")
-# TCG by default: KVM guests hang on these machines.
-accel=(-accel tcg -cpu max)
-[[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
-# shellcheck disable=SC2054 # QEMU's own options are comma-separated
-qemu=(
-    qemu-system-x86_64 -machine pc "${accel[@]}" -m 512M -smp 1
-    -nodefaults -no-user-config -display none
-    -kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initramfs" -append "${append[*]}"
-    -device isa-debug-exit,iobase=0xf4,iosize=0x04
-    -device edu
-)
+qemu_guest 512M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
+qemu+=(-device edu)
 
 if [[ $mode == demo ]]; then
     log "booting the guest (TCG): ${append[*]}"
