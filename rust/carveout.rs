@@ -36,6 +36,7 @@ use crate::{
     attr::CacheAttr,
     configfs::Regions,
     driver::CarveoutDriver,
+    node::NodeClass,
     platform_device::{
         Memory,
         PlatformDeviceRegistration,
@@ -71,7 +72,7 @@ module! {
         },
         gid: u32 {
             default: 0,
-            description: "Group that udev gives /dev/carveout0 (shown in sysfs)",
+            description: "Group of /dev/carveout0 (default 0, root)",
         },
     },
     // And `reserve_mem` (a string), declared in reserve_mem_param.c.
@@ -85,6 +86,9 @@ struct CarveoutModule {
     _configfs: Subsystem<Regions>,
     #[pin]
     _driver: Registration<platform::Adapter<CarveoutDriver>>,
+    /// Declared last: every node is gone before the class goes.
+    #[pin]
+    _nodes: NodeClass,
 }
 
 impl kernel::InPlaceModule for CarveoutModule {
@@ -92,9 +96,10 @@ impl kernel::InPlaceModule for CarveoutModule {
         driver::init_locks();
         let spec = param_spec();
         try_pin_init!(Self {
+            _nodes <- NodeClass::register(module),
             _driver <- Registration::new(DRIVER_NAME, module),
             _param_region: match spec? {
-                Some(spec) => Some(driver::create_region(&spec, Some(0))?),
+                Some(spec) => Some(driver::create_region(&spec, Some(0), None)?),
                 None => None,
             },
             _configfs <- configfs::subsystem(),

@@ -1,68 +1,72 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The character device `/dev/carveout*`: open, mmap and ioctl on a claimed region.
+//! The file operations of `/dev/carveout*`: open, mmap and ioctl on a claimed region.
 
 use kernel::{
+    bindings,
     fs::{
         file,
         File, //
     },
-    miscdevice::{
-        MiscDevice,
-        MiscDeviceRegistration, //
-    },
     mm::virt::VmaNew,
     prelude::*,
-    sync::{
-        Arc,
-        ArcBorrow, //
-    },
+    sync::Arc,
+    types::ForeignOwnable,
     uaccess::UserSlice,
 };
 
 use crate::{
     abi,
     attr::CacheAttr,
-    driver::BoundRegion,
-    region::Region, //
+    node,
+    region::Region,
+    sys::ConfigItemDependency, //
 };
 
-/// An open `/dev/carveout*`: it holds the region, so the claim stays while the file (or a
-/// mapping made through it) exists.
-pub(crate) struct RegionFile;
+/// An open `/dev/carveout*`. It holds the region, so the claim stays while the file (or a
+/// mapping made through it, which holds the file) exists; and, for a region made in configfs,
+/// a dependency on its directory, so `rmdir` of it fails with `EBUSY` meanwhile.
+struct OpenRegion {
+    region: Arc<Region>,
+    _dependency: Option<ConfigItemDependency>,
+}
 
-#[vtable]
-impl MiscDevice for RegionFile {
-    type Ptr = Arc<Region>;
-
-    fn open(_file: &File, misc: &MiscDeviceRegistration<Self>) -> Result<Arc<Region>> {
-        let region = BoundRegion::of_misc(misc).region().clone();
+impl OpenRegion {
+    /// Opens the node with device number `rdev`.
+    fn open(rdev: bindings::dev_t) -> Result<KBox<Self>> {
+        let (region, config_item) = node::open_node(rdev)?;
+        // A directory being removed refuses the dependency: the region is going away.
+        let dependency = match &config_item {
+            Some(item) => Some(item.depend().map_err(|_| ENODEV)?),
+            None => None,
+        };
+        // Dropped here, with no lock held: it may be the directory's last reference.
+        drop(config_item);
         region.file_opened();
-        Ok(region)
+        // On failure the value is dropped, which counts the file closed again.
+        Ok(KBox::new(
+            Self {
+                region,
+                _dependency: dependency,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
-    fn release(region: Arc<Region>, _file: &File) {
-        region.file_closed();
-    }
-
-    fn mmap(region: ArcBorrow<'_, Region>, _file: &File, vma: &VmaNew) -> Result {
-        region.map(vma)
-    }
-
-    fn ioctl(region: ArcBorrow<'_, Region>, file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(&self, file: &File, cmd: u32, arg: c_ulong) -> Result {
         let user = UserPtr::from_addr(arg);
         match cmd {
             abi::CARVEOUT_GET_INFO => {
-                let info = region.info();
+                let info = self.region.info();
                 UserSlice::new(user, core::mem::size_of_val(&info))
                     .writer()
-                    .write(&info)?;
+                    .write(&info)
             }
             abi::CARVEOUT_GET_ATTR => {
-                let desc = region.range_desc();
+                let desc = self.region.range_desc();
                 UserSlice::new(user, core::mem::size_of_val(&desc))
                     .writer()
-                    .write(&desc)?;
+                    .write(&desc)
             }
             abi::CARVEOUT_SET_ATTR => {
                 if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
@@ -73,10 +77,115 @@ impl MiscDevice for RegionFile {
                         .reader()
                         .read()?;
                 let attr = CacheAttr::from_flags(desc.flags).ok_or(EINVAL)?;
-                region.set_attr(attr)?;
+                self.region.set_attr(attr)
             }
-            _ => return Err(ENOTTY),
+            _ => Err(ENOTTY),
         }
-        Ok(0)
+    }
+}
+
+impl Drop for OpenRegion {
+    fn drop(&mut self) {
+        self.region.file_closed();
+    }
+}
+
+/// The file operations of every node, for its `cdev`.
+pub(crate) fn file_operations() -> &'static bindings::file_operations {
+    &FILE_OPERATIONS.0
+}
+
+/// A `file_operations` in a `static`.
+#[repr(transparent)]
+struct FileOperations(bindings::file_operations);
+
+// SAFETY: Never written after initialisation; the VFS only reads it.
+unsafe impl Sync for FileOperations {}
+
+static FILE_OPERATIONS: FileOperations = FileOperations(bindings::file_operations {
+    open: Some(open),
+    release: Some(release),
+    mmap: Some(mmap),
+    get_unmapped_area: Some(get_unmapped_area),
+    unlocked_ioctl: Some(ioctl),
+    #[cfg(CONFIG_COMPAT)]
+    compat_ioctl: Some(bindings::compat_ptr_ioctl),
+    ..pin_init::zeroed()
+});
+
+/// # Safety
+///
+/// Called by the VFS for a node of the `cdev` these operations serve, with `file` being opened.
+unsafe extern "C" fn open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: The pointers are valid and for a file being opened.
+    let ret = unsafe { bindings::generic_file_open(inode, file) };
+    if ret != 0 {
+        return ret;
+    }
+    // SAFETY: The inode is valid for the call.
+    let rdev = unsafe { (*inode).i_rdev };
+    match OpenRegion::open(rdev) {
+        Ok(open) => {
+            // SAFETY: `open` owns the file's private data; `release` takes it back.
+            unsafe { (*file).private_data = open.into_foreign() };
+            0
+        }
+        Err(err) => err.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS once for each file `open` succeeded for.
+unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: `open` stored a `KBox<OpenRegion>` there; `release` owns it now.
+    drop(unsafe { KBox::<OpenRegion>::from_foreign((*file).private_data) });
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFS between `open` and `release` of `file`, with `vma` in its initial setup.
+unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees after this call.
+    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
+    // SAFETY: The VFS hands `mmap` a VMA undergoing its initial setup.
+    let vma = unsafe { VmaNew::from_raw(vma) };
+    match open.region.map(vma) {
+        Ok(()) => 0,
+        Err(err) => err.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS between `open` and `release` of `file`, for an `mmap` of it.
+unsafe extern "C" fn get_unmapped_area(
+    file: *mut bindings::file,
+    addr: c_ulong,
+    len: c_ulong,
+    pgoff: c_ulong,
+    flags: c_ulong,
+) -> c_ulong {
+    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees after this call.
+    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
+    // SAFETY: The file is valid for the call, and no `fdget_pos` region is active on it in
+    // this thread.
+    let file = unsafe { File::from_raw_file(file) };
+    open.region.unmapped_area(file, addr, len, pgoff, flags)
+}
+
+/// # Safety
+///
+/// Called by the VFS between `open` and `release` of `file`.
+unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees after this call.
+    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
+    // SAFETY: The file is valid for the call, and no `fdget_pos` region is active on it in
+    // this thread.
+    let file = unsafe { File::from_raw_file(file) };
+    match open.ioctl(file, cmd, arg) {
+        Ok(()) => 0,
+        Err(err) => err.to_errno() as c_long,
     }
 }

@@ -16,18 +16,28 @@
 //!
 //! `enable` = 1 creates a platform device describing the region; the driver binds to it and
 //! claims the range, or the write fails with the driver's errno (and its `dmesg` line).
-//! `enable` = 0 refuses with `EBUSY` while the region is open or mapped. `base` and `size`
+//! `enable` = 0 and `rmdir` refuse with `EBUSY` while the region is open or mapped (an open file
+//! holds a configfs dependency on the directory; a mapping holds its file). `base` and `size`
 //! cannot change while enabled (`FIXBASE`, `FIXLEN`); `attr` can, unless it is mapped.
 
-use core::fmt::{
-    self,
-    Write, //
+use core::{
+    fmt::{
+        self,
+        Write, //
+    },
+    ptr::NonNull,
+    sync::atomic::{
+        AtomicPtr,
+        Ordering, //
+    },
 };
 
 use kernel::{
+    bindings,
     configfs::{
         self,
-        AttributeOperations, //
+        AttributeOperations,
+        HasGroup, //
     },
     configfs_attrs, new_mutex,
     page::PAGE_SIZE,
@@ -56,6 +66,7 @@ use crate::{
         parse_u64, //
     },
     region::Region,
+    sys::ConfigItem,
 };
 
 /// The `carveout` configfs subsystem: one directory per region.
@@ -93,10 +104,13 @@ impl configfs::GroupOperations for Regions {
                 reserve_mem: 6,
             ],
         };
+        let address = Arc::new(GroupAddress::default(), GFP_KERNEL)?;
+        let recorded = address.clone();
         Ok(configfs::Group::new(
             name.try_into()?,
             item_type,
             try_pin_init!(RegionConfig {
+                group: address,
                 inner <- new_mutex!(ConfigInner {
                     name: name.try_into()?,
                     base: 0,
@@ -108,15 +122,39 @@ impl configfs::GroupOperations for Regions {
                     enabled: None,
                 }),
             }),
-        ))
+        )
+        .pin_chain(move |group| {
+            // SAFETY: `group` is a live `Group`, pinned where configfs keeps it.
+            let raw = unsafe { configfs::Group::<RegionConfig>::group(&*group) };
+            recorded.0.store(raw.cast_mut(), Ordering::Release);
+            Ok(())
+        }))
     }
 }
+
+/// Where a region directory's `config_group` is: known only once the directory's `Group` is in
+/// place, after its data is made.
+#[derive(Default)]
+pub(crate) struct GroupAddress(AtomicPtr<bindings::config_group>);
 
 /// One region directory.
 #[pin_data]
 pub(crate) struct RegionConfig {
+    /// The directory itself, whose removal open files of the region refuse.
+    group: Arc<GroupAddress>,
     #[pin]
     inner: Mutex<ConfigInner>,
+}
+
+impl RegionConfig {
+    /// The directory, for the region's node.
+    fn config_item(&self) -> Result<ConfigItem> {
+        let group = NonNull::new(self.group.0.load(Ordering::Acquire)).ok_or(EINVAL)?;
+        // SAFETY: Called from an attribute callback, so the directory is live and linked under
+        // the subsystem; the node that uses the item is removed when the region is disabled,
+        // at the latest when this data is dropped, before the directory's memory is freed.
+        Ok(unsafe { ConfigItem::new(group) })
+    }
 }
 
 struct ConfigInner {
@@ -310,7 +348,8 @@ impl AttributeOperations<5> for RegionConfig {
         match (&inner.enabled, enable) {
             (None, true) => {
                 let spec = inner.spec()?;
-                inner.enabled = Some(driver::create_region(&spec, None)?);
+                let item = this.config_item()?;
+                inner.enabled = Some(driver::create_region(&spec, None, Some(item))?);
             }
             (Some((_, region)), false) => {
                 if region.in_use() {

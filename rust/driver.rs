@@ -8,7 +8,6 @@ use kernel::{
         Core,
         Device, //
     },
-    miscdevice::MiscDeviceRegistration,
     platform,
     prelude::*,
     str::CString,
@@ -16,7 +15,6 @@ use kernel::{
 };
 
 use crate::{
-    chardev::RegionFile,
     node::{
         NodeSpec,
         RegionNode, //
@@ -25,78 +23,35 @@ use crate::{
         PlatformDeviceRegistration,
         RegionSpec, //
     },
-    region::Region, //
+    region::Region,
+    sys::ConfigItem, //
 };
-
-/// What a bound device holds: its device node, what the node was made from, and the region.
-///
-/// Fields drop in declaration order: the node goes before the strings it points to.
-#[pin_data]
-pub(crate) struct BoundRegion {
-    #[pin]
-    node: RegionNode,
-    spec: NodeSpec,
-    region: Arc<Region>,
-}
-
-impl BoundRegion {
-    /// The bound region that owns `misc`.
-    pub(crate) fn of_misc(misc: &MiscDeviceRegistration<RegionFile>) -> &Self {
-        // SAFETY: The misc core only hands `open` registrations it has, and every miscdevice
-        // with `RegionFile`'s operations is the node of a `BoundRegion`, alive while the misc
-        // core can open it.
-        unsafe { Self::of_node(RegionNode::from_registration(misc)) }
-    }
-
-    /// The bound region whose `node` field `node` is.
-    ///
-    /// # Safety
-    ///
-    /// `node` must point to the `node` field of a live `BoundRegion`, which must stay alive for
-    /// `'a`.
-    pub(crate) unsafe fn of_node<'a>(node: *const RegionNode) -> &'a Self {
-        // SAFETY: By the function's safety requirement.
-        unsafe { &*kernel::container_of!(node, BoundRegion, node) }
-    }
-
-    pub(crate) fn region(&self) -> &Arc<Region> {
-        &self.region
-    }
-
-    pub(crate) fn node_spec(&self) -> &NodeSpec {
-        &self.spec
-    }
-}
 
 pub(crate) struct CarveoutDriver;
 
 impl platform::Driver for CarveoutDriver {
     type IdInfo = ();
-    type Data<'bound> = BoundRegion;
+    type Data<'bound> = RegionNode;
 
     fn probe<'bound>(
         pdev: &'bound platform::Device<Core<'_>>,
         _id_info: Option<&'bound Self::IdInfo>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
-        let (spec, region, node) = match describe_and_claim(pdev.as_ref()) {
-            Ok((spec, region)) => {
-                record_probe(Ok(region.clone()));
-                // SAFETY: the node keeps pointers to `spec`'s strings, whose buffers move with
-                // `spec` into the same `BoundRegion`, where they are dropped after the node.
-                let node = unsafe { RegionNode::register(&spec) };
-                (Ok(spec), Ok(region), Ok(node))
+        let config_item = PROBED.lock().config_item.take();
+        let bound = describe_and_claim(pdev.as_ref()).and_then(|(spec, region)| {
+            let node = RegionNode::register(pdev.as_ref(), spec, region.clone(), config_item)?;
+            Ok((node, region))
+        });
+        match bound {
+            Ok((node, region)) => {
+                record_probe(Ok(region));
+                Ok(node)
             }
             Err(err) => {
                 record_probe(Err(err));
-                (Err(err), Err(err), Err(err))
+                Err(err)
             }
-        };
-        // The region and its description first: the node can be opened as soon as it exists.
-        try_pin_init!(BoundRegion {
-            spec: spec?,
-            region: region?,
-            node <- node?,
-        })
+        }
     }
 }
 
@@ -123,12 +78,18 @@ fn describe_and_claim(dev: &Device) -> Result<(NodeSpec, Arc<Region>)> {
 struct ProbeSlot {
     /// A `create_region` is registering a device now.
     waiting: bool,
+    /// The configfs directory of the region it registers, if any, for the node.
+    config_item: Option<ConfigItem>,
     outcome: Option<Result<Arc<Region>>>,
 }
 
 kernel::sync::global_lock! {
     // SAFETY: Initialised in the module's `init` (`init_locks`) before any registration.
-    unsafe(uninit) static PROBED: SpinLock<ProbeSlot> = ProbeSlot { waiting: false, outcome: None };
+    unsafe(uninit) static PROBED: SpinLock<ProbeSlot> = ProbeSlot {
+        waiting: false,
+        config_item: None,
+        outcome: None,
+    };
 }
 
 kernel::sync::global_lock! {
@@ -146,13 +107,16 @@ fn record_probe(outcome: Result<Arc<Region>>) {
 
 /// Registers the platform device for `spec` and fails, with the probe's errno, unless the
 /// driver bound to it: for the caller, creating a region either succeeds whole or not at all.
+/// `config_item` is the configfs directory the region is made from, if it is.
 pub(crate) fn create_region(
     spec: &RegionSpec,
     id: Option<i32>,
+    config_item: Option<ConfigItem>,
 ) -> Result<(PlatformDeviceRegistration, Arc<Region>)> {
     let _serialised = REGISTRATION.lock();
     *PROBED.lock() = ProbeSlot {
         waiting: true,
+        config_item,
         outcome: None,
     };
     let registered = PlatformDeviceRegistration::register(spec, id);
@@ -160,6 +124,7 @@ pub(crate) fn create_region(
         &mut *PROBED.lock(),
         ProbeSlot {
             waiting: false,
+            config_item: None,
             outcome: None,
         },
     )

@@ -1,21 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The device node of a bound region: a misc device with the region's name, node path and
-//! mode, and its read-only sysfs attributes (`/sys/class/misc/<name>/`): `phys_addr`, `size`,
-//! `attr`, `map_count`, and the `mode` and `gid` that udev applies to the node.
+//! The device nodes of bound regions: a `carveout` device class with one character device per
+//! region, and the region's read-only sysfs attributes in `/sys/class/carveout/<name>/`:
+//! `phys_addr`, `size`, `attr`, `map_count`, `mode`, `gid`.
 //!
-//! `kernel::miscdevice::MiscDeviceRegistration` cannot set a node path, mode or attribute
-//! groups, so this registers the same `struct miscdevice` (its file operations built by
-//! `MiscDeviceOptions::into_raw`) with those fields filled in.
+//! devtmpfs creates each node (`/dev/carveout0`, `/dev/carveout/<name>`) with the region's mode
+//! and group, which the node's device type hands it (`devnode`). A misc device can give neither
+//! a group nor a device type, hence a class of our own.
+//!
+//! One range of [`MINORS`] device numbers and one `cdev` serve every node: `open` (in
+//! `chardev.rs`) finds the region by minor in the node table.
 
-use core::fmt::Write;
+use core::{
+    fmt::Write,
+    ptr::{
+        null_mut,
+        NonNull, //
+    },
+};
 
 use kernel::{
     bindings,
-    error::to_result,
-    miscdevice::{
-        MiscDeviceOptions,
-        MiscDeviceRegistration, //
+    device::Device,
+    error::{
+        from_err_ptr,
+        to_result, //
     },
     page::PAGE_SIZE,
     prelude::*,
@@ -23,167 +32,435 @@ use kernel::{
         CString,
         Formatter, //
     },
+    sync::Arc,
     types::Opaque,
 };
 
 use crate::{
-    chardev::RegionFile,
-    driver::BoundRegion, //
+    chardev,
+    region::Region,
+    sys::{
+        ConfigItem,
+        ConfigItemRef, //
+    },
 };
+
+/// How many nodes can exist at once.
+const MINORS: usize = 64;
+
+/// Bits of the minor in a `dev_t` (`MINORBITS`).
+const MINOR_BITS: u32 = 20;
+
+/// The class and the device numbers' name: `/sys/class/carveout`, `carveout` in
+/// `/proc/devices`.
+const CLASS_NAME: &CStr = c"carveout";
 
 /// How the node is named and who may open it.
 pub(crate) struct NodeSpec {
-    /// The misc device name (`/sys/class/misc/<name>`).
+    /// The device name (`/sys/class/carveout/<name>`).
     pub(crate) name: CString,
     /// The path under `/dev`, if not the name (e.g. `carveout/<region>`).
     pub(crate) path: Option<CString>,
     /// The node's permission bits.
     pub(crate) mode: u16,
-    /// The group udev gives the node (shown in sysfs; the kernel creates it root:root).
+    /// The node's group.
     pub(crate) gid: u32,
 }
 
-/// A registered misc device for a region; deregistered on drop.
+/// What opening a node finds.
+struct NodeEntry {
+    region: Arc<Region>,
+    /// The configfs directory the region was made from, if it was: while the node is in the
+    /// table the directory is alive (its removal removes the node first).
+    config_item: Option<ConfigItem>,
+}
+
+/// The nodes by minor, and what makes new ones.
+struct NodeTable {
+    /// The class, or null while the module has none (before init and after exit).
+    class: *mut bindings::class,
+    /// The first device number (minor 0).
+    first: bindings::dev_t,
+    entries: [Option<NodeEntry>; MINORS],
+}
+
+// SAFETY: The class pointer is only used under the table's lock, from any thread.
+unsafe impl Send for NodeTable {}
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialised in `NodeClass::register`, from the module's `init`, before any node.
+    unsafe(uninit) static NODES: Mutex<NodeTable> = NodeTable {
+        class: null_mut(),
+        first: 0,
+        entries: [const { None }; MINORS],
+    };
+}
+
+/// The class and the `cdev` of every node; the module holds it from `init` to `exit`.
 ///
 /// # Invariants
 ///
-/// `misc` is registered (`misc_register` succeeded) and its name and node path point into the
-/// [`NodeSpec`] stored beside it in the same [`BoundRegion`], which outlives it.
-#[repr(transparent)]
+/// `cdev` is added for the [`MINORS`] device numbers from `NODES.first`, which are allocated,
+/// and `NODES.class` is the class `class_create` made.
 #[pin_data(PinnedDrop)]
-pub(crate) struct RegionNode {
+pub(crate) struct NodeClass {
     #[pin]
-    misc: Opaque<bindings::miscdevice>,
+    cdev: Opaque<bindings::cdev>,
 }
 
-impl RegionNode {
-    /// Registers the node described by `spec`.
-    ///
-    /// # Safety
-    ///
-    /// `spec` must outlive the returned node (it is dropped after it).
-    pub(crate) unsafe fn register(spec: &NodeSpec) -> impl PinInit<Self, Error> {
-        let name = spec.name.as_char_ptr();
-        let path = spec
-            .path
-            .as_ref()
-            .map_or(core::ptr::null(), |path| path.as_char_ptr());
-        let mode = spec.mode;
+// SAFETY: The cdev is only touched by the VFS, under its own locks, and deleted on drop.
+unsafe impl Send for NodeClass {}
+// SAFETY: `&NodeClass` gives no access to the cdev.
+unsafe impl Sync for NodeClass {}
+
+impl NodeClass {
+    /// Allocates the device numbers, creates the class and adds the `cdev`. Call once.
+    pub(crate) fn register(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            misc <- Opaque::try_ffi_init(move |slot: *mut bindings::miscdevice| {
-                let mut raw = MiscDeviceOptions { name: c"carveout" }.into_raw::<RegionFile>();
-                raw.name = name;
-                raw.nodename = path;
-                raw.mode = mode;
-                raw.groups = GROUPS.0.as_ptr().cast_mut();
-                // SAFETY: The initializer may write to `slot`.
-                unsafe { slot.write(raw) };
-                // SAFETY: `slot` holds a filled-in miscdevice that stays pinned until `drop`
-                // deregisters it; its strings outlive it by the function's safety requirement.
-                // INVARIANT: on success the device is registered.
-                to_result(unsafe { bindings::misc_register(slot) })
+            cdev <- Opaque::try_ffi_init(move |cdev: *mut bindings::cdev| {
+                // SAFETY: Called once, from the module's `init`, before any other use.
+                unsafe { NODES.init() };
+                let mut first: bindings::dev_t = 0;
+                // SAFETY: `first` is writable; the name is a static string.
+                to_result(unsafe {
+                    bindings::alloc_chrdev_region(
+                        &mut first,
+                        0,
+                        MINORS as u32,
+                        CLASS_NAME.as_char_ptr(),
+                    )
+                })?;
+                // SAFETY: The name is a static string.
+                let class = from_err_ptr(unsafe { bindings::class_create(CLASS_NAME.as_char_ptr()) })
+                    .inspect_err(|_| {
+                        // SAFETY: Allocated above and not used since.
+                        unsafe { bindings::unregister_chrdev_region(first, MINORS as u32) };
+                    })?;
+                // SAFETY: `cdev` is the pinned slot being initialised; the file operations are
+                // a `'static` constant.
+                unsafe {
+                    bindings::cdev_init(cdev, chardev::file_operations());
+                    (*cdev).owner = module.as_ptr();
+                }
+                // SAFETY: `cdev` was initialised above and stays pinned until `drop` deletes
+                // it; the device numbers are ours.
+                if let Err(err) = to_result(unsafe { bindings::cdev_add(cdev, first, MINORS as u32) }) {
+                    // SAFETY: Made above and not used since.
+                    unsafe {
+                        bindings::class_destroy(class);
+                        bindings::unregister_chrdev_region(first, MINORS as u32);
+                    }
+                    return Err(err);
+                }
+                // INVARIANT: The cdev is added, the numbers allocated, the class recorded.
+                let mut table = NODES.lock();
+                table.class = class;
+                table.first = first;
+                Ok(())
             }),
         })
     }
-
-    /// The node whose `MiscDeviceRegistration` view the misc core hands to `open`.
-    pub(crate) fn from_registration(misc: &MiscDeviceRegistration<RegionFile>) -> *const Self {
-        // Both are `repr(transparent)` wrappers of the same `Opaque<miscdevice>`.
-        core::ptr::from_ref(misc).cast()
-    }
 }
-
-// SAFETY: The misc core may deregister the device from any thread.
-unsafe impl Send for RegionNode {}
-// SAFETY: `&self` gives no access to the miscdevice; the misc core synchronises its own use.
-unsafe impl Sync for RegionNode {}
 
 #[pinned_drop]
-impl PinnedDrop for RegionNode {
+impl PinnedDrop for NodeClass {
     fn drop(self: Pin<&mut Self>) {
-        // SAFETY: The device is registered by the type invariant, and deregistered only here.
-        unsafe { bindings::misc_deregister(self.misc.get()) };
+        let (class, first) = {
+            let mut table = NODES.lock();
+            let class = core::mem::take(&mut table.class);
+            (class, table.first)
+        };
+        // SAFETY: By the type invariant. No node is left: the module drops the regions (and
+        // unregisters the driver) first, and an open file holds the module.
+        unsafe {
+            bindings::cdev_del(self.cdev.get());
+            bindings::class_destroy(class);
+            bindings::unregister_chrdev_region(first, MINORS as u32);
+        }
     }
 }
 
-/// The bound region whose node is the misc device `dev`.
+/// The region of the node with device number `rdev`, and a reference to its configfs
+/// directory if it has one. `ENXIO` for no such node; `ENODEV` for one whose directory is
+/// being removed.
+pub(crate) fn open_node(rdev: bindings::dev_t) -> Result<(Arc<Region>, Option<ConfigItemRef>)> {
+    let table = NODES.lock();
+    if table.class.is_null() || rdev >> MINOR_BITS != table.first >> MINOR_BITS {
+        return Err(ENXIO);
+    }
+    let minor = (rdev & ((1 << MINOR_BITS) - 1)) as usize;
+    let entry = table
+        .entries
+        .get(minor)
+        .and_then(Option::as_ref)
+        .ok_or(ENXIO)?;
+    let item = match &entry.config_item {
+        Some(item) => Some(item.get().ok_or(ENODEV)?),
+        None => None,
+    };
+    Ok((entry.region.clone(), item))
+}
+
+/// A node's `struct device`, with what its callbacks read. Allocated by [`RegionNode::register`],
+/// freed by [`release_node_device`] when the last reference to the device goes.
+struct NodeDevice {
+    dev: Opaque<bindings::device>,
+    /// The region; alive while the device is registered (the node table holds it until after
+    /// the device is deleted, and sysfs calls `show` only before that).
+    region: *const Region,
+    mode: u16,
+    gid: u32,
+    path: Option<CString>,
+}
+
+impl NodeDevice {
+    /// The `NodeDevice` of `dev`.
+    ///
+    /// # Safety
+    ///
+    /// `dev` must be the `dev` field of a live `NodeDevice`, alive for `'a`.
+    unsafe fn of<'a>(dev: *const bindings::device) -> &'a Self {
+        let dev = Opaque::cast_from(dev);
+        // SAFETY: By the function's safety requirement.
+        unsafe { &*kernel::container_of!(dev, NodeDevice, dev) }
+    }
+}
+
+/// A region's device node; deleted on drop.
+///
+/// # Invariants
+///
+/// `device` is a `NodeDevice` whose device is registered (`device_add` succeeded) and whose
+/// table entry is `minor`.
+pub(crate) struct RegionNode {
+    device: NonNull<NodeDevice>,
+    minor: usize,
+}
+
+// SAFETY: The node may be deleted from any thread.
+unsafe impl Send for RegionNode {}
+// SAFETY: `&RegionNode` gives no access to anything.
+unsafe impl Sync for RegionNode {}
+
+impl RegionNode {
+    /// Publishes `region` as the node `spec` describes, a child of `parent`. `config_item` is
+    /// the configfs directory the region was made from: open files make its `rmdir` refuse.
+    /// `ENOSPC` when [`MINORS`] nodes exist already.
+    pub(crate) fn register(
+        parent: &Device,
+        spec: NodeSpec,
+        region: Arc<Region>,
+        config_item: Option<ConfigItem>,
+    ) -> Result<Self> {
+        let device = KBox::new(
+            NodeDevice {
+                dev: Opaque::zeroed(),
+                region: &*region,
+                mode: spec.mode,
+                gid: spec.gid,
+                path: spec.path,
+            },
+            GFP_KERNEL,
+        )?;
+        let (class, devt, minor) = {
+            let mut table = NODES.lock();
+            if table.class.is_null() {
+                return Err(ENODEV);
+            }
+            let minor = table
+                .entries
+                .iter()
+                .position(Option::is_none)
+                .ok_or_else(|| {
+                    dev_err!(
+                        parent,
+                        "refusing a node: all {} carveout nodes in use\n",
+                        MINORS
+                    );
+                    ENOSPC
+                })?;
+            table.entries[minor] = Some(NodeEntry {
+                region,
+                config_item,
+            });
+            (table.class, table.first + minor as u32, minor)
+        };
+        // `Device` is a transparent wrapper of `struct device`; `device_add` takes a reference.
+        let parent_device = core::ptr::from_ref(parent)
+            .cast::<bindings::device>()
+            .cast_mut();
+        let device = KBox::into_raw(device);
+        // SAFETY: `device` is a fresh allocation nobody else knows of yet.
+        let dev = unsafe { (*device).dev.get() };
+        // SAFETY: `dev` is zeroed; from here on its release function frees `device`.
+        unsafe {
+            bindings::device_initialize(dev);
+            (*dev).devt = devt;
+            (*dev).class = class;
+            (*dev).type_ = &NODE_TYPE.0;
+            (*dev).parent = parent_device;
+            (*dev).groups = GROUPS.0.as_ptr().cast_mut();
+            (*dev).release = Some(release_node_device);
+        }
+        // SAFETY: `dev` is initialised; the format takes one string, `spec.name`.
+        let named = to_result(unsafe {
+            bindings::dev_set_name(dev, c"%s".as_char_ptr(), spec.name.as_char_ptr())
+        });
+        // SAFETY: As above; `device_add` makes the node and the sysfs attributes.
+        let added = named.and_then(|()| to_result(unsafe { bindings::device_add(dev) }));
+        if let Err(err) = added {
+            let entry = NODES.lock().entries[minor].take();
+            // SAFETY: Dropping the reference `device_initialize` gave frees `device`.
+            unsafe { bindings::put_device(dev) };
+            drop(entry);
+            return Err(err);
+        }
+        // INVARIANT: The device is registered and its entry is `minor`.
+        Ok(Self {
+            // SAFETY: `KBox::into_raw` does not return null.
+            device: unsafe { NonNull::new_unchecked(device) },
+            minor,
+        })
+    }
+}
+
+impl Drop for RegionNode {
+    fn drop(&mut self) {
+        // No new opens from here on; the region stays until the device is deleted.
+        let entry = NODES.lock().entries[self.minor].take();
+        // SAFETY: The device is registered by the type invariant, and unregistered only here;
+        // its last reference frees it.
+        unsafe { bindings::device_unregister((*self.device.as_ptr()).dev.get()) };
+        drop(entry);
+    }
+}
+
+/// Frees a node's `NodeDevice` with the last reference to its device.
 ///
 /// # Safety
 ///
-/// `dev` must be the `this_device` of a registered [`RegionNode`].
-unsafe fn bound_of_device<'a>(dev: *mut bindings::device) -> &'a BoundRegion {
-    // SAFETY: `misc_register` makes the miscdevice the device's driver data.
-    let misc = unsafe { (*dev).driver_data }.cast::<RegionNode>();
-    // SAFETY: By the function's safety requirement, `misc` is a `RegionNode` inside a live
-    // `BoundRegion` (sysfs removes the attributes before the node is deregistered).
-    unsafe { BoundRegion::of_node(misc) }
+/// Called by the driver core once, for the device of a `NodeDevice` that
+/// [`RegionNode::register`] allocated.
+unsafe extern "C" fn release_node_device(dev: *mut bindings::device) {
+    let dev = Opaque::cast_from(dev);
+    // SAFETY: By the function's safety requirement.
+    let device = unsafe { kernel::container_of!(dev, NodeDevice, dev) }.cast_mut();
+    // SAFETY: `device` came from `KBox::into_raw` and nothing uses it any more.
+    drop(unsafe { KBox::from_raw(device) });
 }
 
-/// A sysfs `show` for the attribute `F` prints about a region.
+/// Tells devtmpfs (and the uevent) the node's path, mode and group.
+///
+/// # Safety
+///
+/// Called by the driver core for a device of [`NODE_TYPE`]; `mode`, `uid` and `gid` are each
+/// null or writable.
+unsafe extern "C" fn devnode(
+    dev: *const bindings::device,
+    mode: *mut bindings::umode_t,
+    _uid: *mut bindings::kuid_t,
+    gid: *mut bindings::kgid_t,
+) -> *mut c_char {
+    // SAFETY: Only node devices have `NODE_TYPE`; the driver core holds the device.
+    let node = unsafe { NodeDevice::of(dev) };
+    if !mode.is_null() {
+        // SAFETY: Writable by the function's safety requirement.
+        unsafe { *mode = node.mode };
+    }
+    if !gid.is_null() {
+        // The group number as seen from the initial user namespace, like devtmpfs itself.
+        // SAFETY: Writable by the function's safety requirement.
+        unsafe { *gid = bindings::kgid_t { val: node.gid } };
+    }
+    match &node.path {
+        // The caller frees the copy; null (no memory) makes it fall back to the device name.
+        // SAFETY: `path` is a NUL-terminated string.
+        Some(path) => unsafe { bindings::kstrdup(path.as_char_ptr(), bindings::GFP_KERNEL) },
+        None => null_mut(),
+    }
+}
+
+/// A `device_type` in a `static`.
+#[repr(transparent)]
+struct DeviceType(bindings::device_type);
+
+// SAFETY: Never written after initialisation; the driver core only reads it.
+unsafe impl Sync for DeviceType {}
+
+static NODE_TYPE: DeviceType = DeviceType(bindings::device_type {
+    name: kernel::str::as_char_ptr_in_const_context(c"carveout_region"),
+    devnode: Some(devnode),
+    ..pin_init::zeroed()
+});
+
+/// A sysfs `show` for the attribute `F` prints about a node.
 ///
 /// # Safety
 ///
 /// Called by sysfs for an attribute of [`GROUPS`], with `buf` a page.
-unsafe extern "C" fn show<F: ShowRegion>(
+unsafe extern "C" fn show<F: ShowNode>(
     dev: *mut bindings::device,
     _attr: *mut bindings::device_attribute,
     buf: *mut c_char,
 ) -> isize {
-    // SAFETY: The attributes are only in `GROUPS`, which only region nodes carry.
-    let bound = unsafe { bound_of_device(dev) };
+    // SAFETY: The attributes are only in `GROUPS`, which only node devices carry, and exist
+    // only while the device is registered.
+    let node = unsafe { NodeDevice::of(dev) };
+    // SAFETY: The region is alive while the device is registered (see `NodeDevice::region`).
+    let region = unsafe { &*node.region };
     // SAFETY: sysfs hands `show` a buffer of one page that nothing else uses meanwhile.
     let page = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE) };
     let mut out = Formatter::new(page);
-    match F::show(bound, &mut out) {
+    match F::show(node, region, &mut out) {
         Ok(()) => out.bytes_written() as isize,
         Err(_) => EINVAL.to_errno() as isize,
     }
 }
 
-/// One read-only sysfs attribute of a region.
-trait ShowRegion {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result;
+/// One read-only sysfs attribute of a node.
+trait ShowNode {
+    fn show(node: &NodeDevice, region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result;
 }
 
 struct PhysAddr;
-impl ShowRegion for PhysAddr {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result {
-        writeln!(out, "{:#x}", bound.region().range().base())
+impl ShowNode for PhysAddr {
+    fn show(_node: &NodeDevice, region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{:#x}", region.range().base())
     }
 }
 
 struct Size;
-impl ShowRegion for Size {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result {
-        writeln!(out, "{}", bound.region().range().size())
+impl ShowNode for Size {
+    fn show(_node: &NodeDevice, region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{}", region.range().size())
     }
 }
 
 struct Attr;
-impl ShowRegion for Attr {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result {
-        writeln!(out, "{}", bound.region().attr().name())
+impl ShowNode for Attr {
+    fn show(_node: &NodeDevice, region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{}", region.attr().name())
     }
 }
 
 struct MapCount;
-impl ShowRegion for MapCount {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result {
-        writeln!(out, "{}", bound.region().map_count())
+impl ShowNode for MapCount {
+    fn show(_node: &NodeDevice, region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{}", region.map_count())
     }
 }
 
 struct Mode;
-impl ShowRegion for Mode {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result {
-        writeln!(out, "{:04o}", bound.node_spec().mode)
+impl ShowNode for Mode {
+    fn show(node: &NodeDevice, _region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{:04o}", node.mode)
     }
 }
 
 struct Gid;
-impl ShowRegion for Gid {
-    fn show(bound: &BoundRegion, out: &mut Formatter<'_>) -> core::fmt::Result {
-        writeln!(out, "{}", bound.node_spec().gid)
+impl ShowNode for Gid {
+    fn show(node: &NodeDevice, _region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{}", node.gid)
     }
 }
 
@@ -196,7 +473,7 @@ unsafe impl Sync for DeviceAttr {}
 
 // The update fills the lockdep fields `struct attribute` has in debug kernels.
 #[allow(clippy::needless_update)]
-const fn read_only<F: ShowRegion>(name: &'static CStr) -> DeviceAttr {
+const fn read_only<F: ShowNode>(name: &'static CStr) -> DeviceAttr {
     DeviceAttr(bindings::device_attribute {
         attr: bindings::attribute {
             name: kernel::str::as_char_ptr_in_const_context(name),

@@ -48,14 +48,14 @@ pub(crate) enum Memory {
 /// Everything that describes a region before it is claimed.
 pub(crate) struct RegionSpec {
     pub(crate) memory: Memory,
-    /// The misc device name, `carveout0` or `carveout-<configfs name>`.
+    /// The device name, `carveout0` or `carveout-<configfs name>` (`/sys/class/carveout/<name>`).
     pub(crate) name: CString,
     /// The node path under `/dev` when it is not the name.
     pub(crate) path: Option<CString>,
     pub(crate) attr: CacheAttr,
     /// The node's permission bits.
     pub(crate) mode: u16,
-    /// The group udev gives the node.
+    /// The node's group.
     pub(crate) gid: u32,
 }
 

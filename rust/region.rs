@@ -5,6 +5,7 @@
 
 use kernel::{
     device::Device,
+    fs::File,
     mm::virt::VmaNew,
     new_mutex, new_spinlock,
     page::{
@@ -239,6 +240,21 @@ impl Region {
         }
         state.attr = attr;
         Ok(())
+    }
+
+    /// Where to map `len` bytes from page `pgoff` of the region when the caller lets the kernel
+    /// choose (`get_unmapped_area`): an address congruent with the physical one modulo 2 MiB,
+    /// so that whole 2 MiB blocks get 2 MiB entries without the caller aligning anything.
+    pub(crate) fn unmapped_area(
+        &self,
+        file: &File,
+        addr: usize,
+        len: usize,
+        pgoff: usize,
+        flags: usize,
+    ) -> usize {
+        let (first, _) = self.pfns();
+        sys::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
     }
 
     /// Maps the window of the region that `vma` asks for (its page offset and length), with

@@ -31,7 +31,7 @@ if ! getent group carveout >/dev/null; then
     log "created the group carveout: usermod -aG carveout YOU, then log in again"
 fi
 if command -v udevadm >/dev/null && udevadm control --reload-rules 2>/dev/null; then
-    udevadm trigger --subsystem-match=misc --sysname-match='carveout*' 2>/dev/null || true
+    udevadm trigger --subsystem-match=carveout 2>/dev/null || true
 else
     log "udev did not reload its rules (not running?); the rule applies from the next boot"
 fi

@@ -18,7 +18,7 @@ case_attr_maps() {
     types=$2
     [ -r "$PAT_LIST" ] || { say "no $PAT_LIST (debugfs, PAT)"; return 1; }
     carveout-test attr-set "$attr" || return 1
-    shown=$(cat /sys/class/misc/carveout0/attr)
+    shown=$(cat /sys/class/carveout/carveout0/attr)
     [ "$shown" = "$attr" ] || { say "sysfs attr says $shown"; return 1; }
     ro=""
     if [ "$attr" = wp ]; then
@@ -86,7 +86,7 @@ case_attr_bad_value_refused() {
 }
 
 # sysfs_file NAME: the region's read-only sysfs attribute NAME.
-sysfs_file() { cat "/sys/class/misc/carveout0/$1"; }
+sysfs_file() { cat "/sys/class/carveout/carveout0/$1"; }
 
 case_sysfs_matches_ioctl() {
     info=$(carveout-test info) || return 1

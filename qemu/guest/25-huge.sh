@@ -1,7 +1,8 @@
 # shellcheck shell=sh
 # 2 MiB mappings (issue 6): a mapping whose user address is congruent to the region's physical
 # address modulo 2 MiB is filled at fault time with 2 MiB entries, 4 KiB entries at unaligned
-# ends. carveout-bench places the mappings (an over-sized reservation, then MAP_FIXED).
+# ends. carveout-bench places the mappings (an over-sized reservation, then MAP_FIXED), or lets
+# the driver place one (mmap(NULL, ...): its get_unmapped_area keeps the congruence).
 
 # hold_huge [--read-only]: maps the whole region 2 MiB aligned in the background and waits
 # until it is mapped and touched; the holder's pid is in $holder.

@@ -148,6 +148,18 @@ impl Map {
         Ok(Map { ptr, len, reserve })
     }
 
+    /// The whole region mapped where the kernel chooses (`mmap(NULL, ...)`): the driver picks
+    /// an address congruent with the physical one modulo 2 MiB.
+    fn kernel_placed(dev: &str, len: usize, prot: ProtFlags) -> Res<Self> {
+        let ptr = map_file(dev, ptr::null_mut(), len, prot, MapFlags::empty(), 0)?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or("mmap returned NULL")?;
+        Ok(Map {
+            ptr,
+            len,
+            reserve: (ptr.cast(), len),
+        })
+    }
+
     /// Writes one word in every 4 KiB page.
     fn touch(&self) {
         for off in (0..self.len).step_by(PAGE) {
@@ -669,7 +681,7 @@ fn huge_check(dev: &str, used: bool) -> Res<bool> {
 
     if used {
         // One fault per 2 MiB and no 4 KiB page tables for it; the 4 KiB path for contrast.
-        return huge_used(dev, len);
+        return huge_used(dev, len, info.base);
     }
 
     // Matches: a pattern written through 4 KiB entries reads back through 2 MiB ones and the
@@ -719,30 +731,35 @@ fn huge_check(dev: &str, used: bool) -> Res<bool> {
     Ok(ok)
 }
 
-fn huge_used(dev: &str, len: usize) -> Res<bool> {
+fn huge_used(dev: &str, len: usize, base: u64) -> Res<bool> {
     let blocks = len / HUGE;
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
     let mut ok = true;
-    for huge in [true, false] {
+    for placement in ["2 MiB aligned", "4 KiB offset", "placed by the kernel"] {
         let faults = minor_faults();
         let ptes = page_table_kib();
-        let map = Map::new(
-            Source::Carveout { dev, huge },
-            0,
-            len,
-            ProtFlags::READ | ProtFlags::WRITE,
-        )?;
+        let map = match placement {
+            "2 MiB aligned" => Map::new(Source::Carveout { dev, huge: true }, 0, len, rw)?,
+            "4 KiB offset" => Map::new(Source::Carveout { dev, huge: false }, 0, len, rw)?,
+            _ => Map::kernel_placed(dev, len, rw)?,
+        };
         map.touch();
         let faults = minor_faults() - faults;
         let ptes = page_table_kib().saturating_sub(ptes);
+        let addr = map.ptr.as_ptr() as usize;
         println!(
-            "# {} mapping of {len:#x} bytes: {faults} faults, page tables +{ptes} KiB",
-            if huge {
-                "2 MiB aligned"
-            } else {
-                "4 KiB offset"
-            }
+            "# {placement} mapping of {len:#x} bytes at {addr:#x}: {faults} faults, page tables +{ptes} KiB"
         );
-        if huge && (faults as usize > blocks + 4 || ptes as usize >= len / HUGE * 4) {
+        if placement == "4 KiB offset" {
+            continue;
+        }
+        if (addr as u64 ^ base) % HUGE as u64 != 0 {
+            println!(
+                "# the address is not congruent with the physical base {base:#x} modulo 2 MiB"
+            );
+            ok = false;
+        }
+        if faults as usize > blocks + 4 || ptes as usize >= len / HUGE * 4 {
             println!("# expected about {blocks} faults and no 4 KiB page tables");
             ok = false;
         }
