@@ -162,7 +162,12 @@ impl Map {
 
     /// Writes one word in every 4 KiB page.
     fn touch(&self) {
-        for off in (0..self.len).step_by(PAGE) {
+        self.touch_every(PAGE);
+    }
+
+    /// Writes one word every `stride` bytes.
+    fn touch_every(&self, stride: usize) {
+        for off in (0..self.len).step_by(stride) {
             // SAFETY: `off` is inside the mapping, which is writable when touched.
             unsafe {
                 self.ptr
@@ -454,6 +459,30 @@ fn bench_load(
     Ok(())
 }
 
+/// `runs` times: a mapping of `len` bytes made, written once every `stride` bytes and
+/// unmapped; the wall times and the minor faults of each.
+fn time_map_and_write(
+    clock: Clock,
+    source: Source<'_>,
+    len: usize,
+    stride: usize,
+    runs: usize,
+) -> Res<(Vec<f64>, Vec<f64>)> {
+    let mut times = Vec::new();
+    let mut faults = Vec::new();
+    let _thp = ThpOff::new(source);
+    for _ in 0..runs {
+        let faults_before = minor_faults();
+        let watch = clock.start();
+        let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
+        map.touch_every(stride);
+        times.push(watch.secs());
+        faults.push((minor_faults() - faults_before) as f64);
+        drop(map);
+    }
+    Ok((times, faults))
+}
+
 /// mmap plus a write to every page: wall time and minor faults.
 fn bench_map_touch(
     report: &mut Report,
@@ -463,20 +492,25 @@ fn bench_map_touch(
     len: usize,
     runs: usize,
 ) -> Res<()> {
-    let mut times = Vec::new();
-    let mut faults = Vec::new();
-    let _thp = ThpOff::new(source);
-    for _ in 0..runs {
-        let faults_before = minor_faults();
-        let watch = clock.start();
-        let map = Map::new(source, 0, len, ProtFlags::READ | ProtFlags::WRITE)?;
-        map.touch();
-        times.push(watch.secs());
-        faults.push((minor_faults() - faults_before) as f64);
-        drop(map);
-    }
+    let (times, faults) = time_map_and_write(clock, source, len, PAGE, runs)?;
     report.add(Stat::of(&format!("map_touch_{name}"), "s", times));
     report.add(Stat::of(&format!("faults_{name}"), "faults", faults));
+    Ok(())
+}
+
+/// Page-table setup alone: `mmap` and one write per 2 MiB, so that every entry exists (the
+/// 4 KiB path fills all its PTEs in `mmap`; the 2 MiB path one PMD entry per fault), without
+/// the per-page first touch that dominates `map_touch_*` under TCG.
+fn bench_map_setup(
+    report: &mut Report,
+    clock: Clock,
+    name: &str,
+    source: Source<'_>,
+    len: usize,
+    runs: usize,
+) -> Res<()> {
+    let (times, _) = time_map_and_write(clock, source, len, HUGE, runs)?;
+    report.add(Stat::of(&format!("map_setup_{name}"), "s", times));
     Ok(())
 }
 
@@ -587,6 +621,8 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
         println!("# map and first touch of 1 GiB");
         bench_map_touch(&mut report, clock, "carveout_4k", small, len, runs)?;
         bench_map_touch(&mut report, clock, "carveout_2m", huge, len, runs)?;
+        bench_map_setup(&mut report, clock, "carveout_4k", small, len, runs)?;
+        bench_map_setup(&mut report, clock, "carveout_2m", huge, len, runs)?;
         bench_map_touch(
             &mut report,
             clock,
@@ -657,6 +693,11 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
         "map_touch_4k_over_2m",
         "map_touch_carveout_4k",
         "map_touch_carveout_2m",
+    );
+    report.ratio(
+        "map_setup_4k_over_2m",
+        "map_setup_carveout_4k",
+        "map_setup_carveout_2m",
     );
     report.ratio("wb_read_over_anon", "read_wb", "read_anon");
     report.ratio("wb_write_over_anon", "write_wb", "write_anon");
