@@ -135,7 +135,7 @@ impl configfs::GroupOperations for Regions {
 /// Where a region directory's `config_group` is: known only once the directory's `Group` is in
 /// place, after its data is made.
 #[derive(Default)]
-pub(crate) struct GroupAddress(AtomicPtr<bindings::config_group>);
+struct GroupAddress(AtomicPtr<bindings::config_group>);
 
 /// One region directory.
 #[pin_data]
