@@ -143,12 +143,26 @@ unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::
     0
 }
 
+/// The open region of `file`, and the file, for an operation between `open` and `release`.
+///
+/// # Safety
+///
+/// `file` must be a file of these operations that `open` succeeded for, valid and not yet
+/// released for `'a`, with no `fdget_pos` region active on it in this thread.
+unsafe fn opened<'a>(file: *mut bindings::file) -> (&'a OpenRegion, &'a File) {
+    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees only later.
+    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
+    // SAFETY: By the function's safety requirement.
+    let file = unsafe { File::from_raw_file(file) };
+    (open, file)
+}
+
 /// # Safety
 ///
 /// Called by the VFS between `open` and `release` of `file`, with `vma` in its initial setup.
 unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
-    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees after this call.
-    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
+    // SAFETY: The VFS calls `mmap` between `open` and `release`, outside `fdget_pos`.
+    let (open, _) = unsafe { opened(file) };
     // SAFETY: The VFS hands `mmap` a VMA undergoing its initial setup.
     let vma = unsafe { VmaNew::from_raw(vma) };
     match open.region.map(vma) {
@@ -167,11 +181,8 @@ unsafe extern "C" fn get_unmapped_area(
     pgoff: c_ulong,
     flags: c_ulong,
 ) -> c_ulong {
-    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees after this call.
-    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
-    // SAFETY: The file is valid for the call, and no `fdget_pos` region is active on it in
-    // this thread.
-    let file = unsafe { File::from_raw_file(file) };
+    // SAFETY: The VFS calls this for an `mmap` of an open file, outside `fdget_pos`.
+    let (open, file) = unsafe { opened(file) };
     open.region.unmapped_area(file, addr, len, pgoff, flags)
 }
 
@@ -179,11 +190,8 @@ unsafe extern "C" fn get_unmapped_area(
 ///
 /// Called by the VFS between `open` and `release` of `file`.
 unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees after this call.
-    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
-    // SAFETY: The file is valid for the call, and no `fdget_pos` region is active on it in
-    // this thread.
-    let file = unsafe { File::from_raw_file(file) };
+    // SAFETY: The VFS calls `ioctl` between `open` and `release`, outside `fdget_pos`.
+    let (open, file) = unsafe { opened(file) };
     match open.ioctl(file, cmd, arg) {
         Ok(()) => 0,
         Err(err) => err.to_errno() as c_long,

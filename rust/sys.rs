@@ -513,6 +513,7 @@ pub(crate) unsafe fn map_on_fault<T: PfnSource>(vma: &VmaNew, source: &T) {
 /// `item` is a directory directly under the subsystem `subsys`, which stays registered while
 /// the module is loaded. The memory of `item` stays while this value is used: the caller of
 /// [`ConfigItem::new`] sees to it.
+#[derive(Clone, Copy)]
 pub(crate) struct ConfigItem {
     item: NonNull<bindings::config_item>,
     subsys: NonNull<bindings::configfs_subsystem>,
@@ -548,11 +549,11 @@ impl ConfigItem {
     pub(crate) fn get(&self) -> Option<ConfigItemRef> {
         // SAFETY: The item's memory is alive by the type invariant.
         let item = unsafe { bindings::config_item_get_unless_zero(self.item.as_ptr()) };
-        // INVARIANT: A reference is held when the result is not null.
-        Some(ConfigItemRef {
-            item: NonNull::new(item)?,
-            subsys: self.subsys,
-        })
+        if item.is_null() {
+            return None;
+        }
+        // INVARIANT: A reference to `self.item` (what was returned) is held.
+        Some(ConfigItemRef(*self))
     }
 }
 
@@ -567,11 +568,8 @@ unsafe impl Sync for ConfigItem {}
 ///
 /// # Invariants
 ///
-/// One reference to `item` is held; `subsys` is its registered subsystem.
-pub(crate) struct ConfigItemRef {
-    item: NonNull<bindings::config_item>,
-    subsys: NonNull<bindings::configfs_subsystem>,
-}
+/// One reference to the directory is held.
+pub(crate) struct ConfigItemRef(ConfigItem);
 
 impl ConfigItemRef {
     /// Makes `rmdir` of the directory fail with `EBUSY` until the returned value is dropped.
@@ -581,21 +579,18 @@ impl ConfigItemRef {
         // invariant. `configfs_depend_item` takes the configfs root's lock; it is not called
         // from a configfs callback (it is called from `open`).
         kernel::error::to_result(unsafe {
-            bindings::configfs_depend_item(self.subsys.as_ptr(), self.item.as_ptr())
+            bindings::configfs_depend_item(self.0.subsys.as_ptr(), self.0.item.as_ptr())
         })?;
-        Ok(ConfigItemDependency { item: self.item })
+        Ok(ConfigItemDependency { item: self.0.item })
     }
 }
 
 impl Drop for ConfigItemRef {
     fn drop(&mut self) {
         // SAFETY: By the type invariant one reference is held; it is given back here.
-        unsafe { bindings::config_item_put(self.item.as_ptr()) };
+        unsafe { bindings::config_item_put(self.0.item.as_ptr()) };
     }
 }
-
-// SAFETY: A reference may be put from any thread.
-unsafe impl Send for ConfigItemRef {}
 
 /// A dependency on a configfs directory (`configfs_depend_item`): `rmdir` of it fails with
 /// `EBUSY` until this is dropped (`configfs_undepend_item`).
