@@ -5,7 +5,9 @@
 #   run.sh demo   load the module, show the region, write and read it back
 # Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM,
 # CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
-# CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N).
+# CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N), CARVEOUT_SUITES
+# (development: only these guest suites, e.g. attrs,huge; the other cases then fail as not
+# reported, and the packaged-kernel case is skipped).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
@@ -38,6 +40,7 @@ append=(
     "cvt_mode=$mode" "cvt_base=$base" "cvt_size=$size"
     "cvt_pmem_base=$pmem_base" "cvt_pmem_size=$pmem_size"
 )
+[[ -z ${CARVEOUT_SUITES:-} ]] || append+=("cvt_suites=$CARVEOUT_SUITES")
 read -ra guest_args <<<"${CARVEOUT_GUEST_ARGS:-}"
 append+=("${guest_args[@]}")
 qemu_guest 512M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
@@ -111,9 +114,11 @@ tr -d '\r' <"$console" >"$console.txt"
 # the headers package alone. Its case's lines join this console's.
 # The packages are always those of the test kernel's configuration (cached), whichever kernel
 # the suite booted.
-"$CARVEOUT_ROOT/qemu/extmod.sh" "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" "$base" "$size" \
-    >>"$console.txt" ||
-    log "qemu/extmod.sh stopped (see above): extmod_from_headers_package is not reported"
+if [[ -z ${CARVEOUT_SUITES:-} ]]; then
+    "$CARVEOUT_ROOT/qemu/extmod.sh" "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" "$base" "$size" \
+        >>"$console.txt" ||
+        log "qemu/extmod.sh stopped (see above): extmod_from_headers_package is not reported"
+fi
 passed=0
 failed=0
 echo "KTAP version 1"

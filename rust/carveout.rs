@@ -17,6 +17,7 @@ mod attr;
 mod chardev;
 mod configfs;
 mod driver;
+mod kernel_ext;
 mod node;
 mod platform_device;
 mod range;

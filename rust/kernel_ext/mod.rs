@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe abstractions over the kernel objects that the kernel crate of Linux 7.3 does not wrap,
+//! one file per kernel object, each written as it would be proposed for `rust/kernel/`: types
+//! own what they free (`# Invariants` on the type, `// INVARIANT:` where it is built), and no
+//! safe function's soundness rests on its caller. `unsafe` and `bindings::` belong here; the
+//! driver's own files call only safe code.
