@@ -89,7 +89,12 @@ start=$SECONDS
 while kill -0 "$qemu_pid" 2>/dev/null; do
     sleep 1
     if grep -q 'Kernel panic' "$console"; then
-        verdict="the guest kernel panicked"
+        # Before /init said @@boot, carveout was not even loaded: the kernel itself failed.
+        if grep -q '^@@boot' "$console"; then
+            verdict="the guest kernel panicked"
+        else
+            verdict="the guest kernel failed before carveout was loaded (early boot)"
+        fi
     elif (($(grep -c '^@@boot' "$console") > 2)); then
         verdict="the guest booted a third time: the warm reset lost its marker"
     elif ((SECONDS - start > timeout_s)); then

@@ -76,6 +76,11 @@ impl OpenRegion {
                     UserSlice::new(user, core::mem::size_of::<abi::RangeDesc>())
                         .reader()
                         .read()?;
+                // SET reads only `flags`: the other fields must be zero, so that they can be
+                // given a meaning later (Documentation/process/botching-up-ioctls.rst).
+                if desc.base != 0 || desc.len != 0 || desc.pad0 != 0 || desc.owner != [0; 8] {
+                    return Err(EINVAL);
+                }
                 let attr = CacheAttr::from_flags(desc.flags).ok_or(EINVAL)?;
                 self.region.set_attr(attr)
             }
@@ -103,6 +108,8 @@ struct FileOperations(bindings::file_operations);
 unsafe impl Sync for FileOperations {}
 
 static FILE_OPERATIONS: FileOperations = FileOperations(bindings::file_operations {
+    // The cdev pins the module too; the VFS takes this reference for every open file.
+    owner: crate::THIS_MODULE.as_ptr(),
     open: Some(open),
     release: Some(release),
     mmap: Some(mmap),

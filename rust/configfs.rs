@@ -102,6 +102,7 @@ impl configfs::GroupOperations for Regions {
                 gid: 4,
                 enable: 5,
                 reserve_mem: 6,
+                allow_unlisted: 7,
             ],
         };
         let address = Arc::new(GroupAddress::default(), GFP_KERNEL)?;
@@ -115,7 +116,8 @@ impl configfs::GroupOperations for Regions {
                     name: name.try_into()?,
                     base: 0,
                     size: 0,
-                    attr: CacheAttr::WriteBack,
+                    attr: None,
+                    allow_unlisted: false,
                     mode: 0o600,
                     gid: 0,
                     reserve_mem: None,
@@ -162,7 +164,10 @@ struct ConfigInner {
     name: CString,
     base: u64,
     size: u64,
-    attr: CacheAttr,
+    /// `None` until written: the range's default (wb; uc for unlisted memory).
+    attr: Option<CacheAttr>,
+    /// Claim memory the kernel's map does not list as reserved.
+    allow_unlisted: bool,
     mode: u16,
     gid: u32,
     /// A `reserve_mem=` name to claim instead of `base` and `size`.
@@ -186,6 +191,7 @@ impl ConfigInner {
             name: CString::try_from_fmt(fmt!("carveout-{name}"))?,
             path: Some(CString::try_from_fmt(fmt!("carveout/{name}"))?),
             attr: self.attr,
+            allow_unlisted: self.allow_unlisted,
             mode: self.mode,
             gid: self.gid,
         })
@@ -263,8 +269,15 @@ impl AttributeOperations<1> for RegionConfig {
 impl AttributeOperations<2> for RegionConfig {
     type Data = RegionConfig;
 
+    /// The region's attribute while enabled (`SET_ATTR` may have changed it), else the one
+    /// `enable` will give it.
     fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        show_line(page, fmt!("{}", this.inner.lock().attr.name()))
+        let inner = this.inner.lock();
+        let attr = match &inner.enabled {
+            Some((_, region)) => Some(region.attr()),
+            None => inner.attr,
+        };
+        show_line(page, fmt!("{}", attr.map_or("default", CacheAttr::name)))
     }
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
@@ -279,7 +292,7 @@ impl AttributeOperations<2> for RegionConfig {
         if let Some((_, region)) = &inner.enabled {
             region.set_attr(attr)?;
         }
-        inner.attr = attr;
+        inner.attr = Some(attr);
         Ok(())
     }
 }
@@ -355,6 +368,8 @@ impl AttributeOperations<5> for RegionConfig {
                 if region.in_use() {
                     return Err(EBUSY);
                 }
+                // Enabling again gives the attribute the region has now (SET_ATTR changes it).
+                inner.attr = Some(region.attr());
                 inner.enabled = None;
             }
             _ => {}
@@ -393,6 +408,27 @@ impl AttributeOperations<6> for RegionConfig {
             }
         };
         this.inner.lock().unless_enabled()?.reserve_mem = name;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<7> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{}", u8::from(this.inner.lock().allow_unlisted)))
+    }
+
+    /// 1: claim the range even if the kernel's map does not list it as reserved memory.
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let allow = kstrtobool_bytes(page).inspect_err(|_| {
+            pr_err!(
+                "configfs: allow_unlisted must be 1 or 0, not {:?}\n",
+                BStrLossy(page)
+            );
+        })?;
+        this.inner.lock().unless_enabled()?.allow_unlisted = allow;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use kernel::{
     device::Device,
     fs::File,
+    io::resource,
     mm::virt::VmaNew,
     new_mutex, new_spinlock,
     page::{
@@ -24,19 +25,31 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    kernel_ext::{
+        iomem::{
+            self,
+            InsertedClaim,
+            RamOverlap, //
+        },
+        memtype::{
+            self,
+            CacheMode,
+            HoldError,
+            MemtypeHold, //
+        },
+        pfn_vma::{
+            self,
+            MapError,
+            PfnSource, //
+        },
+        reserve_mem,
+    },
+    listing,
     platform_device::Memory,
     range::{
         PhysRange,
         RangeError,
         WindowError, //
-    },
-    sys::{
-        self,
-        IomemClaim,
-        MapCounter,
-        MemtypeHold,
-        PfnSource,
-        RamOverlap, //
     },
 };
 
@@ -68,28 +81,42 @@ pub(crate) struct Region {
     /// region. Locked before `state`.
     #[pin]
     memtype: Mutex<Option<MemtypeHold>>,
+    /// The range is not listed as reserved memory: claimed because the creator opted in
+    /// (`allow_unlisted`).
+    unlisted: bool,
     /// Released (and the range handed back to the iomem tree) on drop.
-    _claim: IomemClaim,
+    _claim: Claim,
+}
+
+/// A region's entry in the iomem tree.
+enum Claim {
+    /// Nested inside the reserved entry that contains it.
+    Requested(#[allow(dead_code)] resource::Region),
+    /// `reserve_mem=` RAM: an entry of its own inside System RAM.
+    Inserted(#[allow(dead_code)] InsertedClaim),
 }
 
 impl Region {
-    /// Checks that `memory` is reserved memory nobody else holds, and claims it.
+    /// Checks that `memory` is reserved memory nobody else holds, and claims it, with the
+    /// cache attribute `attr` (`None`: write-back, or uncached for unlisted memory).
     ///
-    /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, or touches System RAM;
-    /// `ENODEV` for an unknown `reserve_mem` name; `EBUSY` for memory something else already
-    /// claimed; `EOPNOTSUPP` for an attribute the CPU (or the kernel's direct map, for
-    /// `reserve_mem` RAM) cannot give. Each says why in one line on `dev`. Nothing reads or
-    /// writes the memory.
+    /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, touches System RAM, or
+    /// is not listed as reserved memory (a hole, a device's BAR, ACPI tables or NVS) unless
+    /// `allow_unlisted`; `ENODEV` for an unknown `reserve_mem` name; `EBUSY` for memory
+    /// something else already claimed; `EOPNOTSUPP` for an attribute the CPU (or the kernel's
+    /// direct map, for `reserve_mem` RAM) cannot give. Each says why in one line on `dev`.
+    /// Nothing reads or writes the memory.
     pub(crate) fn claim(
         dev: &Device,
         memory: &Memory,
         name: CString,
-        attr: CacheAttr,
+        attr: Option<CacheAttr>,
+        allow_unlisted: bool,
     ) -> Result<Arc<Self>> {
         let (base, size, reserved_ram) = match memory {
             Memory::Range { base, size } => (*base, *size, false),
             Memory::ReserveMem(mem_name) => {
-                let (base, size) = sys::reserve_mem_range(mem_name).ok_or_else(|| {
+                let (base, size) = reserve_mem::find(mem_name).ok_or_else(|| {
                     dev_err!(
                         dev,
                         "refusing reserve_mem {}: no such region (boot with reserve_mem=SIZE:ALIGN:{})\n",
@@ -105,21 +132,17 @@ impl Region {
             dev_err!(dev, "refusing {:#x}+{:#x}: {}\n", base, size, err.reason());
             EINVAL
         })?;
-        if range.last() > sys::max_phys_addr() {
+        if range.last() > iomem::max_phys_addr() {
             dev_err!(
                 dev,
                 "refusing {:#x}-{:#x}: beyond the physical address space (ends at {:#x})\n",
                 range.base(),
                 range.last(),
-                sys::max_phys_addr()
+                iomem::max_phys_addr()
             );
             return Err(EINVAL);
         }
-        if let Some(why) = unsupported(attr, reserved_ram) {
-            dev_err!(dev, "refusing attribute {}: {}\n", attr.name(), why);
-            return Err(EOPNOTSUPP);
-        }
-        if !reserved_ram && sys::system_ram_overlap(&range)? == RamOverlap::Intersects {
+        if !reserved_ram && iomem::system_ram_overlap(&range)? == RamOverlap::Intersects {
             dev_err!(
                 dev,
                 "refusing {:#x}-{:#x}: overlaps System RAM (reserve it first, e.g. memmap=SIZE$BASE)\n",
@@ -128,10 +151,43 @@ impl Region {
             );
             return Err(EINVAL);
         }
-        let claim = if reserved_ram {
-            sys::claim_reserved_ram(&range, CLAIM_NAME).ok()
+        let unlisted = match (reserved_ram, listing::check(&range)?) {
+            (true, _) | (false, Ok(())) => false,
+            (false, Err(what)) if allow_unlisted => {
+                dev_warn!(
+                    dev,
+                    "{:#x}-{:#x} is not listed as reserved memory ({}); claimed because allow_unlisted=1, default attribute uc\n",
+                    range.base(),
+                    range.last(),
+                    what
+                );
+                true
+            }
+            (false, Err(what)) => {
+                dev_err!(
+                    dev,
+                    "refusing {:#x}-{:#x}: not reserved memory: {} (allow_unlisted=1 claims it anyway)\n",
+                    range.base(),
+                    range.last(),
+                    what
+                );
+                return Err(EINVAL);
+            }
+        };
+        let attr = attr.unwrap_or(if unlisted {
+            CacheAttr::Uncached
         } else {
-            sys::claim_iomem(&range, CLAIM_NAME)
+            CacheAttr::WriteBack
+        });
+        if let Some(why) = unsupported(attr, reserved_ram) {
+            dev_err!(dev, "refusing attribute {}: {}\n", attr.name(), why);
+            return Err(EOPNOTSUPP);
+        }
+        let claim_name = CString::try_from(CLAIM_NAME)?;
+        let claim = if reserved_ram {
+            InsertedClaim::new(&range, claim_name).ok().map(Claim::Inserted)
+        } else {
+            iomem::claim(&range, claim_name).map(Claim::Requested)
         };
         let claim = claim.ok_or_else(|| {
             dev_err!(
@@ -162,10 +218,16 @@ impl Region {
                     opens: 0,
                 }),
                 memtype <- new_mutex!(None),
+                unlisted,
                 _claim: claim,
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Whether the range is not listed as reserved memory (claimed with `allow_unlisted`).
+    pub(crate) fn unlisted(&self) -> bool {
+        self.unlisted
     }
 
     pub(crate) fn range(&self) -> &PhysRange {
@@ -199,7 +261,8 @@ impl Region {
     fn flags(&self) -> u32 {
         let state = self.state.lock();
         let busy = if state.maps > 0 { abi::MR_BUSY } else { 0 };
-        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy
+        let unlisted = if self.unlisted { abi::MR_UNLISTED } else { 0 };
+        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy | unlisted
     }
 
     /// What `CARVEOUT_GET_INFO` reports.
@@ -254,20 +317,22 @@ impl Region {
         flags: usize,
     ) -> usize {
         let (first, _) = self.pfns();
-        sys::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
+        pfn_vma::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
     }
 
     /// Maps the window of the region that `vma` asks for (its page offset and length), with
-    /// the region's cache attribute.
+    /// the region's cache attribute: 2 MiB entries, filled at fault time, where the addresses
+    /// allow it and the attribute fits them; otherwise every page now, with 4 KiB entries.
     ///
     /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
     /// does not lie inside the region; `EACCES` for a writable mapping of a write-protected
-    /// region.
-    pub(crate) fn map(&self, vma: &VmaNew) -> Result {
-        if !sys::vma_is_shared(vma) {
+    /// region; `EBUSY` when the kernel would give the mapping another memory type than the
+    /// region's (another mapping of the range recorded one first), with a line saying which.
+    pub(crate) fn map(self: &Arc<Self>, vma: &VmaNew) -> Result {
+        if !pfn_vma::is_shared(vma) {
             return Err(EINVAL);
         }
-        let offset = sys::vma_page_offset(vma)
+        let offset = pfn_vma::page_offset(vma)
             .checked_mul(PAGE_SIZE as u64)
             .ok_or(EINVAL)?;
         let len = (vma.end() - vma.start()) as u64;
@@ -294,34 +359,66 @@ impl Region {
                 return Err(err);
             }
         }
-        sys::set_cache_attr(vma, attr);
-        // 2 MiB entries, filled at fault time, when the addresses allow it: the memory type is
-        // then recorded for the whole range while mapped. Otherwise (and for reserve_mem RAM,
-        // which the kernel's direct map already types) every page is mapped now.
-        if !self.reserved_ram && sys::can_map_huge(vma, window) {
-            if memtype.is_none() {
-                *memtype = MemtypeHold::reserve(&self.range, vma).ok();
+        pfn_vma::set_cache_mode(vma, attr.cache_mode());
+        // 2 MiB entries, filled at fault time: the memory type is then recorded for the whole
+        // range while mapped. Otherwise (and for reserve_mem RAM, which the kernel's direct map
+        // already types) every page is mapped now, and the kernel records the type per VMA.
+        let huge =
+            !self.reserved_ram && attr.fits_huge_entries() && pfn_vma::can_map_huge(vma, window);
+        if huge && memtype.is_none() {
+            match MemtypeHold::reserve(&self.range, attr.cache_mode()) {
+                Ok(hold) => *memtype = Some(hold),
+                Err(HoldError::Conflict(in_force)) => {
+                    drop(memtype);
+                    self.vma_closed();
+                    return Err(self.type_conflict(attr, in_force));
+                }
+                // No record (no memory): every page now, as below.
+                Err(HoldError::Failed(_)) => {}
             }
-            if memtype.is_some() {
-                drop(memtype);
-                // SAFETY: The VMA holds its file, and the file holds an `Arc` of this region
-                // until it is released, after the last VMA of it is closed.
-                unsafe { sys::map_on_fault(vma, self) };
-                return Ok(());
-            }
+        }
+        if huge && memtype.is_some() {
+            drop(memtype);
+            pfn_vma::map_on_fault(vma, self.clone());
+            return Ok(());
         }
         drop(memtype);
-        if let Err(err) = sys::map_window(vma, window) {
-            self.vma_closed();
-            return Err(err);
+        match pfn_vma::map_now(vma, window, self.clone()) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.vma_closed();
+                Err(match err {
+                    MapError::Conflict(in_force) => self.type_conflict(attr, in_force),
+                    MapError::Failed(err) => err,
+                })
+            }
         }
-        // SAFETY: As above.
-        unsafe { sys::count_mappings(vma, self) };
-        Ok(())
+    }
+
+    /// Says that a mapping at `attr` would get `in_force` instead (or was refused by the
+    /// kernel's memory-type tracking), and gives the errno for it.
+    fn type_conflict(&self, attr: CacheAttr, in_force: Option<CacheMode>) -> Error {
+        pr_err!(
+            "{}: refusing a {} mapping of {:#x}-{:#x}: {} is in force for the range (another mapping of it, e.g. /dev/mem, recorded that type first)\n",
+            self.name.to_str().unwrap_or("?"),
+            attr.name(),
+            self.range.base(),
+            self.range.last(),
+            in_force.map_or("another memory type", CacheMode::name)
+        );
+        EBUSY
     }
 }
 
-impl MapCounter for Region {
+impl PfnSource for Region {
+    fn pfns(&self) -> (usize, usize) {
+        // Physical addresses fit in `usize` on the 64-bit machines PAT and huge entries exist on.
+        (
+            (self.range.base() >> PAGE_SHIFT) as usize,
+            (self.range.size() >> PAGE_SHIFT) as usize,
+        )
+    }
+
     fn vma_opened(&self) {
         self.state.lock().maps += 1;
     }
@@ -339,22 +436,14 @@ impl MapCounter for Region {
     }
 }
 
-impl PfnSource for Region {
-    fn pfns(&self) -> (usize, usize) {
-        // Physical addresses fit in `usize` on the 64-bit machines PAT and huge entries exist on.
-        (
-            (self.range.base() >> PAGE_SHIFT) as usize,
-            (self.range.size() >> PAGE_SHIFT) as usize,
-        )
-    }
-}
+
 
 /// Why `attr` cannot be given to a region (`reserved_ram`: memory from `reserve_mem=`), if it
 /// cannot: never silently downgraded.
 fn unsupported(attr: CacheAttr, reserved_ram: bool) -> Option<&'static str> {
     if reserved_ram && attr != CacheAttr::WriteBack {
         Some("reserve_mem memory is System RAM the kernel maps write-back; only wb")
-    } else if attr.needs_pat() && !sys::pat_enabled() {
+    } else if attr.needs_pat() && !memtype::pat_enabled() {
         Some("this CPU has no PAT in use")
     } else {
         None
