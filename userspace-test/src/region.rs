@@ -11,7 +11,7 @@ use std::{
 use rustix::{
     fs::{open, Mode, OFlags},
     io::Errno,
-    ioctl::{ioctl, Getter, Setter},
+    ioctl::{ioctl, Getter, Setter, Updater},
     mm::{mmap, munmap, MapFlags, ProtFlags},
 };
 use serde::Serialize;
@@ -266,6 +266,53 @@ impl Region {
                 Setter::<{ abi::SET_ATTR }, abi::RangeDesc>::new(desc),
             )
         }
+    }
+
+    /// Gives the PCI device `device` (`0000:00:03.0`) DMA access to the whole region
+    /// (`CARVEOUT_ATTACH`; needs the region open for writing and CAP_SYS_ADMIN). The answer
+    /// holds the address the device must use for the region's base and, in `flags`, whether
+    /// an IOMMU translates it.
+    pub fn attach(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
+        self.attach_call::<{ abi::ATTACH }>(device)
+    }
+
+    /// Takes `device`'s access back (`CARVEOUT_DETACH`).
+    pub fn detach(&self, device: &str) -> std::result::Result<(), Errno> {
+        self.attach_call::<{ abi::DETACH }>(device).map(|_| ())
+    }
+
+    /// The address an attached `device` must use (`CARVEOUT_BUS_ADDR`).
+    pub fn bus_addr(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
+        self.attach_call::<{ abi::BUS_ADDR }>(device)
+    }
+
+    fn attach_call<const OPCODE: rustix::ioctl::Opcode>(
+        &self,
+        device: &str,
+    ) -> std::result::Result<abi::Attach, Errno> {
+        let mut req = abi::Attach::default();
+        let name = device.as_bytes();
+        if name.len() >= req.device.len() || name.contains(&0) {
+            return Err(Errno::INVAL);
+        }
+        req.device[..name.len()].copy_from_slice(name);
+        // SAFETY: ATTACH and BUS_ADDR read and write one `abi::Attach`, DETACH reads one: the
+        // type `Updater` hands the kernel.
+        unsafe { ioctl(&self.fd, Updater::<OPCODE, abi::Attach>::new(&mut req)) }?;
+        Ok(req)
+    }
+
+    /// Cache maintenance of `[offset, offset + len)` for a device that does not snoop
+    /// (`CARVEOUT_SYNC`): `direction` is `abi::SYNC_FOR_DEVICE` or `abi::SYNC_FOR_CPU`.
+    pub fn sync(&self, offset: u64, len: u64, direction: u32) -> std::result::Result<(), Errno> {
+        let req = abi::Sync {
+            offset,
+            len,
+            direction,
+            pad0: 0,
+        };
+        // SAFETY: SYNC reads exactly one `abi::Sync`, the type `Setter` hands it.
+        unsafe { ioctl(&self.fd, Setter::<{ abi::SYNC }, abi::Sync>::new(req)) }
     }
 
     /// Maps `range` (byte offsets into the region) shared, readable, and writable if `access`
