@@ -110,10 +110,24 @@ impl Edu {
     pub fn open_vfio() -> io::Result<Self> {
         let sysfs = find()?;
         let bdf = bdf_of(&sysfs)?;
-        let vfio = Vfio::open(&bdf)?;
+        Self::with_vfio(sysfs, Vfio::open(&bdf)?)
+    }
+
+    /// The first `edu` device through a VFIO device file a parent process opened (and whose
+    /// container it set up): `userspace-test/c/carveout_vfio.c`.
+    pub fn inherit_vfio(device: OwnedFd) -> io::Result<Self> {
+        let sysfs = find()?;
+        let bdf = bdf_of(&sysfs)?;
+        Self::with_vfio(sysfs, Vfio::inherit(&bdf, device)?)
+    }
+
+    fn with_vfio(sysfs: PathBuf, vfio: Vfio) -> io::Result<Self> {
         let info = vfio.device_info()?;
         if info.flags & vfio::DEVICE_FLAGS_PCI == 0 {
-            return Err(io::Error::other(format!("{bdf}: VFIO says it is no PCI device")));
+            return Err(io::Error::other(format!(
+                "{}: VFIO says it is no PCI device",
+                vfio.bdf()
+            )));
         }
         enable_bus_master(
             |buf| vfio.config_read(4, buf),

@@ -169,8 +169,9 @@ fn annotate(what: impl std::fmt::Display) -> impl FnOnce(rustix::io::Errno) -> i
 pub struct Vfio {
     device: OwnedFd,
     /// Kept open while the device is in use: closing it takes the group out of the container.
-    _group: OwnedFd,
-    container: OwnedFd,
+    /// `None` (and no container either) for a device file inherited from a parent process.
+    _group: Option<OwnedFd>,
+    container: Option<OwnedFd>,
     bdf: String,
     group_id: u32,
 }
@@ -252,10 +253,35 @@ impl Vfio {
         let device = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(Self {
             device,
-            _group: group,
-            container,
+            _group: Some(group),
+            container: Some(container),
             bdf: bdf.to_owned(),
             group_id,
+        })
+    }
+
+    /// A device file opened by a parent process, which keeps the container and the group
+    /// (and whatever it mapped in the container). [`Vfio::map_dma`] then has no container to
+    /// map into.
+    pub fn inherit(bdf: &str, device: OwnedFd) -> io::Result<Self> {
+        let group_id = iommu_group(bdf)?.unwrap_or_default();
+        Ok(Self {
+            device,
+            _group: None,
+            container: None,
+            bdf: bdf.to_owned(),
+            group_id,
+        })
+    }
+
+    /// Whether this process opened the container (rather than inheriting the device file).
+    pub fn owns_container(&self) -> bool {
+        self.container.is_some()
+    }
+
+    fn container(&self) -> io::Result<&OwnedFd> {
+        self.container.as_ref().ok_or_else(|| {
+            io::Error::other("the device file was inherited: its container is the parent's")
         })
     }
 
@@ -380,7 +406,7 @@ impl Vfio {
         };
         // SAFETY: MAP_DMA reads one `struct vfio_iommu_type1_dma_map`; what the device may do
         // with the memory is the caller's promise.
-        unsafe { ioctl(&self.container, Updater::<IOMMU_MAP_DMA, _>::new(&mut map)) }.map_err(
+        unsafe { ioctl(self.container()?, Updater::<IOMMU_MAP_DMA, _>::new(&mut map)) }.map_err(
             annotate(format!(
                 "VFIO_IOMMU_MAP_DMA of {size:#x} bytes at {vaddr:p} to iova {iova:#x}"
             )),
@@ -408,7 +434,7 @@ impl Vfio {
         // dirty bitmap asked for, so nothing past it).
         unsafe {
             ioctl(
-                &self.container,
+                self.container()?,
                 Updater::<IOMMU_UNMAP_DMA, _>::new(&mut unmap),
             )
         }

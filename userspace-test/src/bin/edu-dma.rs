@@ -22,7 +22,13 @@
 //!
 //! Exit status: 0 when the check holds, 1 when it does not, 2 on a usage or system error.
 
-use std::{collections::HashMap, io, process::ExitCode, ptr::NonNull};
+use std::{
+    collections::HashMap,
+    io,
+    os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd},
+    process::ExitCode,
+    ptr::NonNull,
+};
 
 use carveout::parse_u64;
 use carveout::{
@@ -44,6 +50,10 @@ struct Cli {
     /// Own the device through VFIO (bound to vfio-pci) and map the region into its container.
     #[arg(long, global = true)]
     vfio: bool,
+    /// Drive the device through the VFIO device file inherited as fd $CARVEOUT_VFIO_DEVICE_FD
+    /// from a parent that mapped the region at --iova in its container (carveout_vfio).
+    #[arg(long, global = true)]
+    vfio_device_fd: bool,
     /// With --vfio: the I/O virtual address the region is mapped at (default: its physical
     /// base).
     #[arg(long, global = true, value_parser = parse_u64)]
@@ -233,6 +243,7 @@ impl Setup {
             Access::ReadWrite
         };
         if access == Access::Read && !cli.vfio {
+            // (An inherited device file's mapping is the parent's: read-write.)
             return Err(io::Error::other(
                 "the region is write-protected: only VFIO keeps the device from writing it \
                  (--vfio)",
@@ -254,7 +265,9 @@ impl Setup {
                 "the mapping's placement is not what --pages asked for",
             ));
         }
-        let mut edu = if cli.vfio {
+        let mut edu = if cli.vfio_device_fd {
+            Edu::inherit_vfio(inherited_device_fd()?)?
+        } else if cli.vfio {
             Edu::open_vfio()?
         } else {
             Edu::open()?
@@ -264,6 +277,11 @@ impl Setup {
         }
         let dev_base = match edu.vfio() {
             None => base,
+            Some(vfio) if !vfio.owns_container() => {
+                let iova = cli.iova.unwrap_or(base);
+                println!("# VFIO: {} through an inherited device file, iova {iova:#x}", vfio.bdf());
+                iova
+            }
             Some(vfio) => {
                 let iova = cli.iova.unwrap_or(base);
                 if access == Access::Read {
@@ -304,6 +322,22 @@ impl Setup {
     fn check(&self, expected: &Expected) -> io::Result<Result<(), String>> {
         check_region(expected, self.base, self.size, &self.map)
     }
+}
+
+/// The device file a parent left open for us: fd $CARVEOUT_VFIO_DEVICE_FD.
+fn inherited_device_fd() -> io::Result<OwnedFd> {
+    let fd: RawFd = std::env::var("CARVEOUT_VFIO_DEVICE_FD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("--vfio-device-fd needs CARVEOUT_VFIO_DEVICE_FD=N"))?;
+    // The fd must be open; then it is ours: the parent handed it over for this process.
+    rustix::io::fcntl_getfd(
+        // SAFETY: borrowed only for this call; an invalid fd fails with EBADF.
+        unsafe { BorrowedFd::borrow_raw(fd) },
+    )
+    .map_err(|e| io::Error::other(format!("fd {fd}: {e}")))?;
+    // SAFETY: fd is open (checked) and handed to this process to own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn map(pages: Pages, region: &Region, size: u64, access: Access) -> io::Result<Mapping> {
