@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::{
-    iommu::{Domain, PciIommu},
     iomem::Iomem,
+    iommu::{Domain, PciIommu},
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
 };
 

@@ -74,7 +74,12 @@ impl PciIommu {
                     domain: Domain::NoIommu,
                 })
             }
-            Err(err) => return Err(io::Error::new(err.kind(), format!("{}: {err}", link.display()))),
+            Err(err) => {
+                return Err(io::Error::new(
+                    err.kind(),
+                    format!("{}: {err}", link.display()),
+                ))
+            }
         };
         let group = target
             .file_name()
@@ -123,7 +128,10 @@ mod tests {
         let plain = PciIommu::read_in(&sys, "0000:00:04.0").unwrap();
         assert_eq!((plain.group, plain.domain), (None, Domain::NoIommu));
         let err = PciIommu::read_in(&sys, "0000:00:1f.7").unwrap_err();
-        assert!(err.to_string().contains("no PCI device 0000:00:1f.7"), "{err}");
+        assert!(
+            err.to_string().contains("no PCI device 0000:00:1f.7"),
+            "{err}"
+        );
         fs::write(groups.join("3/type"), "identity\n").unwrap();
         assert!(PciIommu::read_in(&sys, "0000:00:03.0")
             .unwrap()

@@ -186,8 +186,12 @@ impl Vfio {
                  intel_iommu=on or amd_iommu=on)"
             ))
         })?;
-        let container = open("/dev/vfio/vfio", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            .map_err(annotate("open /dev/vfio/vfio"))?;
+        let container = open(
+            "/dev/vfio/vfio",
+            OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(annotate("open /dev/vfio/vfio"))?;
         // SAFETY: GET_API_VERSION takes no argument.
         let version = unsafe { ioctl(&container, Value::<GET_API_VERSION>::new(0 as _)) }
             .map_err(annotate("VFIO_GET_API_VERSION"))?;
@@ -197,9 +201,13 @@ impl Vfio {
             )));
         }
         // SAFETY: CHECK_EXTENSION takes the extension's number as an integer.
-        let type1 =
-            unsafe { ioctl(&container, Value::<CHECK_EXTENSION>::new(TYPE1V2_IOMMU as _)) }
-                .map_err(annotate("VFIO_CHECK_EXTENSION"))?;
+        let type1 = unsafe {
+            ioctl(
+                &container,
+                Value::<CHECK_EXTENSION>::new(TYPE1V2_IOMMU as _),
+            )
+        }
+        .map_err(annotate("VFIO_CHECK_EXTENSION"))?;
         if type1 != 1 {
             return Err(io::Error::other(
                 "the VFIO container has no type1v2 IOMMU (CONFIG_VFIO_IOMMU_TYPE1)",
@@ -406,11 +414,15 @@ impl Vfio {
         };
         // SAFETY: MAP_DMA reads one `struct vfio_iommu_type1_dma_map`; what the device may do
         // with the memory is the caller's promise.
-        unsafe { ioctl(self.container()?, Updater::<IOMMU_MAP_DMA, _>::new(&mut map)) }.map_err(
-            annotate(format!(
-                "VFIO_IOMMU_MAP_DMA of {size:#x} bytes at {vaddr:p} to iova {iova:#x}"
-            )),
-        )
+        unsafe {
+            ioctl(
+                self.container()?,
+                Updater::<IOMMU_MAP_DMA, _>::new(&mut map),
+            )
+        }
+        .map_err(annotate(format!(
+            "VFIO_IOMMU_MAP_DMA of {size:#x} bytes at {vaddr:p} to iova {iova:#x}"
+        )))
     }
 
     /// [`Vfio::map_dma`] of a carveout mapping: memory only ever reached with volatile
@@ -446,7 +458,9 @@ impl Vfio {
 /// The IOMMU group of PCI device `bdf` (`/sys/bus/pci/devices/D/iommu_group`), or `None` when
 /// it has none (no IOMMU translates its DMA).
 pub fn iommu_group(bdf: &str) -> io::Result<Option<u32>> {
-    let link = Path::new("/sys/bus/pci/devices").join(bdf).join("iommu_group");
+    let link = Path::new("/sys/bus/pci/devices")
+        .join(bdf)
+        .join("iommu_group");
     match fs::read_link(&link) {
         Ok(target) => target
             .file_name()

@@ -256,9 +256,17 @@ impl Setup {
         let congruent = (map.as_ptr() as u64 ^ base) % HUGE == 0;
         println!(
             "# region {attr}, {size:#x} bytes at {base:#x}, mapped {} at {:p} ({})",
-            if access == Access::Read { "read-only" } else { "read-write" },
+            if access == Access::Read {
+                "read-only"
+            } else {
+                "read-write"
+            },
             map.as_ptr(),
-            if congruent { "2 MiB entries" } else { "4 KiB entries" }
+            if congruent {
+                "2 MiB entries"
+            } else {
+                "4 KiB entries"
+            }
         );
         if congruent != (cli.pages == Pages::TwoM) {
             return Err(io::Error::other(
@@ -279,7 +287,10 @@ impl Setup {
             None => base,
             Some(vfio) if !vfio.owns_container() => {
                 let iova = cli.iova.unwrap_or(base);
-                println!("# VFIO: {} through an inherited device file, iova {iova:#x}", vfio.bdf());
+                println!(
+                    "# VFIO: {} through an inherited device file, iova {iova:#x}",
+                    vfio.bdf()
+                );
                 iova
             }
             Some(vfio) => {
