@@ -243,7 +243,6 @@ impl Setup {
             Access::ReadWrite
         };
         if access == Access::Read && !cli.vfio {
-            // (An inherited device file's mapping is the parent's: read-write.)
             return Err(io::Error::other(
                 "the region is write-protected: only VFIO keeps the device from writing it \
                  (--vfio)",
