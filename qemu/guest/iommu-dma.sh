@@ -161,6 +161,11 @@ case_iommu_identity_domain() {
         edu-dma --dma-mask "$EDU_MASK" to-carveout --seed 0x1de0 &&
         edu-dma --dma-mask "$EDU_MASK" from-carveout --seed 0x1de1 &&
         status=0
+    # The other side of iommu_raw_dma_blocked: what its check stops now arrives.
+    if [ "$status" = 0 ] && edu-dma --dma-mask "$EDU_MASK" blocked --seed 0x1de2; then
+        say "edu-dma blocked saw nothing arrive through an identity domain"
+        status=1
+    fi
     echo "$before" >"$grp/type"
     [ "$status" = 0 ] && dmesg_clean
 }
