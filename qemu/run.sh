@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Boots the test kernel in QEMU (TCG) with a reserved range and runs the guest side.
-#   run.sh test   the suite (host cargo test, then the guest): KTAP on stdout, ending
+#   run.sh test   the suite (host cargo test, then the guest, then a second guest with an
+#                 IOMMU: q35, intel-iommu, qemu/guest/iommu-*.sh): KTAP on stdout, ending
 #                 "N passed, N failed"; exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
 # Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM,
 # CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
 # CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N), CARVEOUT_SUITES
-# (development: only these guest suites, e.g. attrs,huge; the other cases then fail as not
-# reported, and the packaged-kernel case is skipped).
+# (development: only these guest suites, e.g. attrs,huge or iommu,vfio; a guest none of whose
+# suites is named does not boot; the other cases then fail as not reported, and the
+# packaged-kernel case is skipped).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
