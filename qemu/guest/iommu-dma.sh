@@ -59,6 +59,12 @@ case_iommu_raw_dma_blocked() {
     bdf=$(edu_bdf) || return 1
     type=$(group_type "$bdf")
     say "$bdf: IOMMU group $(basename "$(readlink "/sys/bus/pci/devices/$bdf/iommu_group")"), type $type"
+    # The IOMMU's page sizes (VT-d capability register, SLLPS: bit 34 2 MiB, bit 35 1 GiB).
+    for cap in /sys/class/iommu/*/intel-iommu/cap; do
+        [ -r "$cap" ] || continue
+        c=0x$(cat "$cap")
+        say "$(basename "$(dirname "$(dirname "$cap")")"): cap $c, large pages: 2 MiB $(((c >> 34) & 1)), 1 GiB $(((c >> 35) & 1))"
+    done
     case $type in DMA | DMA-FQ) ;; *)
         say "expected a translating default domain (DMA, DMA-FQ)"
         return 1
