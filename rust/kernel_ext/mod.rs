@@ -13,4 +13,4 @@ pub(crate) mod iomem;
 pub(crate) mod memtype;
 pub(crate) mod pci;
 pub(crate) mod pfn_vma;
-pub(crate) mod reserve_mem;
+pub(crate) mod string_params;
