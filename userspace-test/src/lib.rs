@@ -21,11 +21,14 @@ pub mod iomem;
 pub mod memmap;
 pub mod pattern;
 pub mod plan;
+pub mod ptdump;
 mod region;
 
 pub use error::{errno_name, Error, Op, Result};
 pub use pattern::Mismatch;
-pub use region::{discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Region};
+pub use region::{
+    discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Placement, Region,
+};
 
 /// Parses a number as the tools take seeds and addresses: decimal, or hex with `0x`. The
 /// error says what was wrong, for clap's `value_parser`.

@@ -12,7 +12,7 @@ use rustix::{
     fs::{open, Mode, OFlags},
     io::Errno,
     ioctl::{ioctl, Getter, Setter},
-    mm::{mmap, munmap, MapFlags, ProtFlags},
+    mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags},
 };
 use serde::Serialize;
 
@@ -23,6 +23,21 @@ use crate::{
 };
 
 const PAGE: u64 = 4096;
+const HUGE: u64 = 2 << 20;
+
+/// Where the user address of a mapping goes, against the physical address it maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Where the kernel chooses (`mmap(NULL, ...)`): the driver's `get_unmapped_area` keeps
+    /// it congruent with the physical address modulo 2 MiB.
+    Kernel,
+    /// Congruent with the physical address modulo 2 MiB: every whole 2 MiB block can be
+    /// mapped with a 2 MiB entry.
+    Huge,
+    /// 4 KiB off that congruence: no 2 MiB entry is possible, only 4 KiB ones.
+    Small,
+}
 
 /// How a region or a window of it is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +123,7 @@ pub fn flag_names(flags: u32) -> Vec<String> {
     for (bit, name) in [
         (abi::MR_FIXBASE, "fixbase"),
         (abi::MR_FIXLEN, "fixlen"),
+        (abi::MR_UNLISTED, "unlisted"),
         (abi::MR_ACTIVE, "active"),
         (abi::MR_BUSY, "busy"),
     ] {
@@ -253,12 +269,18 @@ impl Region {
             .map_err(|errno| self.refused(Op::SetAttr(attr), errno))
     }
 
-    /// `CARVEOUT_SET_ATTR` with raw flags (for tests of what the driver refuses).
+    /// `CARVEOUT_SET_ATTR` with raw flags (for tests of what the driver refuses); every other
+    /// field zero, as the ABI asks.
     pub fn set_attr_flags(&self, flags: u32) -> std::result::Result<(), Errno> {
-        let desc = abi::RangeDesc {
+        self.set_attr_desc(abi::RangeDesc {
             flags,
             ..abi::RangeDesc::default()
-        };
+        })
+    }
+
+    /// `CARVEOUT_SET_ATTR` with a whole descriptor as given, non-zero `base`, `len`, `pad0` or
+    /// `owner` included (for tests of what the driver refuses).
+    pub fn set_attr_desc(&self, desc: abi::RangeDesc) -> std::result::Result<(), Errno> {
         // SAFETY: SET_ATTR reads exactly one `abi::RangeDesc`, the type `Setter` hands it.
         unsafe {
             ioctl(
@@ -330,6 +352,92 @@ impl Region {
             )
         }
         .map_err(|errno| self.refused(op(), errno))?;
+        let window =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
+        Ok(Mapping {
+            window,
+            window_len,
+            start: 0,
+            len: window_len,
+            offset,
+            writable: access == Access::ReadWrite,
+        })
+    }
+
+    /// Maps `len` bytes at region offset `offset` (both page aligned), shared, at a user
+    /// address placed as `placement` says: an anonymous reservation 4 MiB larger than the
+    /// mapping is made, the mapping put over part of it with `MAP_FIXED`, and the rest of the
+    /// reservation unmapped.
+    pub fn map_placed(
+        &self,
+        offset: u64,
+        len: u64,
+        access: Access,
+        placement: Placement,
+    ) -> Result<Mapping> {
+        let prot = match access {
+            Access::Read => ProtFlags::READ,
+            Access::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        };
+        if placement == Placement::Kernel {
+            return self.map_raw(offset, len, prot, MapFlags::SHARED);
+        }
+        let op = || Op::Map {
+            offset,
+            len,
+            access,
+        };
+        let base = self.info()?.base;
+        let phys = base.wrapping_add(offset);
+        let window_len = usize::try_from(len).map_err(|_| self.refused(op(), Errno::NOMEM))?;
+        let span = window_len
+            .checked_add(2 * HUGE as usize)
+            .ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
+        // SAFETY: A new inaccessible mapping at an address the kernel picks aliases nothing.
+        let reserve = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                span,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|errno| self.refused(op(), errno))?;
+        let start = reserve as usize;
+        let shift = match placement {
+            Placement::Huge => phys % HUGE,
+            _ => (phys + PAGE) % HUGE,
+        };
+        // Below `start + 2 MiB` plus less than 2 MiB: the mapping ends inside the reservation.
+        let addr = start.next_multiple_of(HUGE as usize) + shift as usize;
+        // SAFETY: `addr..addr + window_len` lies inside our own reservation, which it replaces
+        // in part; nothing refers to the reservation.
+        let mapped = unsafe {
+            mmap(
+                addr as *mut c_void,
+                window_len,
+                prot,
+                MapFlags::SHARED | MapFlags::FIXED,
+                &self.fd,
+                offset,
+            )
+        };
+        let end = addr + window_len;
+        // SAFETY: The pieces of the reservation around the mapping (all of it if the mapping
+        // failed) are ours, and nothing refers to them.
+        unsafe {
+            if mapped.is_err() {
+                let _ = munmap(reserve, span);
+            } else {
+                if addr > start {
+                    let _ = munmap(reserve, addr - start);
+                }
+                if start + span > end {
+                    let _ = munmap(end as *mut c_void, start + span - end);
+                }
+            }
+        }
+        let ptr = mapped.map_err(|errno| self.refused(op(), errno))?;
         let window =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
         Ok(Mapping {
@@ -569,6 +677,10 @@ mod tests {
                 abi::MR_WRITEBACK | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | 1 << 12
             ),
             ["wb", "fixbase", "fixlen", "active", "0x1000"]
+        );
+        assert_eq!(
+            flag_names(abi::MR_UNCACHEABLE | abi::MR_UNLISTED | abi::MR_ACTIVE),
+            ["uc", "unlisted", "active"]
         );
     }
 
