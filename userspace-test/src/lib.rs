@@ -6,6 +6,9 @@
 //! refused. [`devmem`] reads the same physical memory through `/dev/mem`, to check from outside
 //! the driver that a mapping hits the carve-out.
 //!
+//! [`ptdump`] reads the page tables a mapping got, as the CPU uses them, and the memory type
+//! each entry selects.
+//!
 //! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
 //! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
 //! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run

@@ -401,7 +401,9 @@ mod tests {
             PatTable::parse("WB WT UC- UC WB WT UC- UC").map(|p| p.slot(7)),
             Ok(MemType::Uc)
         );
-        assert!(PatTable::parse("WB WC").unwrap_err().contains("2 PAT slots"));
+        assert!(PatTable::parse("WB WC")
+            .unwrap_err()
+            .contains("2 PAT slots"));
         assert!(PatTable::parse("WB WC UC- UC WB WP UC- XX")
             .unwrap_err()
             .contains("\"XX\""));
