@@ -60,8 +60,8 @@ case_refuses_device_bar() {
     bdf=${dev##*/}
     # BAR0: the first line of `resource`, "START END FLAGS".
     read -r bar_start bar_end _ <"$dev/resource"
-    start=$((bar_start))
-    last=$((bar_end))
+    start=$((${bar_start:-0}))
+    last=$((${bar_end:-0}))
     [ "$start" != 0 ] || { say "edu's BAR0 is not assigned"; return 1; }
     grep -B1 "$(printf '%08x-%08x' "$start" "$last")" /proc/iomem | sed 's/^/# /'
     iomem_line "$start" "$last" "$bdf" || { say "no '$bdf' entry for edu's BAR0 in /proc/iomem"; return 1; }
@@ -84,23 +84,24 @@ sysfs_of() { cat "/sys/class/carveout/$1/$2" 2>&1; }
 
 # info_flags [DEV]: the flags word GET_INFO reports.
 info_flags() {
-    carveout-test --dev "${1:-$DEV}" info | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p'
+    flags=$(carveout-test --dev "${1:-$DEV}" info | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
+    echo "${flags:-0}"
 }
 
 # unlisted_region_ok NODE SYSFS_NAME: the region is marked unlisted in sysfs and GET_INFO, is
 # uncached, and its mapping's page-table entries are uncached.
 unlisted_region_ok() {
-    ok=0
-    [ "$(sysfs_of "$2" unlisted)" = 1 ] || { say "sysfs unlisted: $(sysfs_of "$2" unlisted)"; ok=1; }
+    uok=0
+    [ "$(sysfs_of "$2" unlisted)" = 1 ] || { say "sysfs unlisted: $(sysfs_of "$2" unlisted)"; uok=1; }
     flags=$(info_flags "$1")
-    [ $((flags & 0x80)) != 0 ] || { say "GET_INFO flags $flags lack CARVEOUT_MR_UNLISTED (0x80)"; ok=1; }
+    [ $((flags & 0x80)) != 0 ] || { say "GET_INFO flags $flags lack CARVEOUT_MR_UNLISTED (0x80)"; uok=1; }
     carveoutctl info "$1" | grep flags | sed 's/^/# /'
-    [ "$(sysfs_of "$2" attr)" = uc ] || { say "sysfs attr: $(sysfs_of "$2" attr), expected uc"; ok=1; }
+    [ "$(sysfs_of "$2" attr)" = uc ] || { say "sysfs attr: $(sysfs_of "$2" attr), expected uc"; uok=1; }
     carveout-test --dev "$1" attr-get | grep -q 'attr=uc ' ||
-        { say "GET_ATTR: $(carveout-test --dev "$1" attr-get)"; ok=1; }
+        { say "GET_ATTR: $(carveout-test --dev "$1" attr-get)"; uok=1; }
     # Read-touched only: nothing is behind a hole.
-    pte_check --dev "$1" pte --placement huge || ok=1
-    return "$ok"
+    pte_check --dev "$1" pte --placement huge || uok=1
+    return "$uok"
 }
 
 case_unlisted_opt_in_maps_uc() {
