@@ -9,8 +9,9 @@ ACPI_BASE=${cvt_acpi_base:-}
 ACPI_SIZE=${cvt_acpi_size:-}
 HOLE_SIZE=0x200000
 
-# The first 2 MiB-aligned 2 MiB at or above 1 GiB (beyond the guest's 512 MiB of RAM) that no
-# /proc/iomem entry touches, in decimal.
+# The first 2 MiB-aligned 2 MiB at or above 4 GiB that no /proc/iomem entry touches, in
+# decimal. Not lower: with ACPI the PCI bus window ("PCI Bus 0000:00") spans 0x20000000 to
+# 0xfebfffff, and above it the local APIC sits at 0xfee00000 without an iomem entry.
 iomem_hole() {
     awk -v size=$((HOLE_SIZE)) '
         function num(h,    i, c, v) {
@@ -20,7 +21,7 @@ iomem_hole() {
         }
         { split($1, r, "-"); s[n] = num(r[1]); e[n] = num(r[2]); n++ }
         END {
-            at = 1073741824
+            at = 4294967296
             moved = 1
             while (moved) {
                 moved = 0

@@ -62,8 +62,11 @@ case_attr_conflict_refused() {
                 sed 's/^/# /' /tmp/map.out
                 ok=1
             elif ! grep -q 'refused with EBUSY' /tmp/map.out; then
-                say "$attr ($placement): $(cat /tmp/map.out); expected EBUSY"
+                say "$attr ($placement placement): expected EBUSY, got:"
+                sed 's/^/# /' /tmp/map.out
                 ok=1
+            else
+                say "$(cat /tmp/map.out)"
             fi
             dmesg | tail -n +"$((seen + 1))" >/tmp/dmesg.new
             sed 's/^/# dmesg: /' /tmp/dmesg.new
