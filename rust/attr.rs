@@ -5,7 +5,10 @@
 
 use kernel::prelude::*;
 
-use crate::abi;
+use crate::{
+    abi,
+    kernel_ext::memtype::CacheMode, //
+};
 
 /// The memory type every mapping of a region gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +70,26 @@ impl CacheAttr {
     /// Whether mappings may be writable.
     pub(crate) fn allows_write(self) -> bool {
         self != Self::WriteProtect
+    }
+
+    /// The memory type of its mappings: UC is UC- (as `pgprot_noncached` gives it: uncached
+    /// unless an MTRR says write-combining).
+    pub(crate) fn cache_mode(self) -> CacheMode {
+        match self {
+            Self::Uncached => CacheMode::UncachedMinus,
+            Self::WriteCombining => CacheMode::WriteCombining,
+            Self::WriteThrough => CacheMode::WriteThrough,
+            Self::WriteBack => CacheMode::WriteBack,
+            Self::WriteProtect => CacheMode::WriteProtect,
+        }
+    }
+
+    /// Whether 2 MiB entries can carry it. x86 keeps the PAT bit of a 2 MiB entry at bit 12,
+    /// while `vmf_insert_pfn_pmd` copies a 4 KiB protection's PAT bit (bit 7) unchanged, where
+    /// a 2 MiB entry has PSE: WT and WP, the two types that need the PAT bit, would come out as
+    /// UC and WC. They are mapped with 4 KiB entries instead.
+    pub(crate) fn fits_huge_entries(self) -> bool {
+        !matches!(self, Self::WriteThrough | Self::WriteProtect)
     }
 
     /// Whether the CPU can only give this attribute through PAT (without PAT, x86 would

@@ -18,6 +18,7 @@ mod chardev;
 mod configfs;
 mod driver;
 mod kernel_ext;
+mod listing;
 mod node;
 mod platform_device;
 mod range;
@@ -64,8 +65,12 @@ module! {
             description: "Size of the region in bytes (page aligned); base=0 size=0: no region",
         },
         attr: u32 {
-            default: 8,
-            description: "Cache attribute, a CARVEOUT_MR_* bit: 1 UC, 2 WC, 4 WT, 8 WB, 16 WP",
+            default: 0,
+            description: "Cache attribute, a CARVEOUT_MR_* bit: 1 UC, 2 WC, 4 WT, 8 WB, 16 WP; 0: WB (UC with allow_unlisted)",
+        },
+        allow_unlisted: bool {
+            default: false,
+            description: "Claim a range the kernel's memory map does not list as reserved memory (default attribute UC)",
         },
         mode: u32 {
             default: 0o600,
@@ -113,7 +118,7 @@ impl kernel::InPlaceModule for CarveoutModule {
 fn param_spec() -> Result<Option<RegionSpec>> {
     let base = module_parameters::base.value();
     let size = module_parameters::size.value();
-    let memory = match sys::reserve_mem_param() {
+    let memory = match kernel_ext::reserve_mem::param() {
         Some(name) if base != 0 || size != 0 => {
             pr_err!(
                 "refusing reserve_mem={} with base=/size=: give one or the other\n",
@@ -143,10 +148,15 @@ fn param_spec() -> Result<Option<RegionSpec>> {
         }
     };
     let flags = module_parameters::attr.value();
-    let attr = CacheAttr::from_flags(flags).ok_or_else(|| {
-        pr_err!("refusing attr={flags:#x}: not one of 1 (UC), 2 (WC), 4 (WT), 8 (WB), 16 (WP)\n");
-        EINVAL
-    })?;
+    let attr = match flags {
+        0 => None,
+        flags => Some(CacheAttr::from_flags(flags).ok_or_else(|| {
+            pr_err!(
+                "refusing attr={flags:#x}: not one of 1 (UC), 2 (WC), 4 (WT), 8 (WB), 16 (WP)\n"
+            );
+            EINVAL
+        })?),
+    };
     let mode = module_parameters::mode.value();
     let mode = u16::try_from(mode)
         .ok()
@@ -160,6 +170,7 @@ fn param_spec() -> Result<Option<RegionSpec>> {
         name: CString::try_from(c"carveout0")?,
         path: None,
         attr,
+        allow_unlisted: module_parameters::allow_unlisted.value(),
         mode,
         gid: module_parameters::gid.value(),
     }))

@@ -102,6 +102,9 @@ impl configfs::GroupOperations for Regions {
                 gid: 4,
                 enable: 5,
                 reserve_mem: 6,
+                allow_unlisted: 7,
+                attach: 8,
+                detach: 9,
             ],
         };
         let address = Arc::new(GroupAddress::default(), GFP_KERNEL)?;
@@ -115,7 +118,8 @@ impl configfs::GroupOperations for Regions {
                     name: name.try_into()?,
                     base: 0,
                     size: 0,
-                    attr: CacheAttr::WriteBack,
+                    attr: None,
+                    allow_unlisted: false,
                     mode: 0o600,
                     gid: 0,
                     reserve_mem: None,
@@ -162,7 +166,10 @@ struct ConfigInner {
     name: CString,
     base: u64,
     size: u64,
-    attr: CacheAttr,
+    /// `None` until written: the range's default (wb; uc for unlisted memory).
+    attr: Option<CacheAttr>,
+    /// Claim memory the kernel's map does not list as reserved.
+    allow_unlisted: bool,
     mode: u16,
     gid: u32,
     /// A `reserve_mem=` name to claim instead of `base` and `size`.
@@ -186,6 +193,7 @@ impl ConfigInner {
             name: CString::try_from_fmt(fmt!("carveout-{name}"))?,
             path: Some(CString::try_from_fmt(fmt!("carveout/{name}"))?),
             attr: self.attr,
+            allow_unlisted: self.allow_unlisted,
             mode: self.mode,
             gid: self.gid,
         })
@@ -263,8 +271,15 @@ impl AttributeOperations<1> for RegionConfig {
 impl AttributeOperations<2> for RegionConfig {
     type Data = RegionConfig;
 
+    /// The region's attribute while enabled (`SET_ATTR` may have changed it), else the one
+    /// `enable` will give it.
     fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
-        show_line(page, fmt!("{}", this.inner.lock().attr.name()))
+        let inner = this.inner.lock();
+        let attr = match &inner.enabled {
+            Some((_, region)) => Some(region.attr()),
+            None => inner.attr,
+        };
+        show_line(page, fmt!("{}", attr.map_or("default", CacheAttr::name)))
     }
 
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
@@ -279,7 +294,7 @@ impl AttributeOperations<2> for RegionConfig {
         if let Some((_, region)) = &inner.enabled {
             region.set_attr(attr)?;
         }
-        inner.attr = attr;
+        inner.attr = Some(attr);
         Ok(())
     }
 }
@@ -355,6 +370,8 @@ impl AttributeOperations<5> for RegionConfig {
                 if region.in_use() {
                     return Err(EBUSY);
                 }
+                // Enabling again gives the attribute the region has now (SET_ATTR changes it).
+                inner.attr = Some(region.attr());
                 inner.enabled = None;
             }
             _ => {}
@@ -394,5 +411,94 @@ impl AttributeOperations<6> for RegionConfig {
         };
         this.inner.lock().unless_enabled()?.reserve_mem = name;
         Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<7> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{}", u8::from(this.inner.lock().allow_unlisted)))
+    }
+
+    /// 1: claim the range even if the kernel's map does not list it as reserved memory.
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let allow = kstrtobool_bytes(page).inspect_err(|_| {
+            pr_err!(
+                "configfs: allow_unlisted must be 1 or 0, not {:?}\n",
+                BStrLossy(page)
+            );
+        })?;
+        this.inner.lock().unless_enabled()?.allow_unlisted = allow;
+        Ok(())
+    }
+}
+
+/// The enabled region, for `attach` and `detach`: `ENODEV` (with a line) while disabled.
+fn enabled_region(this: &RegionConfig) -> Result<Arc<Region>> {
+    match &this.inner.lock().enabled {
+        Some((_, region)) => Ok(region.clone()),
+        None => {
+            pr_err!("configfs: attach/detach: enable the region first\n");
+            Err(ENODEV)
+        }
+    }
+}
+
+/// A PCI device name written to `attach` or `detach`, without the newline.
+fn stored_device(page: &[u8]) -> Result<CString> {
+    let text = page.trim_ascii();
+    if text.is_empty() || text.len() >= 32 || !text.iter().all(|b| b.is_ascii_graphic()) {
+        pr_err!(
+            "configfs: attach/detach take a PCI device name, not {:?}\n",
+            BStrLossy(page)
+        );
+        return Err(EINVAL);
+    }
+    CString::try_from_fmt(fmt!("{}", core::str::from_utf8(text)?))
+}
+
+#[vtable]
+impl AttributeOperations<8> for RegionConfig {
+    type Data = RegionConfig;
+
+    /// The attached devices: name, bus address, translation (as sysfs `dma_devices`).
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let Some(region) = this.inner.lock().enabled.as_ref().map(|(_, r)| r.clone()) else {
+            return Ok(0);
+        };
+        let mut out = Formatter::new(page);
+        region.each_attachment(|device, bus, _| match bus {
+            Some(bus) => writeln!(out, "{} {:#x}", device.to_str().unwrap_or("?"), bus),
+            None => writeln!(out, "{} -", device.to_str().unwrap_or("?")),
+        })?;
+        Ok(out.bytes_written())
+    }
+
+    /// Maps the region for the PCI device written (`0000:00:03.0`).
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let device = stored_device(page)?;
+        enabled_region(this)?.attach(&device).map(|_| ())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<9> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(_this: &RegionConfig, _page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Unmaps the region for the PCI device written.
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let device = stored_device(page)?;
+        enabled_region(this)?.detach(&device).inspect_err(|_| {
+            pr_err!(
+                "configfs: detach {}: not attached\n",
+                device.to_str().unwrap_or("?")
+            );
+        })
     }
 }

@@ -63,6 +63,7 @@ fn describe_and_claim(dev: &Device) -> Result<(NodeSpec, Arc<Region>)> {
         &spec.memory,
         CString::try_from(&*spec.name)?,
         spec.attr,
+        spec.allow_unlisted,
     )?;
     let node = NodeSpec {
         name: spec.name,

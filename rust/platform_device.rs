@@ -33,6 +33,7 @@ const PROP_PATH: &CStr = c"carveout,path";
 const PROP_ATTR: &CStr = c"carveout,attr";
 const PROP_MODE: &CStr = c"carveout,mode";
 const PROP_GID: &CStr = c"carveout,gid";
+const PROP_ALLOW_UNLISTED: &CStr = c"carveout,allow-unlisted";
 
 /// The name the driver and its devices match on.
 pub(crate) const DRIVER_NAME: &CStr = c"carveout";
@@ -52,7 +53,11 @@ pub(crate) struct RegionSpec {
     pub(crate) name: CString,
     /// The node path under `/dev` when it is not the name.
     pub(crate) path: Option<CString>,
-    pub(crate) attr: CacheAttr,
+    /// The cache attribute; `None`: the range's default (write-back; uncached for memory not
+    /// listed as reserved).
+    pub(crate) attr: Option<CacheAttr>,
+    /// Claim a range the kernel's map does not list as reserved memory.
+    pub(crate) allow_unlisted: bool,
     /// The node's permission bits.
     pub(crate) mode: u16,
     /// The node's group.
@@ -78,10 +83,17 @@ impl RegionSpec {
             memory,
             name: node.property_read::<CString>(PROP_NAME).required_by(dev)?,
             path: node.property_read::<CString>(PROP_PATH).optional(),
-            attr: CacheAttr::from_flags(flags).ok_or_else(|| {
-                dev_err!(dev, "refusing attribute flags {:#x}\n", flags);
-                EINVAL
-            })?,
+            attr: match flags {
+                0 => None,
+                flags => Some(CacheAttr::from_flags(flags).ok_or_else(|| {
+                    dev_err!(dev, "refusing attribute flags {:#x}\n", flags);
+                    EINVAL
+                })?),
+            },
+            allow_unlisted: node
+                .property_read::<u32>(PROP_ALLOW_UNLISTED)
+                .required_by(dev)?
+                != 0,
             mode: node.property_read::<u16>(PROP_MODE).required_by(dev)?,
             gid: node.property_read::<u32>(PROP_GID).required_by(dev)?,
         })
@@ -144,7 +156,7 @@ impl PlatformDeviceRegistration {
     /// When the driver is registered, the driver core probes the device synchronously before
     /// this returns.
     pub(crate) fn register(spec: &RegionSpec, id: Option<i32>) -> Result<Self> {
-        let mut properties = KVec::with_capacity(8, GFP_KERNEL)?;
+        let mut properties = KVec::with_capacity(9, GFP_KERNEL)?;
         match &spec.memory {
             Memory::Range { base, size } => {
                 properties.push(int_property(PROP_BASE, *base, 8), GFP_KERNEL)?;
@@ -158,8 +170,13 @@ impl PlatformDeviceRegistration {
         if let Some(path) = &spec.path {
             properties.push(string_property(PROP_PATH, path), GFP_KERNEL)?;
         }
-        let flags = u64::from(spec.attr.flag());
+        let flags = spec.attr.map_or(0, |attr| u64::from(attr.flag()));
         properties.push(int_property(PROP_ATTR, flags, 4), GFP_KERNEL)?;
+        let allow_unlisted = u64::from(spec.allow_unlisted);
+        properties.push(
+            int_property(PROP_ALLOW_UNLISTED, allow_unlisted, 4),
+            GFP_KERNEL,
+        )?;
         properties.push(int_property(PROP_MODE, spec.mode.into(), 2), GFP_KERNEL)?;
         properties.push(int_property(PROP_GID, spec.gid.into(), 4), GFP_KERNEL)?;
         // The terminator.

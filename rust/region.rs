@@ -24,19 +24,39 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    kernel_ext::{
+        cache,
+        dma_attachment::{
+            AttachError,
+            Claimed,
+            DmaAttachment,
+            Translation, //
+        },
+        iomem::{
+            self,
+            InsertedClaim,
+            RamOverlap,
+            RequestedClaim, //
+        },
+        memtype::{
+            self,
+            CacheMode,
+            HoldError,
+            MemtypeHold, //
+        },
+        pfn_vma::{
+            self,
+            MapError,
+            PfnSource, //
+        },
+        reserve_mem,
+    },
+    listing,
     platform_device::Memory,
     range::{
         PhysRange,
         RangeError,
         WindowError, //
-    },
-    sys::{
-        self,
-        IomemClaim,
-        MapCounter,
-        MemtypeHold,
-        PfnSource,
-        RamOverlap, //
     },
 };
 
@@ -68,28 +88,55 @@ pub(crate) struct Region {
     /// region. Locked before `state`.
     #[pin]
     memtype: Mutex<Option<MemtypeHold>>,
+    /// The range is not listed as reserved memory: claimed because the creator opted in
+    /// (`allow_unlisted`).
+    unlisted: bool,
+    /// The PCI devices the region is mapped for (`CARVEOUT_ATTACH`, configfs `attach`).
+    /// Unmapped (dropped) before the claim goes.
+    #[pin]
+    attachments: Mutex<KVec<Pin<KBox<DmaAttachment>>>>,
     /// Released (and the range handed back to the iomem tree) on drop.
-    _claim: IomemClaim,
+    _claim: Claim,
+}
+
+/// A region's entry in the iomem tree.
+enum Claim {
+    /// Nested inside the reserved entry that contains it.
+    Requested(RequestedClaim),
+    /// `reserve_mem=` RAM: an entry of its own inside System RAM.
+    Inserted(InsertedClaim),
+}
+
+impl Claimed for Claim {
+    fn claimed_range(&self) -> PhysRange {
+        match self {
+            Self::Requested(claim) => claim.claimed_range(),
+            Self::Inserted(claim) => claim.claimed_range(),
+        }
+    }
 }
 
 impl Region {
-    /// Checks that `memory` is reserved memory nobody else holds, and claims it.
+    /// Checks that `memory` is reserved memory nobody else holds, and claims it, with the
+    /// cache attribute `attr` (`None`: write-back, or uncached for unlisted memory).
     ///
-    /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, or touches System RAM;
-    /// `ENODEV` for an unknown `reserve_mem` name; `EBUSY` for memory something else already
-    /// claimed; `EOPNOTSUPP` for an attribute the CPU (or the kernel's direct map, for
-    /// `reserve_mem` RAM) cannot give. Each says why in one line on `dev`. Nothing reads or
-    /// writes the memory.
+    /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, touches System RAM, or
+    /// is not listed as reserved memory (a hole, a device's BAR, ACPI tables or NVS) unless
+    /// `allow_unlisted`; `ENODEV` for an unknown `reserve_mem` name; `EBUSY` for memory
+    /// something else already claimed; `EOPNOTSUPP` for an attribute the CPU (or the kernel's
+    /// direct map, for `reserve_mem` RAM) cannot give. Each says why in one line on `dev`.
+    /// Nothing reads or writes the memory.
     pub(crate) fn claim(
         dev: &Device,
         memory: &Memory,
         name: CString,
-        attr: CacheAttr,
+        attr: Option<CacheAttr>,
+        allow_unlisted: bool,
     ) -> Result<Arc<Self>> {
         let (base, size, reserved_ram) = match memory {
             Memory::Range { base, size } => (*base, *size, false),
             Memory::ReserveMem(mem_name) => {
-                let (base, size) = sys::reserve_mem_range(mem_name).ok_or_else(|| {
+                let (base, size) = reserve_mem::find(mem_name).ok_or_else(|| {
                     dev_err!(
                         dev,
                         "refusing reserve_mem {}: no such region (boot with reserve_mem=SIZE:ALIGN:{})\n",
@@ -105,21 +152,17 @@ impl Region {
             dev_err!(dev, "refusing {:#x}+{:#x}: {}\n", base, size, err.reason());
             EINVAL
         })?;
-        if range.last() > sys::max_phys_addr() {
+        if range.last() > iomem::max_phys_addr() {
             dev_err!(
                 dev,
                 "refusing {:#x}-{:#x}: beyond the physical address space (ends at {:#x})\n",
                 range.base(),
                 range.last(),
-                sys::max_phys_addr()
+                iomem::max_phys_addr()
             );
             return Err(EINVAL);
         }
-        if let Some(why) = unsupported(attr, reserved_ram) {
-            dev_err!(dev, "refusing attribute {}: {}\n", attr.name(), why);
-            return Err(EOPNOTSUPP);
-        }
-        if !reserved_ram && sys::system_ram_overlap(&range)? == RamOverlap::Intersects {
+        if !reserved_ram && iomem::system_ram_overlap(&range)? == RamOverlap::Intersects {
             dev_err!(
                 dev,
                 "refusing {:#x}-{:#x}: overlaps System RAM (reserve it first, e.g. memmap=SIZE$BASE)\n",
@@ -128,10 +171,45 @@ impl Region {
             );
             return Err(EINVAL);
         }
-        let claim = if reserved_ram {
-            sys::claim_reserved_ram(&range, CLAIM_NAME).ok()
+        let unlisted = match (reserved_ram, listing::check(&range)?) {
+            (true, _) | (false, Ok(())) => false,
+            (false, Err(what)) if allow_unlisted => {
+                dev_warn!(
+                    dev,
+                    "{:#x}-{:#x} is not listed as reserved memory ({}); claimed because allow_unlisted=1, default attribute uc\n",
+                    range.base(),
+                    range.last(),
+                    what
+                );
+                true
+            }
+            (false, Err(what)) => {
+                dev_err!(
+                    dev,
+                    "refusing {:#x}-{:#x}: not reserved memory: {} (allow_unlisted=1 claims it anyway)\n",
+                    range.base(),
+                    range.last(),
+                    what
+                );
+                return Err(EINVAL);
+            }
+        };
+        let attr = attr.unwrap_or(if unlisted {
+            CacheAttr::Uncached
         } else {
-            sys::claim_iomem(&range, CLAIM_NAME)
+            CacheAttr::WriteBack
+        });
+        if let Some(why) = unsupported(attr, reserved_ram) {
+            dev_err!(dev, "refusing attribute {}: {}\n", attr.name(), why);
+            return Err(EOPNOTSUPP);
+        }
+        let claim_name = CString::try_from(CLAIM_NAME)?;
+        let claim = if reserved_ram {
+            InsertedClaim::new(&range, claim_name)
+                .ok()
+                .map(Claim::Inserted)
+        } else {
+            RequestedClaim::new(&range, claim_name).map(Claim::Requested)
         };
         let claim = claim.ok_or_else(|| {
             dev_err!(
@@ -162,10 +240,17 @@ impl Region {
                     opens: 0,
                 }),
                 memtype <- new_mutex!(None),
+                unlisted,
+                attachments <- new_mutex!(KVec::new()),
                 _claim: claim,
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Whether the range is not listed as reserved memory (claimed with `allow_unlisted`).
+    pub(crate) fn unlisted(&self) -> bool {
+        self.unlisted
     }
 
     pub(crate) fn range(&self) -> &PhysRange {
@@ -199,7 +284,8 @@ impl Region {
     fn flags(&self) -> u32 {
         let state = self.state.lock();
         let busy = if state.maps > 0 { abi::MR_BUSY } else { 0 };
-        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy
+        let unlisted = if self.unlisted { abi::MR_UNLISTED } else { 0 };
+        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy | unlisted
     }
 
     /// What `CARVEOUT_GET_INFO` reports.
@@ -254,20 +340,22 @@ impl Region {
         flags: usize,
     ) -> usize {
         let (first, _) = self.pfns();
-        sys::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
+        pfn_vma::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
     }
 
     /// Maps the window of the region that `vma` asks for (its page offset and length), with
-    /// the region's cache attribute.
+    /// the region's cache attribute: 2 MiB entries, filled at fault time, where the addresses
+    /// allow it and the attribute fits them; otherwise every page now, with 4 KiB entries.
     ///
     /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
     /// does not lie inside the region; `EACCES` for a writable mapping of a write-protected
-    /// region.
-    pub(crate) fn map(&self, vma: &VmaNew) -> Result {
-        if !sys::vma_is_shared(vma) {
+    /// region; `EBUSY` when the kernel would give the mapping another memory type than the
+    /// region's (another mapping of the range recorded one first), with a line saying which.
+    pub(crate) fn map(self: &Arc<Self>, vma: &VmaNew) -> Result {
+        if !pfn_vma::is_shared(vma) {
             return Err(EINVAL);
         }
-        let offset = sys::vma_page_offset(vma)
+        let offset = pfn_vma::page_offset(vma)
             .checked_mul(PAGE_SIZE as u64)
             .ok_or(EINVAL)?;
         let len = (vma.end() - vma.start()) as u64;
@@ -294,34 +382,192 @@ impl Region {
                 return Err(err);
             }
         }
-        sys::set_cache_attr(vma, attr);
-        // 2 MiB entries, filled at fault time, when the addresses allow it: the memory type is
-        // then recorded for the whole range while mapped. Otherwise (and for reserve_mem RAM,
-        // which the kernel's direct map already types) every page is mapped now.
-        if !self.reserved_ram && sys::can_map_huge(vma, window) {
-            if memtype.is_none() {
-                *memtype = MemtypeHold::reserve(&self.range, vma).ok();
+        pfn_vma::set_cache_mode(vma, attr.cache_mode());
+        // 2 MiB entries, filled at fault time: the memory type is then recorded for the whole
+        // range while mapped. Otherwise (and for reserve_mem RAM, which the kernel's direct map
+        // already types) every page is mapped now, and the kernel records the type per VMA.
+        let huge =
+            !self.reserved_ram && attr.fits_huge_entries() && pfn_vma::can_map_huge(vma, window);
+        if huge && memtype.is_none() {
+            match MemtypeHold::reserve(&self.range, attr.cache_mode()) {
+                Ok(hold) => *memtype = Some(hold),
+                Err(HoldError::Conflict(in_force)) => {
+                    drop(memtype);
+                    self.vma_closed();
+                    return Err(self.type_conflict(attr, in_force));
+                }
+                // No record (no memory): every page now, as below.
+                Err(HoldError::Failed(_)) => {}
             }
-            if memtype.is_some() {
-                drop(memtype);
-                // SAFETY: The VMA holds its file, and the file holds an `Arc` of this region
-                // until it is released, after the last VMA of it is closed.
-                unsafe { sys::map_on_fault(vma, self) };
-                return Ok(());
-            }
+        }
+        if huge && memtype.is_some() {
+            drop(memtype);
+            pfn_vma::map_on_fault(vma, self.clone());
+            return Ok(());
         }
         drop(memtype);
-        if let Err(err) = sys::map_window(vma, window) {
-            self.vma_closed();
-            return Err(err);
+        match pfn_vma::map_now(vma, window, self.clone()) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.vma_closed();
+                Err(match err {
+                    MapError::Conflict(in_force) => self.type_conflict(attr, in_force),
+                    MapError::Failed(err) => err,
+                })
+            }
         }
-        // SAFETY: As above.
-        unsafe { sys::count_mappings(vma, self) };
+    }
+
+    /// Maps the whole region for the PCI device `device` (`0000:00:03.0`) and returns the
+    /// address the device must use for its first byte, and whether an IOMMU translates it.
+    ///
+    /// `EINVAL` for a name that is not one, `ENODEV` for no such PCI device, `EEXIST` for a
+    /// device already attached, `ERANGE` for a device that cannot reach the region (its DMA
+    /// mask, with no IOMMU translating) or whose transfers would be bounced, `ENOMEM` when the
+    /// DMA API refuses. Each says why in one line.
+    pub(crate) fn attach(&self, device: &CStr) -> Result<(u64, Translation)> {
+        let name = device.to_str().unwrap_or("?");
+        let mut attachments = self.attachments.lock();
+        if attachments.iter().any(|a| a.name() == device) {
+            pr_err!(
+                "{}: attach {}: already attached\n",
+                self.display_name(),
+                name
+            );
+            return Err(EEXIST);
+        }
+        let attachment = DmaAttachment::new(device, &self._claim).map_err(|err| {
+            let (errno, why, mask) = match err {
+                AttachError::NoDevice => (ENODEV, "no such PCI device", None),
+                AttachError::OutOfReach(mask) => (
+                    ERANGE,
+                    "no IOMMU translates for it and its DMA mask does not reach the region",
+                    Some(mask),
+                ),
+                AttachError::WouldBounce => (
+                    ERANGE,
+                    "the DMA API would bounce its transfers through another buffer",
+                    None,
+                ),
+                AttachError::Refused => (ENOMEM, "the DMA API refused to map the region", None),
+                AttachError::Failed(err) => (err, "mapping the region failed", None),
+            };
+            pr_err!(
+                "{}: attach {}: {} ({:#x}-{:#x}{}{:#x})\n",
+                self.display_name(),
+                name,
+                why,
+                self.range.base(),
+                self.range.last(),
+                if mask.is_some() { ", DMA mask " } else { "" },
+                mask.unwrap_or(0)
+            );
+            errno
+        })?;
+        let reached = (
+            attachment.bus_address().unwrap_or(0),
+            attachment.translation(),
+        );
+        attachments.push(attachment, GFP_KERNEL)?;
+        pr_info!(
+            "{}: attached {}: bus address {:#x} ({})\n",
+            self.display_name(),
+            name,
+            reached.0,
+            match reached.1 {
+                Translation::Translated => "translated by its IOMMU",
+                Translation::Direct => "the physical address",
+            }
+        );
+        Ok(reached)
+    }
+
+    /// Unmaps the region for `device` and drops the reference to it; `ENOENT` if it is not
+    /// attached.
+    pub(crate) fn detach(&self, device: &CStr) -> Result {
+        let mut attachments = self.attachments.lock();
+        let index = attachments
+            .iter()
+            .position(|a| a.name() == device)
+            .ok_or(ENOENT)?;
+        drop(attachments.remove(index)?);
         Ok(())
+    }
+
+    /// The bus address and translation of the region for `device`: `ENOENT` if not attached,
+    /// `ENODEV` if the device has been removed since.
+    pub(crate) fn attachment(&self, device: &CStr) -> Result<(u64, Translation)> {
+        let attachments = self.attachments.lock();
+        let attachment = attachments
+            .iter()
+            .find(|a| a.name() == device)
+            .ok_or(ENOENT)?;
+        let bus = attachment.bus_address().ok_or(ENODEV)?;
+        Ok((bus, attachment.translation()))
+    }
+
+    /// Calls `line` for each attached device: its name, bus address (`None` once removed) and
+    /// translation.
+    pub(crate) fn each_attachment(
+        &self,
+        mut line: impl FnMut(&CStr, Option<u64>, Translation) -> core::fmt::Result,
+    ) -> core::fmt::Result {
+        for attachment in self.attachments.lock().iter() {
+            line(
+                attachment.name(),
+                attachment.bus_address(),
+                attachment.translation(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes back and invalidates the CPU's cache lines of `[offset, offset + len)` of the
+    /// region (WB, WT), or orders the CPU's memory accesses (UC, WC), for a device that does
+    /// not snoop. `EINVAL` for an unaligned or empty piece, `ENXIO` beyond the region.
+    pub(crate) fn sync(&self, offset: u64, len: u64) -> Result {
+        let page = PAGE_SIZE as u64;
+        if len == 0 || offset % page != 0 || len % page != 0 {
+            return Err(EINVAL);
+        }
+        let window = self.range.window(offset, len).map_err(|err| match err {
+            WindowError::OutOfRange => ENXIO,
+            WindowError::Overflow => EINVAL,
+        })?;
+        let piece = PhysRange::new(window.phys, window.len).map_err(|_| EINVAL)?;
+        // The attribute cannot change meanwhile only while mapped; a flush of the old type's
+        // lines is harmless either way.
+        cache::write_back_invalidate(&piece, self.attr().cache_mode())
+    }
+
+    fn display_name(&self) -> &str {
+        self.name.to_str().unwrap_or("?")
+    }
+
+    /// Says that a mapping at `attr` would get `in_force` instead (or was refused by the
+    /// kernel's memory-type tracking), and gives the errno for it.
+    fn type_conflict(&self, attr: CacheAttr, in_force: Option<CacheMode>) -> Error {
+        pr_err!(
+            "{}: refusing a {} mapping of {:#x}-{:#x}: {} is in force for the range (another mapping of it, e.g. /dev/mem, recorded that type first)\n",
+            self.display_name(),
+            attr.name(),
+            self.range.base(),
+            self.range.last(),
+            in_force.map_or("another memory type", CacheMode::name)
+        );
+        EBUSY
     }
 }
 
-impl MapCounter for Region {
+impl PfnSource for Region {
+    fn pfns(&self) -> (usize, usize) {
+        // Physical addresses fit in `usize` on the 64-bit machines PAT and huge entries exist on.
+        (
+            (self.range.base() >> PAGE_SHIFT) as usize,
+            (self.range.size() >> PAGE_SHIFT) as usize,
+        )
+    }
+
     fn vma_opened(&self) {
         self.state.lock().maps += 1;
     }
@@ -339,22 +585,12 @@ impl MapCounter for Region {
     }
 }
 
-impl PfnSource for Region {
-    fn pfns(&self) -> (usize, usize) {
-        // Physical addresses fit in `usize` on the 64-bit machines PAT and huge entries exist on.
-        (
-            (self.range.base() >> PAGE_SHIFT) as usize,
-            (self.range.size() >> PAGE_SHIFT) as usize,
-        )
-    }
-}
-
 /// Why `attr` cannot be given to a region (`reserved_ram`: memory from `reserve_mem=`), if it
 /// cannot: never silently downgraded.
 fn unsupported(attr: CacheAttr, reserved_ram: bool) -> Option<&'static str> {
     if reserved_ram && attr != CacheAttr::WriteBack {
         Some("reserve_mem memory is System RAM the kernel maps write-back; only wb")
-    } else if attr.needs_pat() && !sys::pat_enabled() {
+    } else if attr.needs_pat() && !memtype::pat_enabled() {
         Some("this CPU has no PAT in use")
     } else {
         None

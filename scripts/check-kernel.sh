@@ -3,7 +3,10 @@
 # (a kernel build tree, or an installed headers directory such as /lib/modules/REL/build), and
 # stops saying what is missing and how to get it:
 #   - a prepared build directory (Makefile, .config results, Module.symvers, fixdep, modpost)
-#   - CONFIG_RUST=y
+#   - CONFIG_RUST=y, and what the module itself uses: x86-64 (CONFIG_X86_64), PAT
+#     (CONFIG_X86_PAT: cache attributes), transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE:
+#     thp_get_unmapped_area, 2 MiB entries) and configfs (CONFIG_CONFIGFS_FS); each missing one
+#     is named
 #   - the Rust build files: rust/lib*.rmeta for every crate a module links against, the
 #     proc-macro libraries (rust/libmacros.so ...), the target spec (scripts/target.json)
 #   - the rustc the kernel was built with ($RUSTC, default rustc): crate metadata only loads
@@ -31,6 +34,15 @@ conf=$kdir/include/config/auto.conf
 
 grep -q '^CONFIG_RUST=y' "$conf" || die "the kernel in $kdir is built without CONFIG_RUST" \
     "$get_kernel"
+# What the module uses beyond Rust: each option missing is named.
+needed=(X86_64 X86_PAT TRANSPARENT_HUGEPAGE CONFIGFS_FS)
+absent=()
+for option in "${needed[@]}"; do
+    grep -q "^CONFIG_$option=y" "$conf" || absent+=("CONFIG_$option")
+done
+((${#absent[@]} == 0)) || die "the kernel in $kdir is built without ${absent[*]}: carveout needs" \
+    "x86-64 (CONFIG_X86_64), PAT (CONFIG_X86_PAT), transparent huge pages" \
+    "(CONFIG_TRANSPARENT_HUGEPAGE) and configfs (CONFIG_CONFIGFS_FS)" "$get_kernel"
 
 for f in Module.symvers scripts/basic/fixdep scripts/mod/modpost; do
     [[ -e $kdir/$f ]] || die "$kdir has no $f: the build directory is not prepared for modules" \

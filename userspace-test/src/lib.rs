@@ -21,11 +21,13 @@ pub mod devmem;
 pub mod edu;
 mod error;
 pub mod iomem;
+pub mod iommu;
 pub mod memmap;
 pub mod pattern;
 pub mod plan;
 pub mod ptdump;
 mod region;
+pub mod vfio;
 
 pub use error::{errno_name, Error, Op, Result};
 pub use pattern::Mismatch;
