@@ -60,17 +60,11 @@ struct carveout_info {
  * GET fills every field; `flags` holds the attribute bit and the state flags.
  * SET reads only `flags`, which must hold exactly one attribute bit and nothing else
  * (state flags are the driver's to report; base and len cannot change: FIXBASE, FIXLEN);
-<<<<<<< HEAD
  * `base`, `len`, `__pad0` and `owner` must be zero, so that they can be given a meaning
  * later (zero the whole struct, then set `flags`; do not send back what GET returned).
  * SET needs the device opened for writing. Errors:
  *   EINVAL      no, several or unknown bits in `flags`, or a non-zero base, len, __pad0
  *               or owner
-=======
- * `base`, `len`, `__pad0` and `owner` must be zero (EINVAL otherwise).
- * SET needs the device opened for writing. Errors:
- *   EINVAL      no, several or unknown bits in `flags`, or another field not zero
->>>>>>> main
  *   EBUSY       the region is mapped (changing the memory type under a mapping would
  *               alias two memory types for the same page)
  *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded)

@@ -1,18 +1,11 @@
-<<<<<<< HEAD
 //! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree, and is
-//! what they set aside RAM rather than memory the firmware itself reserved?
+//! what they set aside RAM rather than memory the firmware itself reserved? And can the PCI
+//! devices named reach the regions at their physical addresses, or does an IOMMU stand in
+//! between?
 //!
 //! Pure: the caller reads the sources (the firmware's own map too, `/sys/firmware/memmap`,
 //! where a `memmap=$` range is still `System RAM`), [`check`] compares them and says, in
 //! words, what is wrong.
-=======
-//! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree? And can the
-//! PCI devices named reach the regions at their physical addresses, or does an IOMMU stand
-//! in between?
-//!
-//! Pure: the caller reads the sources, [`check`] compares them and says, in words, what is
-//! wrong.
->>>>>>> main
 
 use std::path::PathBuf;
 
@@ -59,10 +52,8 @@ pub struct Input {
     pub regions: Vec<RegionView>,
     /// Region nodes that could not be asked (with the error, in words).
     pub region_errors: Vec<String>,
-<<<<<<< HEAD
     /// The firmware's own memory map (`/sys/firmware/memmap`), or why it is missing.
     pub firmware: Result<FirmwareMap, String>,
-=======
     /// The PCI devices named (`--pci`), as sysfs describes them, or why they could not be
     /// read.
     pub pci: Vec<Result<PciIommu, String>>,
@@ -126,7 +117,6 @@ fn pci_findings(pci: &[Result<PciIommu, String>], _attached: &Attachments) -> Ve
         out.push(Finding { level, message });
     }
     out
->>>>>>> main
 }
 
 fn is_claim(name: &str) -> bool {
@@ -418,11 +408,8 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
             iomem: Iomem::parse(iomem),
             regions,
             region_errors: Vec::new(),
-<<<<<<< HEAD
             firmware: FirmwareMap::from_text(FIRMWARE, "/sys/firmware/memmap"),
-=======
             pci: Vec::new(),
->>>>>>> main
         }
     }
 

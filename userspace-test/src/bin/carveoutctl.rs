@@ -715,14 +715,11 @@ fn cmd_check(
         iomem,
         regions,
         region_errors,
-<<<<<<< HEAD
         firmware: firmware_memmap(),
-=======
         pci: pci
             .iter()
             .map(|bdf| PciIommu::read(bdf).map_err(|e| e.to_string()))
             .collect(),
->>>>>>> main
     };
     let findings = check::check(&input);
     let ok = check::consistent(&findings);
