@@ -545,12 +545,7 @@ impl Region {
         }
         .map_err(|errno| self.refused(op(), errno))?;
         let start = reserve as usize;
-        let shift = match placement {
-            Placement::Huge => phys % HUGE,
-            _ => (phys + PAGE) % HUGE,
-        };
-        // Below `start + 2 MiB` plus less than 2 MiB: the mapping ends inside the reservation.
-        let addr = start.next_multiple_of(HUGE as usize) + shift as usize;
+        let addr = placed_address(start, phys, placement);
         // SAFETY: `addr..addr + window_len` lies inside our own reservation, which it replaces
         // in part; nothing refers to the reservation.
         let mapped = unsafe {
@@ -595,6 +590,18 @@ impl Region {
     pub fn access(&self) -> Access {
         self.access
     }
+}
+
+/// The user address for a mapping of physical address `phys` placed as `placement` says,
+/// inside a reservation starting at `start` that is 4 MiB longer than the mapping: the next
+/// 2 MiB boundary plus `phys`'s offset in its 2 MiB block (`Huge`), or that offset plus 4 KiB
+/// (`Small`), so under `start + 4 MiB`.
+fn placed_address(start: usize, phys: u64, placement: Placement) -> usize {
+    let shift = match placement {
+        Placement::Small => (phys + PAGE) % HUGE,
+        Placement::Huge | Placement::Kernel => phys % HUGE,
+    };
+    start.next_multiple_of(HUGE as usize) + shift as usize
 }
 
 /// A mapping of region memory; unmapped on drop.
@@ -823,6 +830,28 @@ mod tests {
             flag_names(abi::MR_UNCACHEABLE | abi::MR_UNLISTED | abi::MR_ACTIVE),
             ["uc", "unlisted", "active"]
         );
+    }
+
+    #[test]
+    fn placements_keep_or_break_the_2m_congruence() {
+        const M2: usize = 2 << 20;
+        for (start, phys) in [
+            (0x7f00_0000_1000, 0x800_0000u64),
+            (0x7f00_0020_0000, 0x800_0000 + 0x30_0000),
+            (0x7f00_001f_f000, 0x1_8000_0000 + 0x1f_f000),
+        ] {
+            let huge = placed_address(start, phys, Placement::Huge);
+            let small = placed_address(start, phys, Placement::Small);
+            assert_eq!((huge as u64 ^ phys) % M2 as u64, 0, "{huge:#x} / {phys:#x}");
+            assert_eq!((small as u64).wrapping_sub(phys) % M2 as u64, 4096);
+            for addr in [huge, small] {
+                assert!(
+                    addr >= start && addr < start + 2 * M2,
+                    "{addr:#x} from {start:#x}"
+                );
+                assert_eq!(addr % 4096, 0);
+            }
+        }
     }
 
     #[test]
