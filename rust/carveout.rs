@@ -41,8 +41,7 @@ use crate::{
     platform_device::{
         Memory,
         PlatformDeviceRegistration,
-        RegionSpec,
-        DRIVER_NAME, //
+        RegionSpec, //
     },
     range::PhysRange,
     region::Region, //
@@ -94,11 +93,10 @@ struct CarveoutModule {
 
 impl kernel::InPlaceModule for CarveoutModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        driver::init_locks();
         let spec = param_spec();
         try_pin_init!(Self {
             _nodes <- NodeClass::register(module),
-            _driver <- Registration::new(DRIVER_NAME, module),
+            _driver <- Registration::new(platform_device::DRIVER_NAME, module),
             _param_region: match spec? {
                 Some(spec) => Some(driver::create_region(&spec, Some(0), None)?),
                 None => None,

@@ -18,9 +18,9 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    kernel_ext::configfs_item::ConfigItemDependency,
     node,
-    region::Region,
-    sys::ConfigItemDependency, //
+    region::Region, //
 };
 
 /// An open `/dev/carveout*`. It holds the region, so the claim stays while the file (or a

@@ -39,9 +39,9 @@ use kernel::{
 use crate::{
     chardev,
     region::Region,
-    sys::{
-        ConfigItem,
-        ConfigItemRef, //
+    kernel_ext::configfs_item::{
+        ConfigItemRef,
+        GroupLink, //
     },
 };
 
@@ -72,7 +72,7 @@ struct NodeEntry {
     region: Arc<Region>,
     /// The configfs directory the region was made from, if it was: while the node is in the
     /// table the directory is alive (its removal removes the node first).
-    config_item: Option<ConfigItem>,
+    config_item: Option<GroupLink>,
 }
 
 /// The nodes by minor, and what makes new ones.
@@ -250,7 +250,7 @@ impl RegionNode {
         parent: &Device,
         spec: NodeSpec,
         region: Arc<Region>,
-        config_item: Option<ConfigItem>,
+        config_item: Option<GroupLink>,
     ) -> Result<Self> {
         let device = KBox::new(
             NodeDevice {
