@@ -108,8 +108,10 @@ impl<'a> Properties<'a> {
 /// `type_id` comes first (`repr(C)`) so that [`handoff`] can check the type before it looks at
 /// anything else.
 #[repr(C)]
+#[pin_data]
 pub(crate) struct Handoff<T: 'static> {
     type_id: TypeId,
+    #[pin]
     value: T,
 }
 
