@@ -15,8 +15,7 @@ use kernel::{
         Core,
         Device, //
     },
-    new_mutex,
-    platform,
+    new_mutex, platform,
     prelude::*,
     str::CString,
     sync::{
@@ -54,7 +53,9 @@ impl platform::Driver for CarveoutDriver {
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
         // `None` for a device that firmware describes: nobody waits for its outcome.
         let handoff = platform_device::handoff::<ProbeHandoff>(pdev);
-        let config_item = handoff.as_ref().and_then(|handoff| handoff.config_item.clone());
+        let config_item = handoff
+            .as_ref()
+            .and_then(|handoff| handoff.config_item.clone());
         let bound = describe_and_claim(pdev.as_ref()).and_then(|(spec, region)| {
             let node = RegionNode::register(pdev.as_ref(), spec, region.clone(), config_item)?;
             Ok((node, region))

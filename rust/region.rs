@@ -181,6 +181,12 @@ impl Region {
         self.state.lock().maps
     }
 
+    /// Whether the region is left out of listings (the lead's `Region::unlisted` replaces
+    /// this placeholder on merge).
+    pub(crate) fn unlisted(&self) -> bool {
+        false
+    }
+
     /// Whether a file has the region open (a mapping keeps its file open).
     pub(crate) fn in_use(&self) -> bool {
         self.state.lock().opens > 0

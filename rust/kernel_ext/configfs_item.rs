@@ -135,7 +135,12 @@ impl GroupAnchor {
         let init = move |slot: *mut Self| {
             link.0.lock().anchor = slot.addr();
             // SAFETY: `slot` is valid for writes by the closure's contract.
-            unsafe { slot.write(Self { link, _pin: PhantomPinned }) };
+            unsafe {
+                slot.write(Self {
+                    link,
+                    _pin: PhantomPinned,
+                })
+            };
             // INVARIANT: The address is recorded above.
             Ok(())
         };

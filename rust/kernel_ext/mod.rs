@@ -6,5 +6,9 @@
 //! safe function's soundness rests on its caller. `unsafe` and `bindings::` belong here; the
 //! driver's own files call only safe code.
 
+pub(crate) mod chrdev;
+pub(crate) mod class;
+pub(crate) mod class_device;
 pub(crate) mod configfs_item;
+pub(crate) mod global_lock;
 pub(crate) mod platform_device;

@@ -156,7 +156,10 @@ impl<T: Send + Sync + 'static> Registration<T> {
             GFP_KERNEL,
         )?;
         let mut properties = properties;
-        properties.push_u64(PROP_HANDOFF, Arc::as_ptr(&handoff).expose_provenance() as u64)?;
+        properties.push_u64(
+            PROP_HANDOFF,
+            Arc::as_ptr(&handoff).expose_provenance() as u64,
+        )?;
         // The terminator.
         properties.push(bindings::property_entry::default())?;
         let info = bindings::platform_device_info {
