@@ -199,11 +199,13 @@ impl ConfigItemRef {
     /// lock: do not call it from a callback of the same configfs tree (it would deadlock).
     pub(crate) fn depend(&self) -> Result<ConfigItemDependency> {
         let item = self.item.as_ptr();
-        // SAFETY: The item is alive by the type invariant and is a group's item, linked into
-        // a subsystem, which set `cg_subsys`.
+        // SAFETY: The item is alive by the type invariant and is a group's item. configfs sets
+        // `cg_subsys` when it links the group and clears it when it unlinks it, under its own
+        // lock; a racing read sees either value, and `configfs_depend_item` refuses an item
+        // that is no longer in the tree.
         let subsys = unsafe {
             let group = kernel::container_of!(item, bindings::config_group, cg_item);
-            (*group).cg_subsys
+            (&raw const (*group).cg_subsys).read_volatile()
         };
         if subsys.is_null() {
             return Err(ENOENT);

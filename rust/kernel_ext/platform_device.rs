@@ -34,7 +34,8 @@ use kernel::{
 };
 
 /// The property carrying a [`Handoff`]'s address. Only [`Registration::register`] sets it: a
-/// software node is made only by kernel code, and this property name belongs to this file.
+/// software node is made only by kernel code, this property name belongs to this file, and
+/// [`handoff`] trusts it on software nodes only.
 const PROP_HANDOFF: &CStr = c"rust,platform-handoff";
 
 /// The properties of a platform device being described, terminated for the C side.
@@ -222,10 +223,16 @@ pub(crate) fn handoff<T: Send + Sync + 'static>(
     pdev: &platform::Device<Bound>,
 ) -> Option<Arc<Handoff<T>>> {
     let dev: &Device<Bound> = pdev.as_ref();
-    let address = dev
-        .fwnode()?
-        .property_read::<u64>(PROP_HANDOFF)
-        .optional()?;
+    let node = dev.fwnode()?;
+    // `FwNode` is a transparent wrapper of `struct fwnode_handle` (its `as_raw` is private to
+    // the kernel crate).
+    let raw = core::ptr::from_ref(node).cast::<bindings::fwnode_handle>();
+    // SAFETY: `raw` is a valid firmware node for the call. Only kernel code makes software
+    // nodes: device-tree and ACPI nodes (overlays included) never pass this check.
+    if !unsafe { bindings::is_software_node(raw) } {
+        return None;
+    }
+    let address = node.property_read::<u64>(PROP_HANDOFF).optional()?;
     let handoff = core::ptr::with_exposed_provenance::<Handoff<T>>(usize::try_from(address).ok()?);
     // SAFETY: Only `Registration::register` sets `PROP_HANDOFF`, to the address of a live
     // `Handoff<U>` (`repr(C)`, `type_id` first) that it keeps alive until the device is
