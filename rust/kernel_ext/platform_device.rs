@@ -237,7 +237,8 @@ pub(crate) fn handoff<T: Send + Sync + 'static>(
     // SAFETY: Only `Registration::register` sets `PROP_HANDOFF`, to the address of a live
     // `Handoff<U>` (`repr(C)`, `type_id` first) that it keeps alive until the device is
     // unregistered; `pdev` is bound, and a bound device is not unregistered (unregistering
-    // unbinds it first, waiting for its probe). Reading the `TypeId` is therefore valid whatever `U` is.
+    // unbinds it first, waiting for its probe). Reading the `TypeId` is therefore valid
+    // whatever `U` is.
     let type_id = unsafe { (&raw const (*handoff).type_id).read() };
     if type_id != TypeId::of::<T>() {
         return None;
