@@ -99,48 +99,64 @@ parallel_write() {
     wait $pids
 }
 
-case_parallel_enable() {
-    insmod "$MOD" || return 1
-    for r in $parallel_regions; do
-        mkdir "$PCFS/$r" || return 1
-        hex "$(parallel_base "$r")" >"$PCFS/$r/base" || return 1
-        hex "$(parallel_size "$r")" >"$PCFS/$r/size" || return 1
+# parallel_round NAME: one round of case_parallel_enable (module loaded, directories made).
+parallel_round() {
+    rok=0
+    parallel_write 1
+    for r in p0 p1 p2 p3 p4 p5; do
+        [ "$(cat "/tmp/enable.$r.rc")" = 0 ] || { say "$1: enable $r: $(cat "/tmp/enable.$r.err")"; rok=1; }
+        probe_region_ok "/dev/carveout/$r" "carveout-$r" "$(parallel_base "$r")" "$(parallel_size "$r")" || rok=1
     done
-    ok=0
-    for round in 1 2; do
-        parallel_write 1
-        for r in p0 p1 p2 p3 p4 p5; do
-            [ "$(cat "/tmp/enable.$r.rc")" = 0 ] || { say "round $round: enable $r: $(cat "/tmp/enable.$r.err")"; ok=1; }
-            probe_region_ok "/dev/carveout/$r" "carveout-$r" "$(parallel_base "$r")" "$(parallel_size "$r")" || ok=1
-        done
-        # Exactly one of x and y has the contested range; the other was refused with EBUSY.
-        won=""
-        for r in x y; do
-            if [ "$(cat "/tmp/enable.$r.rc")" = 0 ]; then
-                won="$won$r"
-                probe_region_ok "/dev/carveout/$r" "carveout-$r" "$(parallel_base "$r")" "$(parallel_size "$r")" || ok=1
-            else
-                grep -q busy "/tmp/enable.$r.err" || { say "round $round: $r refused with $(cat "/tmp/enable.$r.err")"; ok=1; }
-                [ "$(cat "$PCFS/$r/enable")" = 0 ] || { say "$r refused but enabled"; ok=1; }
-                [ ! -e "/dev/carveout/$r" ] || { say "$r refused but has a node"; ok=1; }
-            fi
-        done
-        case $won in x | y) say "round $round: $won has the contested range" ;; *) say "round $round: '$won' enabled"; ok=1 ;; esac
-        claims=$(grep -c ' : carveout$' /proc/iomem)
-        [ "$claims" = 7 ] || { say "round $round: $claims claims, expected 7"; ok=1; }
-        nodes=$(class_nodes)
-        [ "$nodes" = 7 ] || { say "round $round: $nodes nodes, expected 7"; ok=1; }
-        parallel_write 0
-        for r in $parallel_regions; do
-            [ "$(cat "/tmp/enable.$r.rc")" = 0 ] || { say "disable $r: $(cat "/tmp/enable.$r.err")"; ok=1; }
-        done
-        if iomem_has_name carveout || [ "$(class_nodes)" != 0 ]; then
-            say "round $round: claims or nodes left after disabling"
-            ok=1
+    # Exactly one of x and y has the contested range; the other was refused with EBUSY.
+    won=""
+    for r in x y; do
+        if [ "$(cat "/tmp/enable.$r.rc")" = 0 ]; then
+            won="$won$r"
+            probe_region_ok "/dev/carveout/$r" "carveout-$r" "$(parallel_base "$r")" "$(parallel_size "$r")" || rok=1
+        else
+            grep -q busy "/tmp/enable.$r.err" || { say "$1: $r refused with $(cat "/tmp/enable.$r.err")"; rok=1; }
+            [ "$(cat "$PCFS/$r/enable")" = 0 ] || { say "$1: $r refused but enabled"; rok=1; }
+            [ ! -e "/dev/carveout/$r" ] || { say "$1: $r refused but has a node"; rok=1; }
         fi
     done
+    case $won in x | y) say "$1: $won has the contested range" ;; *) say "$1: '$won' enabled"; rok=1 ;; esac
+    claims=$(grep -c ' : carveout$' /proc/iomem)
+    [ "$claims" = 7 ] || { say "$1: $claims claims, expected 7"; rok=1; }
+    nodes=$(class_nodes)
+    [ "$nodes" = 7 ] || { say "$1: $nodes nodes, expected 7"; rok=1; }
+    parallel_write 0
     for r in $parallel_regions; do
-        rmdir "$PCFS/$r" || ok=1
+        [ "$(cat "/tmp/enable.$r.rc")" = 0 ] || { say "$1: disable $r: $(cat "/tmp/enable.$r.err")"; rok=1; }
+    done
+    if iomem_has_name carveout || [ "$(class_nodes)" != 0 ]; then
+        say "$1: claims or nodes left after disabling"
+        rok=1
+    fi
+    return "$rok"
+}
+
+# Eight writers enable eight regions at once, twice with synchronous probing and twice with
+# asynchronous probing (the probes then run on other threads than the writers).
+case_parallel_enable() {
+    ok=0
+    for probing in sync async; do
+        if [ "$probing" = async ]; then
+            insmod "$MOD" async_probe=1 || return 1
+        else
+            insmod "$MOD" || return 1
+        fi
+        for r in $parallel_regions; do
+            mkdir "$PCFS/$r" || return 1
+            hex "$(parallel_base "$r")" >"$PCFS/$r/base" || return 1
+            hex "$(parallel_size "$r")" >"$PCFS/$r/size" || return 1
+        done
+        for round in 1 2; do
+            parallel_round "$probing round $round" || ok=1
+        done
+        for r in $parallel_regions; do
+            rmdir "$PCFS/$r" || ok=1
+        done
+        rmmod carveout || ok=1
     done
     [ "$ok" = 0 ] && dmesg_clean
 }
