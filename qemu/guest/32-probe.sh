@@ -6,7 +6,8 @@ PCFS=/sys/kernel/config/carveout
 PMIB=1048576
 
 # probe_region_ok NODE SYSNAME BASE SIZE: the region BASE+SIZE is claimed once inside Reserved,
-# its node NODE exists, its sysfs directory says BASE, and opening the node finds that range.
+# its node NODE exists, its sysfs directory says BASE (and `unlisted` is 0 or 1), and opening the
+# node finds that range.
 probe_region_ok() {
     last=$(($3 + $4 - 1))
     iomem_claim_inside_reserved "$3" "$last" carveout || { say "$1: no claim of $(hex "$3")-$(hex "$last")"; return 1; }
@@ -15,6 +16,8 @@ probe_region_ok() {
     [ -c "$1" ] || { say "no node $1"; return 1; }
     phys=$(cat "/sys/class/carveout/$2/phys_addr") || return 1
     [ "$phys" = "$(hex "$3")" ] || { say "$2: phys_addr $phys, expected $(hex "$3")"; return 1; }
+    unlisted=$(cat "/sys/class/carveout/$2/unlisted") || return 1
+    case $unlisted in 0 | 1) ;; *) say "$2: unlisted reads '$unlisted'"; return 1 ;; esac
     info=$(carveout-test --dev "$1" info) || { say "$1: info failed"; return 1; }
     case $info in
     "base=$(hex "$3") size=$(hex "$4") "*) ;;
