@@ -23,7 +23,6 @@ mod node;
 mod platform_device;
 mod range;
 mod region;
-mod sys;
 
 use kernel::{
     configfs::Subsystem,
@@ -42,8 +41,7 @@ use crate::{
     platform_device::{
         Memory,
         PlatformDeviceRegistration,
-        RegionSpec,
-        DRIVER_NAME, //
+        RegionSpec, //
     },
     range::PhysRange,
     region::Region, //
@@ -99,11 +97,10 @@ struct CarveoutModule {
 
 impl kernel::InPlaceModule for CarveoutModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        driver::init_locks();
         let spec = param_spec();
         try_pin_init!(Self {
             _nodes <- NodeClass::register(module),
-            _driver <- Registration::new(DRIVER_NAME, module),
+            _driver <- Registration::new(platform_device::DRIVER_NAME, module),
             _param_region: match spec? {
                 Some(spec) => Some(param_region(&spec)?),
                 None => None,
