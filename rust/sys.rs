@@ -59,14 +59,31 @@ pub(crate) fn system_ram_overlap(range: &PhysRange) -> Result<RamOverlap> {
 /// # Invariants
 ///
 /// `Requested`: `range` was claimed by `__request_region` on `iomem_resource` and is not yet
-/// released. `Inserted`: `resource` is in the iomem tree (`insert_resource`), not yet removed.
+/// released. `Inserted`: `resource` is in the iomem tree (`insert_resource`), not yet removed,
+/// and covers `range`, which is System RAM.
 pub(crate) enum IomemClaim {
     Requested {
         range: PhysRange,
     },
     Inserted {
         resource: KBox<Opaque<bindings::resource>>,
+        range: PhysRange,
     },
+}
+
+impl IomemClaim {
+    /// The claimed range.
+    pub(crate) fn range(&self) -> PhysRange {
+        match self {
+            Self::Requested { range } | Self::Inserted { range, .. } => *range,
+        }
+    }
+
+    /// Whether the claimed memory is System RAM (set aside by `reserve_mem=`), which the
+    /// kernel's direct map covers write-back.
+    pub(crate) fn is_ram(&self) -> bool {
+        matches!(self, Self::Inserted { .. })
+    }
 }
 
 /// Claims reserved memory: `range` under `name` (`request_mem_region`), nested inside whatever
@@ -117,8 +134,11 @@ pub(crate) fn claim_reserved_ram(range: &PhysRange, name: &'static CStr) -> Resu
         unsafe { bindings::remove_resource(resource.get()) };
         return Err(EBUSY);
     }
-    // INVARIANT: inserted above.
-    Ok(IomemClaim::Inserted { resource })
+    // INVARIANT: inserted above; the caller found `range` reserved by `reserve_mem=`.
+    Ok(IomemClaim::Inserted {
+        resource,
+        range: *range,
+    })
 }
 
 impl Drop for IomemClaim {
@@ -134,7 +154,7 @@ impl Drop for IomemClaim {
                     )
                 };
             }
-            Self::Inserted { resource } => {
+            Self::Inserted { resource, .. } => {
                 // SAFETY: in the tree by the type invariant, and removed only here.
                 unsafe { bindings::remove_resource(resource.get()) };
             }

@@ -5,3 +5,6 @@
 //! own what they free (`# Invariants` on the type, `// INVARIANT:` where it is built), and no
 //! safe function's soundness rests on its caller. `unsafe` and `bindings::` belong here; the
 //! driver's own files call only safe code.
+
+pub(crate) mod phys_window;
+pub(crate) mod task;
