@@ -4,6 +4,9 @@
 
 use std::{io, process::ExitCode};
 
+#[path = "carveout-test/files.rs"]
+mod files;
+
 use carveout::parse_u64;
 use carveout::{abi, devmem, Access, Attr, Mismatch, Region};
 use clap::{Parser, Subcommand};
@@ -75,6 +78,12 @@ enum Command {
         #[arg(long)]
         max_mib: Option<u64>,
     },
+    /// The region as a file: read, write, pread/pwrite, readv/writev and lseek, checked
+    /// through a mapping and /dev/mem.
+    File {
+        #[command(subcommand)]
+        check: files::FileCheck,
+    },
     /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
     DevmemVerify {
         #[arg(long, value_parser = parse_u64)]
@@ -120,6 +129,9 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     }
     if let Command::DevmemVerify { phys, len, seed } = cli.command {
         return Ok(devmem::verify(phys, len, seed)?.map_err(|m| mismatch("/dev/mem", m)));
+    }
+    if let Command::File { check } = &cli.command {
+        return files::run(&cli.dev, check);
     }
     let region = Region::open(&cli.dev)?;
     let info = region.info()?;
@@ -202,7 +214,9 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             Ok(())
         }
         Command::WpCheck => wp_check(&region, info.size),
-        Command::DevmemVerify { .. } | Command::Hog { .. } => unreachable!("handled above"),
+        Command::DevmemVerify { .. } | Command::Hog { .. } | Command::File { .. } => {
+            unreachable!("handled above")
+        }
     })
 }
 

@@ -636,7 +636,7 @@ fn cmd_restore(file: &Path, offset: u64, spec: Option<&str>, json: bool) -> Res<
     let name = file.display().to_string();
     let mut src = fs::File::open(file).map_err(|e| fail(format!("{name}: {e}")))?;
     let meta = src.metadata().map_err(|e| fail(format!("{name}: {e}")))?;
-    let file_len = meta.is_file().then(|| meta.len());
+    let file_len = meta.is_file().then_some(meta.len());
     let bar = progress(file_len.unwrap_or(0), "restore", json);
     let summary = transfer::restore(
         &region,
