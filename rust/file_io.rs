@@ -43,7 +43,8 @@ use crate::{
             CacheMode,
             PhysWindow, //
         },
-        task,
+        ratelimit,
+        task, //
     },
     region::{
         Region,
@@ -54,6 +55,15 @@ use crate::{
 /// The most bytes one piece of a transfer maps and copies: 2 MiB. Pieces end at physical
 /// 2 MiB boundaries, so a piece is one aligned block (or part of one) of physical memory.
 pub(crate) const PIECE: u64 = 2 << 20;
+
+/// Says why a request was refused, in one `dmesg` line, unless too many were said lately.
+macro_rules! refused {
+    ($($arg:tt)*) => {
+        if ratelimit::refusal_may_print() {
+            pr_err!($($arg)*);
+        }
+    };
+}
 
 /// `SEEK_SET`, `SEEK_CUR`, `SEEK_END`: the only `whence` values the region takes.
 const SEEK_SET: c_int = 0;
@@ -129,7 +139,7 @@ fn transfer(
         let window = match PhysWindow::map(transfer.claim(), at, piece as usize, mode) {
             Ok(window) => window,
             Err(err) => {
-                pr_err!(
+                refused!(
                     "{}: cannot map {:#x}+{:#x} {} to copy it ({:?})\n",
                     region.name().to_str().unwrap_or("?"),
                     base + at,
@@ -181,14 +191,14 @@ pub(crate) fn write(region: &Region, pos: &mut i64, src: &mut IovIterSource<'_>)
     let name = region.name().to_str().unwrap_or("?");
     let started = region.start_transfer();
     if !started.attr().allows_write() {
-        pr_err!("{name}: refusing write: the region is write-protected (wp)\n");
+        refused!("{name}: refusing write: the region is write-protected (wp)\n");
         return Err(EPERM);
     }
     let size = region.range().size();
     let at = *pos;
     let Some((offset, len)) = span(Direction::Write, at, src.len(), size).inspect_err(|err| {
         if *err == ENOSPC {
-            pr_err!("{name}: refusing write at {at:#x}: the region ends at {size:#x}\n");
+            refused!("{name}: refusing write at {at:#x}: the region ends at {size:#x}\n");
         }
     })?
     else {
@@ -206,7 +216,7 @@ pub(crate) fn write(region: &Region, pos: &mut i64, src: &mut IovIterSource<'_>)
 /// `SEEK_END`; `EINVAL` for any other.
 pub(crate) fn seek_end(region: &Region, whence: c_int) -> Result<i64> {
     if !(SEEK_SET..=SEEK_END).contains(&whence) {
-        pr_err!(
+        refused!(
             "{}: refusing lseek whence {whence}: only SEEK_SET, SEEK_CUR and SEEK_END\n",
             region.name().to_str().unwrap_or("?")
         );

@@ -26,11 +26,16 @@ files_devmem() {
     dd if=/dev/mem of="$3" bs=4096 skip=$(((BASE + $1) / 4096)) count=$(($2 / 4096)) 2>/dev/null
 }
 
-# files_dmesg_has TEXT: dmesg says TEXT (fixed string) since the mark files_mark left.
-files_mark() { dmesg | wc -l >/tmp/files.mark; }
+# files_mark, then files_dmesg_has TEXT: dmesg says TEXT (fixed string) after the mark. The
+# refusal lines are rate limited (10 in 5 s): the mark waits 5 s of quiet first, so the next
+# ones print.
+files_mark() {
+    sleep 5
+    echo "files: mark" >/dev/kmsg
+}
 files_dmesg_has() {
-    dmesg | tail -n +$(($(cat /tmp/files.mark) + 1)) | grep -F -- "$1" | sed 's/^/# dmesg: /' | grep -q . ||
-        { say "dmesg does not say: $1"; return 1; }
+    dmesg | awk '/files: mark/ { n = NR } { line[NR] = $0 } END { for (i = n + 1; i <= NR; i++) print line[i] }' |
+        grep -F -- "$1" | sed 's/^/# dmesg: /' | grep -q . || { say "dmesg does not say: $1"; return 1; }
 }
 
 # The PAT records that intersect the region, one "START END TYPE" line each (hex addresses).

@@ -7,4 +7,5 @@
 //! driver's own files call only safe code.
 
 pub(crate) mod phys_window;
+pub(crate) mod ratelimit;
 pub(crate) mod task;

@@ -4,9 +4,9 @@
 //! context (`cond_resched`, `fatal_signal_pending`).
 //!
 //! C: [`include/linux/sched.h`], [`include/linux/sched/signal.h`]; the inline functions are
-//! called through `task_helpers.c`.
+//! called through `helpers.c`.
 
-// Defined in `task_helpers.c`.
+// Defined in `helpers.c`.
 extern "C" {
     fn carveout_cond_resched();
     fn carveout_fatal_signal_pending() -> bool;
