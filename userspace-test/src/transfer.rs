@@ -188,6 +188,80 @@ mod tests {
         );
     }
 
+    /// A scratch file standing in for a region node: the copies only use pread/pwrite.
+    fn scratch(name: &str, bytes: &[u8]) -> (std::path::PathBuf, Region) {
+        let path = std::env::temp_dir().join(format!("carveout-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let region = Region::open(&path).unwrap();
+        (path, region)
+    }
+
+    fn sha256(bytes: &[u8]) -> String {
+        hex(&Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn save_copies_the_range_and_sums_it() {
+        let bytes: Vec<u8> = (0..(3 << 20) + 5)
+            .map(|i: u32| (i * 7 + i / 4096) as u8)
+            .collect();
+        let (path, region) = scratch("save", &bytes);
+        let (offset, len) = (1000u64, (2 << 20) + 7);
+        let mut out = Vec::new();
+        let mut seen = Vec::new();
+        let summary = save(&region, offset, len, &mut out, "out.bin", |n| seen.push(n)).unwrap();
+        let want = &bytes[1000..1000 + len as usize];
+        assert_eq!(out, want);
+        assert_eq!(summary.bytes, len);
+        assert_eq!(summary.offset, offset);
+        assert_eq!(summary.checksum, sha256(want));
+        assert_eq!(summary.op, "save");
+        assert_eq!(seen, vec![1 << 20, 2 << 20, len]);
+        // Past the end of the "region": an error, not a short file.
+        let mut out = Vec::new();
+        let err = save(&region, 3 << 20, 64, &mut out, "out.bin", |_| {}).unwrap_err();
+        assert!(err.to_string().contains("end of file"), "{err}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn restore_writes_at_the_offset_and_refuses_too_large() {
+        let (path, region) = scratch("restore", &[0u8; 8192]);
+        let data = b"a known image".repeat(100);
+        let mut src = &data[..];
+        let summary = restore(
+            &region,
+            4096,
+            4096,
+            &mut src,
+            Some(data.len() as u64),
+            "img",
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!((summary.op, summary.bytes), ("restore", data.len() as u64));
+        assert_eq!(summary.checksum, sha256(&data));
+        let now = std::fs::read(&path).unwrap();
+        assert_eq!(&now[4096..4096 + data.len()], &data[..]);
+        assert!(now[..4096].iter().all(|b| *b == 0));
+        // Larger than the space: refused before a byte is written.
+        let big = vec![0xffu8; 4097];
+        let mut src = &big[..];
+        let err = restore(&region, 4096, 4096, &mut src, Some(4097), "big", |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("larger than the 4096 bytes"),
+            "{err}"
+        );
+        // A stream found too long once the space is full.
+        let mut src = &big[..];
+        assert!(restore(&region, 4096, 4096, &mut src, None, "-", |_| {}).is_err());
+        assert_eq!(
+            std::fs::read(&path).unwrap()[4096..4096 + data.len()],
+            data[..]
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+
     #[test]
     fn read_full_fills_from_short_reads() {
         struct Trickle(Vec<u8>);
