@@ -253,6 +253,21 @@ case_cli_restore_too_large_refused() {
     return "$ok"
 }
 
+# reserve_mem RAM (issue #7) goes through the kernel's direct map, not an ioremap: the same
+# checks on the 4 MiB region the guest sets aside by name.
+case_reserve_mem_read_write() {
+    rmmod carveout || return 1
+    insmod "$MOD" reserve_mem=cvtest || { load; return 1; }
+    ok=0
+    carveout-test file read --seed 0x4e60 || ok=1
+    carveout-test file write --seed 0x4e61 || ok=1
+    carveout-test file across-end || ok=1
+    carveout-test file offsets || ok=1
+    rmmod carveout || ok=1
+    load || ok=1
+    return "$ok"
+}
+
 suite_files() {
     load || return
     run_case read_matches_mmap case_read_matches_mmap
@@ -270,5 +285,6 @@ suite_files() {
     run_case dd_save_restore_roundtrip case_dd_save_restore_roundtrip
     run_case cli_save_restore case_cli_save_restore
     run_case cli_restore_too_large_refused case_cli_restore_too_large_refused
+    run_case reserve_mem_read_write case_reserve_mem_read_write
 }
 SUITES="$SUITES files"
