@@ -239,6 +239,15 @@ fn check_read(region: &Region, info: &abi::Info, seed: u64) -> Result<(), Failed
         &via_devmem(info, at, total)?,
     )?;
     println!("# readv(): {total} bytes at {at:#x} in three vectors match the mapping and /dev/mem");
+    // Reading and seeking changed nothing.
+    devmem::verify(info.base, info.size, seed)
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|m| {
+            fail(format!(
+                "/dev/mem after the reads: {} words differ from {:#x}",
+                m.words, m.offset
+            ))
+        })?;
     Ok(())
 }
 
