@@ -147,7 +147,7 @@ case_uc_region_read_write() {
     wait "$io"
     sed 's/^/# /' /tmp/files.io
     [ "$(cat /tmp/files.rc)" = 0 ] || { say "the transfers through the file failed"; ok=1; }
-    pieces=$(sort -u /tmp/files.pat.during | grep -vc "^$(hex "$BASE") " || true)
+    pieces=$(sort -u /tmp/files.pat.during | grep -vc "^$(printf '0x%016x 0x%016x ' "$BASE" $((BASE + SIZE)))" || true)
     say "PAT records seen during the transfers: $(sort -u /tmp/files.pat.during | wc -l) ($pieces for pieces)"
     if grep -v ' uncached-minus$' /tmp/files.pat.during | sort -u | sed 's/^/# not UC-: /' | grep -q .; then
         say "a record of another memory type appeared for the range"

@@ -602,7 +602,13 @@ fn check_read_killed(
     sink: &str,
 ) -> Result<(), Failed> {
     let size = info.size as usize;
-    let file = File::create(sink).map_err(|e| fail(format!("{sink}: {e}")))?;
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(sink)
+        .map_err(|e| fail(format!("{sink}: {e}")))?;
     file.set_len(info.size)
         .map_err(|e| fail(format!("{sink}: {e}")))?;
     // SAFETY: a fresh shared mapping of our own file; read with volatile loads only.
