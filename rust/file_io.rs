@@ -20,8 +20,9 @@
 //!   write-back). The attribute cannot change during a transfer: `CARVEOUT_SET_ATTR` returns
 //!   `EBUSY` meanwhile.
 //! - A transfer proceeds in pieces of at most [`PIECE`] bytes, aligned to physical 2 MiB
-//!   boundaries (so that a whole piece takes one 2 MiB kernel page-table entry). Each piece is
-//!   mapped, copied and unmapped before the next: nothing proportional to the request is
+//!   boundaries; each maps the region's part of its aligned 2 MiB block (so that a whole block
+//!   takes one 2 MiB kernel page-table entry). Each piece is mapped, copied and unmapped
+//!   before the next: nothing proportional to the request is
 //!   allocated and no mapping outlives the call. Between pieces the task yields the CPU if
 //!   another should run, and a fatal signal ends the transfer with the bytes done so far (or
 //!   `EINTR` when none were).
@@ -100,6 +101,20 @@ fn piece_len(phys: u64, remaining: u64) -> u64 {
     (PIECE - phys % PIECE).min(remaining)
 }
 
+/// What a piece at offset `at` of a region (`base`, `size`) maps, as an offset and a length:
+/// the part of the region inside the aligned 2 MiB block of physical memory that holds `at`.
+/// A whole block takes one 2 MiB kernel page-table entry, cheaper to set up and tear down than
+/// 512 entries of 4 KiB, even when the piece copies only part of it.
+fn block(base: u64, size: u64, at: u64) -> (u64, u64) {
+    let phys = base + at;
+    let first = phys - phys % PIECE;
+    let start = first.saturating_sub(base);
+    let end = first
+        .checked_add(PIECE)
+        .map_or(size, |end| (end - base).min(size));
+    (start, end - start)
+}
+
 /// The memory type of the kernel mappings a transfer copies through: the region's own.
 fn cache_mode(attr: CacheAttr) -> CacheMode {
     match attr {
@@ -112,8 +127,8 @@ fn cache_mode(attr: CacheAttr) -> CacheMode {
     }
 }
 
-/// Copies `len` bytes at `offset` of the region, piece by piece, with `copy` (which copies a
-/// whole mapped piece and returns how much it copied). Returns the bytes done; `EFAULT` when
+/// Copies `len` bytes at `offset` of the region, piece by piece, with `copy` (which copies
+/// the bytes `[at, at + len)` of a mapped window and returns how much it copied). Returns the bytes done; `EFAULT` when
 /// the first piece copied nothing, `EINTR` when a fatal signal came before any byte was done,
 /// `ENOMEM` when the first piece could not be mapped.
 fn transfer(
@@ -121,10 +136,10 @@ fn transfer(
     transfer: &Transfer<'_>,
     offset: u64,
     len: u64,
-    mut copy: impl FnMut(&PhysWindow<'_>) -> usize,
+    mut copy: impl FnMut(&PhysWindow<'_>, usize, usize) -> usize,
 ) -> Result<usize> {
     let mode = cache_mode(transfer.attr());
-    let base = region.range().base();
+    let (base, size) = (region.range().base(), region.range().size());
     let mut done = 0u64;
     while done < len {
         if done > 0 {
@@ -135,15 +150,16 @@ fn transfer(
         }
         let at = offset + done;
         let piece = piece_len(base + at, len - done);
-        // `piece` is at most 2 MiB: it fits in `usize`.
-        let window = match PhysWindow::map(transfer.claim(), at, piece as usize, mode) {
+        let (start, mapped) = block(base, size, at);
+        // `piece` and `mapped` are at most 2 MiB, and `at - start` less: they fit in `usize`.
+        let window = match PhysWindow::map(transfer.claim(), start, mapped as usize, mode) {
             Ok(window) => window,
             Err(err) => {
                 refused!(
                     "{}: cannot map {:#x}+{:#x} {} to copy it ({:?})\n",
                     region.name().to_str().unwrap_or("?"),
-                    base + at,
-                    piece,
+                    base + start,
+                    mapped,
                     transfer.attr().name(),
                     err
                 );
@@ -153,7 +169,7 @@ fn transfer(
                 break;
             }
         };
-        let copied = copy(&window) as u64;
+        let copied = copy(&window, (at - start) as usize, piece as usize) as u64;
         drop(window);
         done += copied;
         if copied < piece {
@@ -178,8 +194,8 @@ pub(crate) fn read(region: &Region, pos: &mut i64, dest: &mut IovIterDest<'_>) -
         return Ok(0);
     };
     let started = region.start_transfer();
-    let done = transfer(region, &started, offset, len, |window| {
-        window.copy_to_iter(dest)
+    let done = transfer(region, &started, offset, len, |window, at, len| {
+        window.copy_to_iter(at, len, dest)
     })?;
     // No overflow: `offset + done <= size`, which `pos` held already.
     *pos = (offset + done as u64) as i64;
@@ -204,8 +220,8 @@ pub(crate) fn write(region: &Region, pos: &mut i64, src: &mut IovIterSource<'_>)
     else {
         return Ok(0);
     };
-    let done = transfer(region, &started, offset, len, |window| {
-        window.copy_from_iter(src)
+    let done = transfer(region, &started, offset, len, |window, at, len| {
+        window.copy_from_iter(at, len, src)
     })?;
     // No overflow: as in `read`.
     *pos = (offset + done as u64) as i64;
@@ -276,5 +292,23 @@ mod tests {
         }
         assert_eq!(at, base + SIZE);
         assert_eq!(pieces, SIZE / PIECE);
+    }
+
+    #[test]
+    fn blocks_are_the_region_inside_2m() {
+        let base = 128 * MIB;
+        assert_eq!(block(base, SIZE, 0), (0, PIECE));
+        assert_eq!(block(base, SIZE, MIB + 5), (0, PIECE));
+        assert_eq!(block(base, SIZE, 5 * MIB), (4 * MIB, PIECE));
+        assert_eq!(block(base, SIZE, SIZE - 1), (SIZE - PIECE, PIECE));
+        // A region that starts and ends inside blocks: cut to it.
+        let base = 128 * MIB + 4096;
+        let size = 3 * MIB;
+        assert_eq!(block(base, size, 0), (0, PIECE - 4096));
+        assert_eq!(block(base, size, PIECE - 4096), (PIECE - 4096, MIB + 4096));
+        assert_eq!(block(base, size, size - 1), (PIECE - 4096, MIB + 4096));
+        // Near the top of the address space.
+        let base = u64::MAX - 2 * MIB + 1;
+        assert_eq!(block(base, 2 * MIB, 10), (0, 2 * MIB));
     }
 }

@@ -131,22 +131,43 @@ impl<'a> PhysWindow<'a> {
         })
     }
 
-    /// Copies the whole window to `dest`. Returns the bytes copied: fewer than the window's length
-    /// when `dest` is shorter or faults.
-    pub(crate) fn copy_to_iter(&self, dest: &mut IovIterDest<'_>) -> usize {
-        // SAFETY: By the type invariant `addr` is readable for `len` bytes while `self` lives.
-        // The kernel's copy reads it through the pointer (no Rust reference is formed over
-        // memory that others may change); `dest` is valid for writes by its own invariant.
-        unsafe { bindings::_copy_to_iter(self.addr.as_ptr(), self.len, dest.as_raw()) }
+    /// The address of bytes `[at, at + len)` of the window, if they lie inside it.
+    fn bytes(&self, at: usize, len: usize) -> Option<*mut c_void> {
+        (at <= self.len && len <= self.len - at)
+            .then(|| self.addr.as_ptr().cast::<u8>().wrapping_add(at).cast())
     }
 
-    /// Copies `src` into the window, from its start, until the window is full. Returns the
-    /// bytes copied: fewer than the window's length when `src` is shorter or faults.
-    pub(crate) fn copy_from_iter(&self, src: &mut IovIterSource<'_>) -> usize {
-        // SAFETY: By the type invariant `addr` is writable for `len` bytes while `self` lives
-        // (a kernel mapping of memory the claim holds). The kernel's copy writes it through
-        // the pointer; `src` is valid for reads by its own invariant.
-        unsafe { bindings::_copy_from_iter(self.addr.as_ptr(), self.len, src.as_raw()) }
+    /// Copies bytes `[at, at + len)` of the window to `dest`. Returns the bytes copied: fewer
+    /// than `len` when `dest` is shorter or faults, none when the bytes are not all inside the
+    /// window.
+    pub(crate) fn copy_to_iter(&self, at: usize, len: usize, dest: &mut IovIterDest<'_>) -> usize {
+        let Some(src) = self.bytes(at, len) else {
+            return 0;
+        };
+        // SAFETY: By the type invariant the window is readable for its length while `self`
+        // lives, and `[at, at + len)` lies inside it. The kernel's copy reads it through the
+        // pointer (no Rust reference is formed over memory that others may change); `dest` is
+        // valid for writes by its own invariant.
+        unsafe { bindings::_copy_to_iter(src, len, dest.as_raw()) }
+    }
+
+    /// Copies `len` bytes of `src` into the window from byte `at`. Returns the bytes copied:
+    /// fewer than `len` when `src` is shorter or faults, none when the bytes are not all inside
+    /// the window.
+    pub(crate) fn copy_from_iter(
+        &self,
+        at: usize,
+        len: usize,
+        src: &mut IovIterSource<'_>,
+    ) -> usize {
+        let Some(dst) = self.bytes(at, len) else {
+            return 0;
+        };
+        // SAFETY: By the type invariant the window is writable for its length while `self`
+        // lives (a kernel mapping of memory the claim holds), and `[at, at + len)` lies inside
+        // it. The kernel's copy writes it through the pointer; `src` is valid for reads by its
+        // own invariant.
+        unsafe { bindings::_copy_from_iter(dst, len, src.as_raw()) }
     }
 }
 
