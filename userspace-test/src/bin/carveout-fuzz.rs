@@ -922,7 +922,8 @@ impl Worker {
         } else {
             self.random_offset()
         };
-        let want = if self.files[i].readable {
+        // pread/preadv refuse a negative offset before they look at the file.
+        let want = if self.files[i].readable || (how % 2 == 1 && pos < 0) {
             self.expected(false, pos, len)
         } else {
             Err(Errno::BADF)
@@ -971,7 +972,8 @@ impl Worker {
         } else {
             self.random_offset()
         };
-        let want = if self.files[i].writable {
+        // pwrite/pwritev refuse a negative offset before they look at the file.
+        let want = if self.files[i].writable || (how % 2 == 1 && pos < 0) {
             self.expected(true, pos, len)
         } else {
             Err(Errno::BADF)
