@@ -84,6 +84,7 @@ pub fn errno_name(errno: Errno) -> String {
     let known = [
         (Errno::PERM, "EPERM"),
         (Errno::NOENT, "ENOENT"),
+        (Errno::IO, "EIO"),
         (Errno::NXIO, "ENXIO"),
         (Errno::BADF, "EBADF"),
         (Errno::AGAIN, "EAGAIN"),
@@ -92,12 +93,16 @@ pub fn errno_name(errno: Errno) -> String {
         (Errno::BUSY, "EBUSY"),
         (Errno::EXIST, "EEXIST"),
         (Errno::NODEV, "ENODEV"),
+        (Errno::NOTDIR, "ENOTDIR"),
+        (Errno::ISDIR, "EISDIR"),
         (Errno::INVAL, "EINVAL"),
         (Errno::NOTTY, "ENOTTY"),
         (Errno::ROFS, "EROFS"),
         (Errno::NOSPC, "ENOSPC"),
+        (Errno::PROTO, "EPROTO"),
         (Errno::OVERFLOW, "EOVERFLOW"),
         (Errno::OPNOTSUPP, "EOPNOTSUPP"),
+        (Errno::TIMEDOUT, "ETIMEDOUT"),
     ];
     known
         .iter()

@@ -17,6 +17,7 @@ pub mod configfs;
 pub mod devmem;
 pub mod edu;
 mod error;
+pub mod failure;
 pub mod iomem;
 pub mod memmap;
 pub mod pattern;
@@ -24,6 +25,7 @@ pub mod plan;
 mod region;
 
 pub use error::{errno_name, Error, Op, Result};
+pub use failure::Failure;
 pub use pattern::Mismatch;
 pub use region::{discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Region};
 
