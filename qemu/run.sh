@@ -7,7 +7,8 @@
 # CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
 # CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N), CARVEOUT_SUITES
 # (development: only these guest suites, e.g. attrs,huge; the other cases then fail as not
-# reported, and the packaged-kernel case is skipped).
+# reported; `host` runs the host-side cases of scripts/host-cases.sh, `rpm` the RPM packaged
+# kernel's case; the packaged-kernel cases are skipped otherwise).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
@@ -23,12 +24,14 @@ size=0x4000000
 pmem_base=0x10000000
 pmem_size=0x1000000
 
-# The cases: every `run_case NAME` in the guest suites (in the order they run), then the
-# second boot's cases in /init, then the packaged kernel's (qemu/extmod.sh). A case the guest
-# never reports fails.
-mapfile -t cases < <(grep -ho '^ *run_case [a-z0-9_]*' \
+# The cases: every `run_case NAME` in the host-side cases (scripts/host-cases.sh), in the
+# guest suites (in the order they run), then the second boot's cases in /init, then the
+# packaged kernels' (qemu/extmod.sh). A case never reported fails.
+mapfile -t cases < <(grep -ho '^ *run_case [a-z0-9_]*' "$CARVEOUT_ROOT/scripts/host-cases.sh" \
     "$CARVEOUT_ROOT"/qemu/guest/[0-9]*.sh "$CARVEOUT_ROOT/qemu/guest/init" \
     "$CARVEOUT_ROOT/qemu/guest/extmod.sh" | awk '{print $2}')
+# selected NAME: CARVEOUT_SUITES is unset or names NAME.
+selected() { [[ -z ${CARVEOUT_SUITES:-} || ,$CARVEOUT_SUITES, == *",$1,"* ]]; }
 
 kdir=${CARVEOUT_KDIR:-$("$CARVEOUT_ROOT/scripts/build-kernel.sh")}
 out="$CARVEOUT_ROOT/build/guest"
@@ -77,6 +80,14 @@ elif ((${#host_names[@]} == 0)); then
     host_results+=("ran no test; see $host_log")
 fi
 
+# The host-side cases (install, README examples): "@@case" lines like the guest's.
+host_cases="$out/host-cases.txt"
+: >"$host_cases"
+if selected host; then
+    "$CARVEOUT_ROOT/scripts/host-cases.sh" "$kdir" "$out" >"$host_cases" ||
+        log "scripts/host-cases.sh stopped (see above): its cases are not reported"
+fi
+
 console="$out/console.log"
 : >"$console"
 log "booting the guest (TCG); console: $console"
@@ -110,6 +121,7 @@ fi
 # Report: KTAP, the host's cargo tests first, then the guest's case lines; a case never
 # reported fails.
 tr -d '\r' <"$console" >"$console.txt"
+cat "$host_cases" >>"$console.txt"
 # Another kernel: the test configuration built as Debian packages, with carveout built against
 # the headers package alone. Its case's lines join this console's.
 # The packages are always those of the test kernel's configuration (cached), whichever kernel
@@ -118,6 +130,12 @@ if [[ -z ${CARVEOUT_SUITES:-} ]]; then
     "$CARVEOUT_ROOT/qemu/extmod.sh" "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" "$base" "$size" \
         >>"$console.txt" ||
         log "qemu/extmod.sh stopped (see above): extmod_from_headers_package is not reported"
+fi
+# The same for the RPM packages (make binrpm-pkg; the kernel-devel package unpacked).
+if selected rpm; then
+    "$CARVEOUT_ROOT/qemu/extmod.sh" --rpm "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" \
+        "$base" "$size" >>"$console.txt" ||
+        log "qemu/extmod.sh --rpm stopped (see above): extmod_from_rpm_package is not reported"
 fi
 passed=0
 failed=0
