@@ -11,8 +11,8 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
 kdir=$(realpath "$1")
+mkdir -p "$2"
 out=$(realpath "$2")
-mkdir -p "$out"
 # A kernel built with clang (CARVEOUT_LLVM=1) needs its modules built the same way.
 llvm=()
 grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && llvm=(LLVM="-$LLVM_VERSION")

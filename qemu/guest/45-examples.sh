@@ -11,23 +11,23 @@ case_readme_examples_run() {
         return 1
     fi
     module_loaded || load || return 1
-    while read -r name; do
-        if [ ! -x "$EXAMPLES/$name" ]; then
-            say "$name: not built for the guest (see build/guest/readme-examples.log)"
+    while read -r example; do
+        if [ ! -x "$EXAMPLES/$example" ]; then
+            say "$example: not built for the guest (see build/guest/readme-examples.log)"
             ok=1
             continue
         fi
         carveoutctl fill --seed 0xe4a >/dev/null || return 1
-        "$EXAMPLES/$name" >/tmp/example.out 2>&1
+        "$EXAMPLES/$example" >/tmp/example.out 2>&1
         rc=$?
-        sed "s/^/# $name: /" /tmp/example.out
+        sed "s/^/# $example: /" /tmp/example.out
         if [ "$rc" != 0 ]; then
-            say "$name exited $rc"
+            say "$example exited $rc"
             ok=1
         fi
         # What it left in the region, seen from outside it (the pattern, where it wrote).
-        carveoutctl verify --seed 0xe4a 2>&1 | sed "s/^/# after $name: /"
-        carveoutctl info >/dev/null || { say "the region is unusable after $name"; ok=1; }
+        carveoutctl verify --seed 0xe4a 2>&1 | sed "s/^/# after $example: /"
+        carveoutctl info >/dev/null || { say "the region is unusable after $example"; ok=1; }
     done <"$EXAMPLES/wanted"
     dmesg_clean || ok=1
     return "$ok"

@@ -9,7 +9,8 @@
 //! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
 //! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
 //! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
-//! time).
+//! time); [`Failure`] is how the tools report what they could not do (an errno, a reason, an
+//! exit status; one JSON object under `--json`).
 
 pub mod abi;
 pub mod check;

@@ -272,10 +272,16 @@ fn cmd_list(json: bool) -> Res<ExitCode> {
         eprintln!("carveoutctl: {err}");
     }
     if json {
-        print_json(&json!({
-            "regions": rows,
-            "errors": failures_json("list", &errors),
-        }))?;
+        // A struct, not json!: the regions keep their fields in InfoJson's order.
+        #[derive(Serialize)]
+        struct List<'a> {
+            regions: &'a [InfoJson],
+            errors: Vec<Value>,
+        }
+        print_json(&List {
+            regions: &rows,
+            errors: failures_json("list", &errors),
+        })?;
     } else if rows.is_empty() && errors.is_empty() {
         println!("no carveout regions (/dev/carveout0 and /dev/carveout/* are absent)");
     } else {
