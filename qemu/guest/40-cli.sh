@@ -231,7 +231,7 @@ case_cli_json_everywhere() {
     json_run 0 load --dry-run && json_has /dry_run=true /entries/0/action=skipped \
         /entries/0/node=/dev/carveout0 || ok=1
     json_run 0 check && json_has /consistent=true /regions/0/name || ok=1
-    json_run 0 plan --size 4M && json_has /size=4194304 /memmap /insmod || ok=1
+    json_run 0 plan --size 4M && json_has /size=4194304 /memmap /insmod /modprobe_options || ok=1
     # Every command, refused: the failure object, same exit status.
     json_fail 2 list 22 EINVAL list extra-argument || ok=1
     json_fail 2 info 2 ENOENT info /dev/carveout/no-such-region || ok=1
@@ -259,6 +259,11 @@ case_cli_json_everywhere() {
         json_has /entries/0/action=overlaps /entries/0/error/op=load /entries/0/error/errno=16 \
             /entries/0/error/error=EBUSY || ok=1
     json_run 1 check --cmdline /tmp/cmdline.overlap && json_has /consistent=false || ok=1
+    # Whatever commands there are (carveoutctl --help): a usage error is a failure object too.
+    for cmd in $(carveoutctl --help | sed -n '/^Commands:/,/^$/s/^  \([a-z-]*\) .*/\1/p'); do
+        [ "$cmd" = help ] && continue
+        json_fail 2 "$cmd" 22 EINVAL "$cmd" --no-such-option || ok=1
+    done
     # The text form of the mode refusal says the same.
     expect_exit 2 carveoutctl load --mode 1777 || ok=1
     has 'refusing mode=01777: not permission bits (0 to 0777)' || ok=1

@@ -906,6 +906,12 @@ fn cmd_plan(
         memmap::etc_default_grub_escape(&raw)
     );
     let grubby = memmap::grubby_command(&raw);
+    // What /etc/modprobe.d/carveout.conf (make install) takes, for modprobe at every boot.
+    let options = format!(
+        "options carveout base={} size={:#x}",
+        format_addr(p.span.base),
+        p.span.size
+    );
     let insmod = format!(
         "insmod carveout.ko base={} size={:#x}",
         format_addr(p.span.base),
@@ -928,6 +934,7 @@ fn cmd_plan(
             "etc_default_grub": default_grub,
             "grubby": grubby,
             "insmod": insmod,
+            "modprobe_options": options,
             "notes": p.notes,
         }))?;
     } else {
@@ -954,6 +961,7 @@ fn cmd_plan(
         );
         println!("grubby:                  {grubby}");
         println!("after the reboot:        carveoutctl load   (or {insmod})");
+        println!("at every boot:           {options}   in /etc/modprobe.d/carveout.conf");
         for note in &p.notes {
             println!("note: {note}");
         }
