@@ -42,7 +42,7 @@ use serde_json::{json, Value};
                   Sizes and addresses are written as memmap= writes them: 64M, 2G, 0x10000000."
 )]
 struct Cli {
-    /// Print JSON, one object (or array) on standard output; a failure too, as
+    /// Print one JSON object on standard output, a failure too, as
     /// {"op","errno","error","reason"}, with the same exit status.
     #[arg(long, global = true)]
     json: bool,
