@@ -43,7 +43,8 @@ fail() {
 }
 
 start=$SECONDS
-pkgs=$("$CARVEOUT_ROOT/scripts/build-kernel-packages.sh" "${pkg_args[@]}" --config "$kdir/.config") ||
+pkgs=$("$CARVEOUT_ROOT/scripts/build-kernel-packages.sh" "${pkg_args[@]}" --config "$kdir/.config" \
+    --seed "$kdir") ||
     fail "building the kernel packages failed (scripts/build-kernel-packages.sh, see above)"
 rel=$(cat "$pkgs/kernel.release")
 rm -rf "$work"

@@ -5,6 +5,7 @@
 # files an external Rust module needs (Linux's install-extmod-build copies none of them).
 #
 #   usage: build-kernel-packages.sh [--rpm] [--config FILE] [--localversion STR] [--with-dbg]
+#                                   [--seed KDIR]
 #
 #   --rpm                RPM packages instead of Debian packages (rpmbuild: the Debian package
 #                        rpm, installed when missing); the same build tree and cache directory
@@ -14,6 +15,10 @@
 #                        resolved
 #   --localversion STR   appended to the kernel release (default: -rust)
 #   --with-dbg           also build the linux-image-*-dbg (kernel-debuginfo) package (large)
+#   --seed KDIR          start a new build tree from a copy of KDIR, a compiled build of the
+#                        same source and (nearly) the same configuration: Kbuild then recompiles
+#                        only what the differences touch (qemu/extmod.sh seeds from the test
+#                        kernel, whose configuration it packages)
 #
 # The packages land in a cache directory keyed by the kernel version, the configuration and
 # the options, so an unchanged request is never rebuilt. Prints that directory; it holds
@@ -28,9 +33,11 @@ config=/boot/config-$(uname -r)
 localversion=-rust
 with_dbg=0
 format=deb
+seed=""
 while (($#)); do
     case $1 in
     --rpm) format=rpm; shift ;;
+    --seed) seed=${2:?--seed needs a kernel build directory}; shift 2 ;;
     --config) config=${2:?--config needs a file}; shift 2 ;;
     --localversion) localversion=${2?--localversion needs a value}; shift 2 ;;
     --with-dbg) with_dbg=1; shift ;;
@@ -180,6 +187,14 @@ fi
 # Configures and builds the kernel packages into $out; records the kernel release.
 build_packages() {
     local kmake cfg opt profiles rel start rpms
+    if [[ -n $seed && ! -e $build ]]; then
+        [[ -f $seed/.config && -f $seed/vmlinux ]] ||
+            die "--seed $seed is not a compiled kernel build directory"
+        log "starting the build tree from a copy of $seed"
+        cp -a "$seed" "$build.seed"
+        rm -f "$build.seed/.carveout-built" "$build.seed/build.log"
+        mv "$build.seed" "$build"
+    fi
     mkdir -p "$build"
     kmake=(nice -n 10 make -C "$src" O="$build" ARCH=x86_64 -j"$(nproc)")
     "${kmake[@]}" -s rustavailable >&2 ||
