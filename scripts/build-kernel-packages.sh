@@ -230,6 +230,9 @@ build_packages() {
         "${cfg[@]}" --set-str MODULE_SIG_KEY certs/signing_key.pem
     fi
     "${kmake[@]}" -s olddefconfig >/dev/null
+    # include/config/auto.conf, which the release is read from, follows .config (a seeded tree
+    # has the seed's).
+    "${kmake[@]}" -s syncconfig >/dev/null
 
     if ! grep -q '^CONFIG_RUST=y' "$build/.config"; then
         for opt in HAVE_RUST RUST_IS_AVAILABLE MODVERSIONS GENDWARFKSYMS RANDSTRUCT DEBUG_INFO_BTF \
