@@ -191,8 +191,16 @@ build_packages() {
         [[ -f $seed/.config && -f $seed/vmlinux ]] ||
             die "--seed $seed is not a compiled kernel build directory"
         log "starting the build tree from a copy of $seed"
+        rm -rf "$build.seed"
         cp -a "$seed" "$build.seed"
         rm -f "$build.seed/.carveout-built" "$build.seed/build.log"
+        # Kbuild's records name some files by absolute path (tools/objtool's among them: a
+        # rebuilt objtool rebuilds every object): point them at the copy.
+        local from to
+        from=$(printf '%s' "$(realpath "$seed")" | sed 's/[][\.*^$|]/\\&/g')
+        to=$(printf '%s' "$build" | sed 's/[\&|]/\\&/g')
+        find "$build.seed" -type f \( -name '*.cmd' -o -name '*.d' \) -print0 |
+            { xargs -0 grep -lZF -- "$(realpath "$seed")" || true; } | xargs -0 -r sed -i "s|$from|$to|g"
         mv "$build.seed" "$build"
     fi
     mkdir -p "$build"
