@@ -123,8 +123,9 @@ rpm_field() { rpm -qp --queryformat "$2" "$1" 2>/dev/null; }
 # The same for kernel-devel-*.rpm: unpacked (rpm2cpio), the files added under
 # usr/src/kernels/RELEASE, and packed again by rpmbuild under the original's name, version,
 # release, architecture, summary and description, owning the same paths (its %files: the
-# build tree and the lib/modules/RELEASE/build link). Checks that the new package lists every
-# file of the old one and provides the same.
+# build tree and the lib/modules/RELEASE/build link; rpmbuild adds the build-id links as it did
+# for the original). Checks that the new package lists every file of the old one and provides
+# the same.
 add_rust_build_files_rpm() {
     local rpm=$1 rel=$2 tmp tree arch spec new files tag value
     tmp="$out/devel-repack"
@@ -134,6 +135,10 @@ add_rust_build_files_rpm() {
     (cd "$tree" && rpm2cpio "$rpm" | cpio -idm --quiet) ||
         die "could not unpack $(basename "$rpm") (rpm2cpio | cpio)"
     copy_rust_build_files "$tree/usr/src/kernels/$rel"
+    # rpmbuild makes the build-id links of the package's ELF files again (and for the added
+    # proc-macro libraries), as it did for the original.
+    rm -rf "$tree/usr/lib/.build-id"
+    rmdir -p "$tree/usr/lib" 2>/dev/null || true
     arch=$(rpm_field "$rpm" '%{ARCH}')
     spec=$tmp/kernel-devel.spec
     {
@@ -154,9 +159,9 @@ add_rust_build_files_rpm() {
         echo "/usr/src/kernels/$rel"
         echo "/lib/modules/$rel/build"
     } >"$spec"
-    # Nothing rewritten on the way in (no stripping, no build-id links, no debuginfo package).
+    # Nothing rewritten on the way in (no stripping, no debuginfo package).
     rpmbuild -bb --quiet --target "$arch-linux" --define "_topdir $tmp/rpmbuild" \
-        --define '_build_id_links none' --define 'debug_package %{nil}' \
+        --define 'debug_package %{nil}' \
         --define '__os_install_post %{nil}' --define '__arch_install_post %{nil}' \
         "$spec" >"$tmp/rpmbuild.log" 2>&1 || {
         tail -n 20 "$tmp/rpmbuild.log" >&2
