@@ -8,7 +8,11 @@
 #   make test-debug   the same suite on a debug kernel (lockdep, KASAN, DEBUG_VM, ...; clang)
 #   make lint         clippy with the kernel's settings, rustfmt, shellcheck
 #   make install      build and install carveout.ko for KDIR (default: the running kernel),
-#                     depmod, the udev rule, the modprobe.d example and carveout.h
+#                     depmod, the udev rule, the modprobe.d example, carveout.h, and carveoutctl
+#                     with its man page and bash/zsh/fish completions (install-tools)
+#   make uninstall    remove exactly what make install put in place (its manifest), depmod
+#   make tools        build carveoutctl (release); as yourself, before a sudo make install
+#   make install-tools  only carveoutctl, its man page and completions
 #   make dkms-source  the module's sources and dkms.conf to /usr/src/carveout-VERSION, then
 #                     the same udev rule, modprobe.d example and header
 #   make check-kernel whether KDIR can build carveout (CONFIG_RUST, Rust build files, rustc)
@@ -27,7 +31,7 @@ SCRIPTS := $(ROOT)/scripts
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: all modules clippy setup kernel run test test-debug bench kernel-debug fmt check-fmt shellcheck lint clean \
-	check-kernel install install-files dkms-source
+	check-kernel install install-files install-tools tools uninstall dkms-source
 
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)
 DESTDIR ?=
@@ -69,27 +73,37 @@ clippy: check-kernel
 	$(MAKE) -C "$(KDIR)" M="$(ROOT)" $(KMAKE_RUSTC) CLIPPY=1 modules
 
 # modules_install puts carveout.ko in lib/modules/RELEASE/updates; the kernel runs depmod
-# only with a System.map, which headers packages lack: then depmod runs here.
-install: modules install-files
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" modules_install
-	@release="$$(cat "$(KDIR)/include/config/kernel.release")" && \
-	if [ -e "$(KDIR)/System.map" ]; then \
-		:; \
-	elif command -v depmod >/dev/null; then \
-		echo "depmod $(if $(INSTALL_MOD_PATH),-b $(INSTALL_MOD_PATH) )-a $$release"; \
-		depmod $(if $(INSTALL_MOD_PATH),-b "$(INSTALL_MOD_PATH)") -a "$$release"; \
-	else \
-		echo "[carveout] depmod not found (apt-get install kmod): run depmod -a $$release" >&2; \
-	fi
+# only with a System.map, which headers packages lack: then depmod runs here. Everything
+# installed is listed in the install manifest, for make uninstall (scripts/manifest.sh).
+# One step after the other: they share the manifest.
+install: modules
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-files.sh
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-tools.sh
+	+@INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" \
+		MAKE="$(MAKE)" $(SCRIPTS)/install-module.sh "$(KDIR)"
 endif
 
 # The udev rule, the modprobe.d example and the userspace header (scripts/install-files.sh).
 install-files:
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-files.sh
 
+# carveoutctl, release build, to $(PREFIX)/bin; its man page and completions, generated from
+# its clap definition (scripts/install-tools.sh).
+tools:
+	cd $(ROOT)/userspace-test && cargo build --release --locked --bin carveoutctl
+
+install-tools:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-tools.sh
+
+# Everything make install (and install-tools, dkms-source's files) recorded; same DESTDIR and
+# PREFIX as the install.
+uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/uninstall.sh
+
 # What DKMS builds from: the module's sources, its Makefile and the kernel check.
 DKMS_FILES := dkms.conf Kbuild Makefile include/carveout.h scripts/check-kernel.sh \
-	scripts/common.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/kernel_ext/*.rs $(ROOT)/rust/*.c))
+	scripts/common.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/*/*.rs \
+	$(ROOT)/rust/*.c))
 dkms-source: install-files
 	rm -rf "$(DESTDIR)/usr/src/carveout-$(VERSION)"
 	cd "$(ROOT)" && for f in $(DKMS_FILES); do \

@@ -8,8 +8,9 @@
 # CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
 # CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N), CARVEOUT_SUITES
 # (development: only these guest suites, e.g. attrs,huge or iommu,vfio; a guest none of whose
-# suites is named does not boot; the other cases then fail as not reported, and the
-# packaged-kernel case is skipped).
+# suites is named does not boot; the other cases then fail as not reported; `host` runs the
+# host-side cases of scripts/host-cases.sh, `rpm` the RPM packaged kernel's case; the
+# Debian-packaged kernel's case is skipped).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/../scripts/common.sh"
@@ -35,13 +36,18 @@ acpi_size=0x100000
 iommu_size=0x800000
 edu_dma_mask=0xffffffff
 
-# The cases: every `run_case NAME` in the guest suites (in the order they run), then the
-# second boot's cases in /init, then the packaged kernel's (qemu/extmod.sh); then the IOMMU
-# guest's (qemu/guest/iommu-*.sh). A case the guest never reports fails.
+# The cases: every `run_case NAME` in the host-side cases (scripts/host-cases.sh), in the
+# guest suites (in the order they run), then the second boot's cases in /init, then the
+# packaged kernels' (qemu/extmod.sh); then the IOMMU guest's (qemu/guest/iommu-*.sh). A case
+# never reported fails.
 guest_dir="$CARVEOUT_ROOT/qemu/guest"
 case_names() { grep -ho '^ *run_case [a-z0-9_]*' "$@" | awk '{print $2}'; }
-mapfile -t cases < <(case_names "$guest_dir"/[0-9]*.sh "$guest_dir/init" "$guest_dir/extmod.sh")
+mapfile -t cases < <(case_names "$CARVEOUT_ROOT/scripts/host-cases.sh" "$guest_dir"/[0-9]*.sh \
+    "$guest_dir/init" "$guest_dir/extmod.sh")
 mapfile -t iommu_cases < <(case_names "$guest_dir"/iommu-*.sh)
+
+# selected NAME: CARVEOUT_SUITES is unset or names NAME.
+selected() { [[ -z ${CARVEOUT_SUITES:-} || ,$CARVEOUT_SUITES, == *",$1,"* ]]; }
 
 # CARVEOUT_SUITES boots only the guests that run a suite named there.
 suites_in() { sed -n "s/^ *$1=\"\\\$$1 \([a-z0-9_]*\)\"\$/\1/p" "${@:2}"; }
@@ -120,6 +126,14 @@ elif ((${#host_names[@]} == 0)); then
     host_results+=("ran no test; see $host_log")
 fi
 
+# The host-side cases (install, README examples): "@@case" lines like the guest's.
+host_cases="$out/host-cases.txt"
+: >"$host_cases"
+if selected host; then
+    "$CARVEOUT_ROOT/scripts/host-cases.sh" "$kdir" "$out" >"$host_cases" ||
+        log "scripts/host-cases.sh stopped (see above): its cases are not reported"
+fi
+
 # boot_guest CONSOLE MAX_BOOTS QEMU...: runs the guest with its serial port in CONSOLE until
 # it exits; sets `verdict` when it did not finish cleanly (a panic, more boots than MAX_BOOTS,
 # the timeout, an exit not through isa-debug-exit) and `elapsed` to its run time in seconds.
@@ -182,7 +196,8 @@ if ((boot_iommu)); then
 fi
 
 # Report: KTAP, the host's cargo tests first, then the guest's case lines; a case never
-# reported fails.
+# reported fails. The host-side cases' lines join the main console's.
+cat "$host_cases" >>"$console.txt"
 # Another kernel: the test configuration built as Debian packages, with carveout built against
 # the headers package alone. Its case's lines join this console's.
 # The packages are always those of the test kernel's configuration (cached), whichever kernel
@@ -191,6 +206,12 @@ if [[ -z ${CARVEOUT_SUITES:-} ]]; then
     "$CARVEOUT_ROOT/qemu/extmod.sh" "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" "$base" "$size" \
         >>"$console.txt" ||
         log "qemu/extmod.sh stopped (see above): extmod_from_headers_package is not reported"
+fi
+# The same for the RPM packages (make binrpm-pkg; the kernel-devel package unpacked).
+if selected rpm; then
+    "$CARVEOUT_ROOT/qemu/extmod.sh" --rpm "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" \
+        "$base" "$size" >>"$console.txt" ||
+        log "qemu/extmod.sh --rpm stopped (see above): extmod_from_rpm_package is not reported"
 fi
 passed=0
 failed=0

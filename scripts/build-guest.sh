@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything the guest runs and packs it into an initramfs (uncompressed cpio):
 # busybox, /init, carveout.ko (against KDIR), the C test programs and the Rust tools
-# (carveout-test, carveoutctl, carveout-bench, edu-dma, carveout-fuzz; static). Prints the
-# initramfs path.
+# (carveout-test, carveoutctl, carveout-bench, edu-dma, carveout-fuzz; static), and the
+# documentation's examples marked `run` (scripts/readme-examples.sh). Prints the initramfs path.
 #   usage: build-guest.sh KDIR OUTDIR
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -31,6 +31,16 @@ cargo build --quiet --release --locked --target x86_64-unknown-linux-musl \
     --manifest-path "$CARVEOUT_ROOT/userspace-test/Cargo.toml" ||
     die "building the Rust test tool failed" "check that crates.io is reachable"
 
+# The examples the guest runs (case readme_examples_run). One that does not build is not
+# installed: the case then fails, naming it (run.list lists what was asked for).
+examples=$out/readme-examples
+"$CARVEOUT_ROOT/scripts/readme-examples.sh" --target x86_64-unknown-linux-musl --run-only \
+    "$examples" >"$out/readme-examples.log" 2>&1 ||
+    log "some documentation examples marked run do not build (see $out/readme-examples.log)"
+mkdir -p "$examples"
+touch "$examples/index.tsv" "$examples/run.list"
+grep -P '\trun\t' "$examples/index.tsv" | cut -f1 >"$out/readme-examples.wanted" || true
+
 rm -rf "$root"
 mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
 cp /bin/busybox "$root/bin/busybox"
@@ -45,5 +55,10 @@ for tool in carveout-test carveoutctl carveout-bench edu-dma carveout-fuzz; do
     install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \
         "$root/bin/$tool"
 done
+mkdir -p "$root/lib/carveout/examples"
+install -m 0644 "$out/readme-examples.wanted" "$root/lib/carveout/examples/wanted"
+while IFS= read -r name; do
+    install -m 0755 "$examples/bin/$name" "$root/lib/carveout/examples/$name"
+done <"$examples/run.list"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out/initramfs.cpio"
 echo "$out/initramfs.cpio"

@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # carveoutctl and the C program (issue #4): info against the ioctl, fill/verify, corruption
-# found through /dev/mem, check, load from the command line, the C program's round trip.
+# found through /dev/mem, check, load from the command line, the C program's round trip;
+# --json on every command, failures included (issue #15).
 
 # json_num KEY JSON: the number after "KEY": in carveoutctl's compact JSON.
 json_num() { printf '%s\n' "$2" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
@@ -177,6 +178,98 @@ case_c_program_roundtrip() {
     expect_exit 0 carveoutctl verify --seed 0xc0c0 || return 1
 }
 
+# json_run WANT ARGS...: `carveoutctl --json ARGS...` exits WANT, prints nothing on standard
+# error and exactly one JSON value on standard output (kept in /tmp/json); then the text form
+# exits WANT too.
+json_run() {
+    want=$1
+    shift
+    carveoutctl --json "$@" >/tmp/json 2>/tmp/json.err
+    rc=$?
+    say "carveoutctl --json $*: exit $rc: $(cat /tmp/json)"
+    [ "$rc" = "$want" ] || { say "exited $rc, expected $want"; return 1; }
+    [ ! -s /tmp/json.err ] || { say "standard error: $(cat /tmp/json.err)"; return 1; }
+    carveout-test json-check </tmp/json || return 1
+    carveoutctl "$@" >/dev/null 2>&1
+    rc=$?
+    [ "$rc" = "$want" ] || { say "without --json it exits $rc, not $want"; return 1; }
+}
+
+# json_has POINTER[=VALUE]...: /tmp/json holds each (carveout-test json-check --has).
+json_has() {
+    for want in "$@"; do
+        set -- "$@" --has "$want"
+        shift
+    done
+    carveout-test json-check "$@" </tmp/json
+}
+
+# json_fail WANT OP ERRNO ENAME ARGS...: the command fails with status WANT and prints the
+# failure object {"op":OP,"errno":ERRNO,"error":ENAME,"reason":...}.
+json_fail() {
+    want=$1 op=$2 errno=$3 ename=$4
+    shift 4
+    json_run "$want" "$@" && json_has "/op=$op" "/errno=$errno" "/error=$ename" /reason
+}
+
+case_cli_json_everywhere() {
+    ensure_loaded || return 1
+    ok=0
+    # Every command, done: one JSON value with what it did.
+    json_run 0 list && json_has /regions/0/path=/dev/carveout0 "/regions/0/base=$((BASE))" /errors ||
+        ok=1
+    json_run 0 info && json_has "/base=$((BASE))" "/size=$((SIZE))" "/memmap=$(memmap_arg)" || ok=1
+    json_run 0 attr get && json_has /path=/dev/carveout0 /attr /flags || ok=1
+    attr=$(sed -n 's/.*"attr":"\([a-z]*\)".*/\1/p' /tmp/json)
+    json_run 0 attr set wc && json_has /attr=wc /path=/dev/carveout0 || ok=1
+    [ "$(carveoutctl attr get | head -n 1)" = wc ] || { say "attr set --json did not set wc"; ok=1; }
+    json_run 0 attr set "${attr:-wb}" && json_has "/attr=${attr:-wb}" || ok=1
+    json_run 0 fill --seed 0x150 --range 4K@8K && json_has /offset=8192 /len=4096 /seed=336 || ok=1
+    json_run 0 verify --seed 0x150 --range 4K@8K && json_has /match=true || ok=1
+    json_run 1 verify --seed 0x151 --range 4K@8K && json_has /match=false /first_offset=8192 || ok=1
+    json_run 0 dump --offset 8K --len 16 && json_has /offset=8192 /len=16 /hex || ok=1
+    json_run 0 load --dry-run && json_has /dry_run=true /entries/0/action=skipped \
+        /entries/0/node=/dev/carveout0 || ok=1
+    json_run 0 check && json_has /consistent=true /regions/0/name || ok=1
+    json_run 0 plan --size 4M && json_has /size=4194304 /memmap /insmod /modprobe_options || ok=1
+    # Every command, refused: the failure object, same exit status.
+    json_fail 2 list 22 EINVAL list extra-argument || ok=1
+    json_fail 2 info 2 ENOENT info /dev/carveout/no-such-region || ok=1
+    json_fail 2 "attr get" 25 ENOTTY attr get /dev/null || ok=1
+    json_fail 2 "attr set" 22 EINVAL attr set bogus || ok=1
+    if hold_mapping; then
+        json_fail 2 "attr set" 16 EBUSY attr set wc || ok=1
+        release_mapping
+    else
+        ok=1
+    fi
+    json_fail 2 fill 22 EINVAL fill --seed 1 --range "4K@$(hex "$SIZE")" || ok=1
+    json_fail 2 verify 22 EINVAL verify --seed 1 --range 4K@3 || ok=1
+    json_fail 2 dump 22 EINVAL dump --offset "$(hex "$SIZE")" || ok=1
+    json_fail 2 check 2 ENOENT check --cmdline /no/such/file || ok=1
+    json_fail 1 plan 28 ENOSPC plan --size 64G || ok=1
+    json_fail 2 carveoutctl 22 EINVAL frobnicate || ok=1
+    # load: a refused mode (the driver's words), and an entry overlapping the region (exit 1,
+    # the entry's failure inside the report).
+    json_fail 2 load 22 EINVAL load --mode 01777 || ok=1
+    grep -qF 'refusing mode=01777: not permission bits (0 to 0777)' /tmp/json ||
+        { say "load --mode 01777 is not refused in the driver's words"; ok=1; }
+    echo "memmap=32M\$$(hex "$BASE")" >/tmp/cmdline.overlap
+    json_run 1 load --cmdline /tmp/cmdline.overlap &&
+        json_has /entries/0/action=overlaps /entries/0/error/op=load /entries/0/error/errno=16 \
+            /entries/0/error/error=EBUSY || ok=1
+    json_run 1 check --cmdline /tmp/cmdline.overlap && json_has /consistent=false || ok=1
+    # Whatever commands there are (carveoutctl --help): a usage error is a failure object too.
+    for cmd in $(carveoutctl --help | sed -n '/^Commands:/,/^$/s/^  \([a-z-]*\) .*/\1/p'); do
+        [ "$cmd" = help ] && continue
+        json_fail 2 "$cmd" 22 EINVAL "$cmd" --no-such-option || ok=1
+    done
+    # The text form of the mode refusal says the same.
+    expect_exit 2 carveoutctl load --mode 1777 || ok=1
+    has 'refusing mode=01777: not permission bits (0 to 0777)' || ok=1
+    return "$ok"
+}
+
 suite_cli() {
     run_case cli_info_matches_ioctl case_cli_info_matches_ioctl
     run_case cli_fill_verify case_cli_fill_verify
@@ -184,5 +277,6 @@ suite_cli() {
     run_case c_program_roundtrip case_c_program_roundtrip
     run_case cli_check_reports_missing_region case_cli_check_reports_missing_region
     run_case cli_load_from_cmdline case_cli_load_from_cmdline
+    run_case cli_json_everywhere case_cli_json_everywhere
 }
 SUITES="$SUITES cli"

@@ -100,6 +100,7 @@ pub fn errno_name(errno: Errno) -> String {
     let known = [
         (Errno::PERM, "EPERM"),
         (Errno::NOENT, "ENOENT"),
+        (Errno::IO, "EIO"),
         (Errno::NXIO, "ENXIO"),
         (Errno::BADF, "EBADF"),
         (Errno::AGAIN, "EAGAIN"),
@@ -110,12 +111,16 @@ pub fn errno_name(errno: Errno) -> String {
         (Errno::BUSY, "EBUSY"),
         (Errno::EXIST, "EEXIST"),
         (Errno::NODEV, "ENODEV"),
+        (Errno::NOTDIR, "ENOTDIR"),
+        (Errno::ISDIR, "EISDIR"),
         (Errno::INVAL, "EINVAL"),
         (Errno::NOTTY, "ENOTTY"),
         (Errno::ROFS, "EROFS"),
         (Errno::NOSPC, "ENOSPC"),
+        (Errno::PROTO, "EPROTO"),
         (Errno::OVERFLOW, "EOVERFLOW"),
         (Errno::OPNOTSUPP, "EOPNOTSUPP"),
+        (Errno::TIMEDOUT, "ETIMEDOUT"),
     ];
     known
         .iter()

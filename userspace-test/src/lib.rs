@@ -13,7 +13,9 @@
 //! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
 //! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
 //! time). [`transfer`] copies between a region and a file through the region's own file
-//! interface (`read`/`write` of the node): `carveoutctl save` and `restore`.
+//! interface (`read`/`write` of the node): `carveoutctl save` and `restore`;
+//! [`Failure`] is how the tools report what they could not do (an errno, a reason, an
+//! exit status; one JSON object under `--json`).
 
 pub mod abi;
 pub mod check;
@@ -21,6 +23,7 @@ pub mod configfs;
 pub mod devmem;
 pub mod edu;
 mod error;
+pub mod failure;
 pub mod iomem;
 pub mod iommu;
 pub mod memmap;
@@ -32,6 +35,7 @@ pub mod transfer;
 pub mod vfio;
 
 pub use error::{errno_name, Error, Op, Result};
+pub use failure::Failure;
 pub use pattern::Mismatch;
 pub use region::{
     discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Placement, Region,

@@ -149,6 +149,13 @@ enum Command {
         #[arg(long, value_parser = parse_u64)]
         seed: u64,
     },
+    /// Check that standard input is exactly one JSON value (busybox has no jq); with
+    /// --has POINTER[=VALUE], that it holds POINTER (a JSON pointer: /op, /regions/0/path),
+    /// equal to VALUE when given (a string's text, or the JSON text of anything else).
+    JsonCheck {
+        #[arg(long, value_name = "POINTER[=VALUE]")]
+        has: Vec<String>,
+    },
 }
 
 /// A check that did not hold.
@@ -176,12 +183,40 @@ fn become_user(spec: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// `text` is one JSON value holding every `POINTER[=VALUE]` of `has`.
+fn json_check(text: &str, has: &[String]) -> Result<(), Failed> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|err| Failed(format!("not one JSON value ({err}): {text:?}")))?;
+    for want in has {
+        let (pointer, expected) = match want.split_once('=') {
+            Some((p, v)) => (p, Some(v)),
+            None => (want.as_str(), None),
+        };
+        let found = value
+            .pointer(pointer)
+            .ok_or_else(|| Failed(format!("no {pointer} in {value}")))?;
+        let found_text = match found {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if let Some(expected) = expected.filter(|e| *e != found_text) {
+            return Err(Failed(format!("{pointer} is {found}, expected {expected}")));
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     if let Some(user) = &cli.as_user {
         become_user(user)?;
     }
     if let Command::Hog { max_mib } = cli.command {
         return hog(max_mib.unwrap_or(u64::MAX)).map(Ok);
+    }
+    if let Command::JsonCheck { has } = &cli.command {
+        let mut text = String::new();
+        io::Read::read_to_string(&mut io::stdin(), &mut text)?;
+        return Ok(json_check(&text, has));
     }
     if let Command::DevmemVerify { phys, len, seed } = cli.command {
         return Ok(devmem::verify(phys, len, seed)?.map_err(|m| mismatch("/dev/mem", m)));
@@ -340,7 +375,8 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         Command::DevmemVerify { .. }
         | Command::DevmemHold { .. }
         | Command::Hog { .. }
-        | Command::File { .. } => {
+        | Command::File { .. }
+        | Command::JsonCheck { .. } => {
             unreachable!("handled above")
         }
     })
@@ -643,5 +679,29 @@ fn main() -> ExitCode {
             eprintln!("carveout-test: {err}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_check_wants_one_value_and_the_keys_asked_for() {
+        let failure = r#"{"op":"attr set","errno":16,"error":"EBUSY","reason":"mapped"}"#;
+        let has = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(json_check(failure, &has(&["/op=attr set", "/errno=16", "/reason"])).is_ok());
+        assert!(json_check(failure, &has(&["/errno=22"])).is_err());
+        assert!(json_check(failure, &has(&["/path"])).is_err());
+        assert!(json_check(
+            r#"{"regions":[{"path":"/dev/carveout0"}]}"#,
+            &has(&["/regions/0/path=/dev/carveout0"])
+        )
+        .is_ok());
+        // Text around the value, two values, or nothing: not what carveoutctl --json promises.
+        assert!(json_check("carveoutctl: oops\n{}", &[]).is_err());
+        assert!(json_check("{}\n{}\n", &[]).is_err());
+        assert!(json_check("", &[]).is_err());
+        assert!(json_check("{\"a\":true}\n", &has(&["/a=true"])).is_ok());
     }
 }

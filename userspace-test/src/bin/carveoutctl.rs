@@ -3,6 +3,10 @@
 //! Exit status: 0 when the command did what it says (or the check holds), 1 when a check does
 //! not hold (`verify` mismatch, `check` problems, `load` or `plan` could not do all it was
 //! asked), 2 on a usage or system error.
+//!
+//! Every command prints JSON under `--json`, its failure too: a command returns its exit status
+//! or a [`Failure`], and `main` alone renders the failure (text on standard error, or the JSON
+//! object `{"op","errno","error","reason"}` on standard output), whatever the command.
 
 use std::{
     fmt::Write as _,
@@ -19,14 +23,15 @@ use carveout::{
     configfs, discover, flag_names,
     iomem::Iomem,
     iommu::PciIommu,
-    memmap::{self, format_addr, format_size, parse_size, Kind, Span},
+    memmap::{self, format_addr, format_size, parse_size, Kind, Memmap, Span},
     plan::{self, FirmwareMap},
-    resolve, transfer, Access, Attr, Region,
+    resolve, transfer, Access, Attr, Failure, Region,
 };
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustix::io::Errno;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +43,8 @@ use serde_json::json;
                   Sizes and addresses are written as memmap= writes them: 64M, 2G, 0x10000000."
 )]
 struct Cli {
-    /// Print JSON (list, info, attr get, verify, dump, save, restore, check, plan).
+    /// Print one JSON object on standard output, a failure too, as
+    /// {"op","errno","error","reason"}, with the same exit status.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -58,6 +64,7 @@ enum Command {
     },
     /// Write the test pattern for SEED into a region (or a range of it).
     Fill {
+        /// The pattern's seed: decimal, or hex with 0x.
         #[arg(long, value_parser = parse_u64)]
         seed: u64,
         /// SIZE[@OFFSET] inside the region, e.g. 4M@16M (default: all of it).
@@ -68,6 +75,7 @@ enum Command {
     /// Check a region (or a range) against the pattern for SEED; exit 1 on a mismatch, naming
     /// the first differing offset and how many bytes differ.
     Verify {
+        /// The pattern's seed: decimal, or hex with 0x.
         #[arg(long, value_parser = parse_u64)]
         seed: u64,
         /// SIZE[@OFFSET] inside the region (default: all of it).
@@ -144,6 +152,7 @@ enum Command {
     },
     /// Propose a memmap=SIZE$BASE inside usable RAM, from the firmware memory map.
     Plan {
+        /// Size of the range to reserve (e.g. 512M).
         #[arg(long, value_parser = parse_sz)]
         size: u64,
         /// Alignment of the base (default: the largest power of two dividing SIZE, 4K..1G).
@@ -180,17 +189,25 @@ fn parse_range(s: &str) -> Result<Span, String> {
     Span::new(offset, size)
 }
 
+/// Permission bits, octal, refused in the driver's words when they are not (the module
+/// parameter says "refusing mode=…: not permission bits (0 to 0777)", configfs "mode must be
+/// octal permission bits").
 fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("{s:?} is not an octal mode like 0660"))
+    let mode = u32::from_str_radix(s, 8)
+        .map_err(|_| format!("mode must be octal permission bits (e.g. 0660), not {s:?}"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "refusing mode=0{mode:o}: not permission bits (0 to 0777)"
+        ));
+    }
+    Ok(mode)
 }
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+type Res<T> = Result<T, Failure>;
 
-fn fail(msg: impl Into<String>) -> Box<dyn std::error::Error> {
-    msg.into().into()
+/// A request carveoutctl refuses (`EINVAL`).
+fn fail(msg: impl Into<String>) -> Failure {
+    Failure::invalid(msg)
 }
 
 /// The region named on the command line, else /dev/carveout0, else the only region.
@@ -204,7 +221,8 @@ fn region_path(spec: Option<&str>) -> Res<PathBuf> {
     }
     let mut found = discover();
     match found.len() {
-        0 => Err(fail(
+        0 => Err(Failure::new(
+            Errno::NOENT,
             "no carveout region: /dev/carveout0 and /dev/carveout/ are absent (is the module \
              loaded? `carveoutctl load` makes regions for memmap= entries)",
         )),
@@ -267,21 +285,35 @@ fn attr_name(flags: u32) -> String {
     )
 }
 
+/// The failures of a command that went on past them, as JSON (`op` is the command's).
+fn failures_json(op: &str, failures: &[Failure]) -> Vec<Value> {
+    failures.iter().map(|f| f.to_json(op)).collect()
+}
+
 fn cmd_list(json: bool) -> Res<ExitCode> {
     let mut rows = Vec::new();
-    let mut errors = 0;
+    let mut errors = Vec::new();
     for path in discover() {
         match Region::open_with(&path, Access::Read).and_then(|r| r.info()) {
             Ok(info) => rows.push(info_json(&path, &info)),
-            Err(err) => {
-                eprintln!("carveoutctl: {err}");
-                errors += 1;
-            }
+            Err(err) => errors.push(Failure::from(err)),
         }
     }
+    for err in errors.iter().filter(|_| !json) {
+        eprintln!("carveoutctl: {err}");
+    }
     if json {
-        print_json(&rows)?;
-    } else if rows.is_empty() && errors == 0 {
+        // A struct, not json!: the regions keep their fields in InfoJson's order.
+        #[derive(Serialize)]
+        struct List<'a> {
+            regions: &'a [InfoJson],
+            errors: Vec<Value>,
+        }
+        print_json(&List {
+            regions: &rows,
+            errors: failures_json("list", &errors),
+        })?;
+    } else if rows.is_empty() && errors.is_empty() {
         println!("no carveout regions (/dev/carveout0 and /dev/carveout/* are absent)");
     } else {
         println!(
@@ -300,7 +332,7 @@ fn cmd_list(json: bool) -> Res<ExitCode> {
             );
         }
     }
-    Ok(if errors > 0 {
+    Ok(if !errors.is_empty() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -361,7 +393,18 @@ fn cmd_attr(op: &AttrOp, json: bool) -> Res<ExitCode> {
             let path = region_path(region.as_deref())?;
             let region = Region::open_with(&path, Access::ReadWrite)?;
             region.set_attr(*attr)?;
-            println!("{}: attribute set to {attr}", path.display());
+            if json {
+                // What the region says now, not what was asked.
+                let desc = region.range_desc()?;
+                print_json(&json!({
+                    "path": path.display().to_string(),
+                    "attr": Attr::from_flags(desc.flags),
+                    "flags": desc.flags,
+                    "flag_names": flag_names(desc.flags),
+                }))?;
+            } else {
+                println!("{}: attribute set to {attr}", path.display());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -434,12 +477,21 @@ fn cmd_fill(seed: u64, range: Option<Span>, spec: Option<&str>, json: bool) -> R
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    println!(
-        "{}: filled {} at offset {} with the pattern for seed {seed:#x}",
-        path.display(),
-        format_size(span.size),
-        format_addr(span.base)
-    );
+    if json {
+        print_json(&json!({
+            "path": path.display().to_string(),
+            "offset": span.base,
+            "len": span.size,
+            "seed": seed,
+        }))?;
+    } else {
+        println!(
+            "{}: filled {} at offset {} with the pattern for seed {seed:#x}",
+            path.display(),
+            format_size(span.size),
+            format_addr(span.base)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -680,11 +732,11 @@ fn cmd_restore(file: &Path, offset: u64, spec: Option<&str>, json: bool) -> Res<
 
 fn read_cmdline(file: Option<&Path>) -> Res<String> {
     let path = file.unwrap_or(Path::new("/proc/cmdline"));
-    fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))
+    fs::read_to_string(path).map_err(|e| Failure::io(path.display(), &e))
 }
 
-/// Every region node, asked what it holds; the ones that cannot be asked, in words.
-fn region_views() -> (Vec<RegionView>, Vec<String>) {
+/// Every region node, asked what it holds; the ones that cannot be asked, and why.
+fn region_views() -> (Vec<RegionView>, Vec<Failure>) {
     let mut views = Vec::new();
     let mut errors = Vec::new();
     for path in discover() {
@@ -695,9 +747,12 @@ fn region_views() -> (Vec<RegionView>, Vec<String>) {
                     name: info.name().to_string(),
                     span,
                 }),
-                Err(why) => errors.push(format!("{}: reports {why}", path.display())),
+                Err(why) => errors.push(Failure::new(
+                    Errno::IO,
+                    format!("{}: reports {why}", path.display()),
+                )),
             },
-            Err(err) => errors.push(err.to_string()),
+            Err(err) => errors.push(err.into()),
         }
     }
     (views, errors)
@@ -710,38 +765,91 @@ fn firmware_memmap() -> Result<FirmwareMap, String> {
         .map_err(|e| format!("{}: {e} (CONFIG_FIRMWARE_MEMMAP)", dir.display()))
 }
 
+/// What `load` did with each `memmap=` entry: a line each in text, an object each in JSON.
+struct LoadReport {
+    json: bool,
+    entries: Vec<Value>,
+    failed: usize,
+}
+
+impl LoadReport {
+    /// One entry's outcome: `action` names it (`skipped`, `would_create`, `enabled_already`,
+    /// `created`, `overlaps`, `failed`); a failure makes `load` exit 1.
+    fn entry(
+        &mut self,
+        (name, entry, span): (&str, &Memmap, &Span),
+        action: &str,
+        node: Option<&Path>,
+        failure: Option<&Failure>,
+        text: String,
+    ) {
+        if failure.is_some() {
+            self.failed += 1;
+        }
+        if !self.json {
+            match failure {
+                Some(_) => eprintln!("carveoutctl: {text}"),
+                None => println!("{text}"),
+            }
+            return;
+        }
+        let mut j = json!({
+            "name": name,
+            "memmap": entry.to_string(),
+            "base": span.base,
+            "size": span.size,
+            "action": action,
+            "node": node.map(|n| n.display().to_string()),
+        });
+        if let Some(failure) = failure {
+            j["error"] = failure.to_json("load");
+        }
+        self.entries.push(j);
+    }
+}
+
 fn cmd_load(
     cmdline: Option<&Path>,
     dry_run: bool,
     force: bool,
     opts: &configfs::Options,
+    json: bool,
 ) -> Res<ExitCode> {
     let entries = memmap::parse_cmdline(&read_cmdline(cmdline)?)?;
     let reserved: Vec<_> = entries
         .iter()
         .filter_map(|e| e.reserved().map(|s| (e, s)))
         .collect();
-    if reserved.is_empty() {
+    let (regions, errors) = if reserved.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        region_views()
+    };
+    let mut report = LoadReport {
+        json,
+        entries: Vec::new(),
+        failed: 0,
+    };
+    if reserved.is_empty() && !json {
         println!("no memmap=SIZE$BASE on the kernel command line: nothing to load (see `carveoutctl plan`)");
-        return Ok(ExitCode::SUCCESS);
     }
-    let (regions, errors) = region_views();
-    for err in &errors {
+    for err in errors.iter().filter(|_| !json) {
         eprintln!("carveoutctl: {err}");
     }
     let root = Path::new(configfs::ROOT);
     let firmware = firmware_memmap();
-    if let Err(why) = &firmware {
+    if let (Err(why), false) = (&firmware, json) {
         println!("note: cannot tell memory the firmware reserved from RAM: {why}");
     }
-    let mut failed = 0;
     for (n, (entry, span)) in reserved.iter().enumerate() {
         let name = format!("memmap{n}");
+        let item = (name.as_str(), *entry, span);
         if let Some(r) = regions.iter().find(|r| r.span == *span) {
-            println!(
+            let text = format!(
                 "{name}: {entry} is already held by {}: skipped",
                 r.path.display()
             );
+            report.entry(item, "skipped", Some(&r.path), None, text);
             continue;
         }
         if let Some(why) = firmware
@@ -750,70 +858,87 @@ fn cmd_load(
             .and_then(|m| m.firmware_reserved_note(span))
         {
             if !force {
-                println!(
+                let text = format!(
                     "{name}: {entry} ({}) {why}: not loading it without --force",
                     span.display()
                 );
-                failed += 1;
+                let failure = Failure::new(Errno::PERM, text.clone()).with_status(1);
+                report.entry(item, "firmware_reserved", None, Some(&failure), text);
                 continue;
             }
-            println!(
-                "{name}: {entry} ({}) {why}: loading it anyway (--force)",
-                span.display()
-            );
+            if !json {
+                println!(
+                    "{name}: {entry} ({}) {why}: loading it anyway (--force)",
+                    span.display()
+                );
+            }
         }
         if let Some(r) = regions.iter().find(|r| r.span.overlaps(span)) {
-            println!(
+            let text = format!(
                 "{name}: {entry} ({}) overlaps {} ({}): not touching it",
                 span.display(),
                 r.path.display(),
                 r.span.display()
             );
-            failed += 1;
+            let failure = Failure::new(Errno::BUSY, text.clone());
+            report.entry(item, "overlaps", None, Some(&failure), text);
             continue;
         }
         if dry_run {
-            println!(
+            let text = format!(
                 "{name}: would create {}/{name} for {entry} ({} at {})",
                 root.display(),
                 format_size(span.size),
                 format_addr(span.base)
             );
+            report.entry(item, "would_create", None, None, text);
             continue;
         }
         match configfs::create(root, &name, span, opts) {
             Ok(configfs::Created::AlreadyEnabled(node)) => {
-                println!("{name}: exists and is enabled already ({})", node.display());
+                let text = format!("{name}: exists and is enabled already ({})", node.display());
+                report.entry(item, "enabled_already", Some(&node), None, text);
             }
             Ok(configfs::Created::New(node)) => {
                 let info = Region::open_with(&node, Access::Read)?.info()?;
                 if info.base != span.base || info.size != span.size {
-                    eprintln!(
-                        "carveoutctl: {name}: {} reports {} at {}, not {entry}",
+                    let text = format!(
+                        "{name}: {} reports {} at {}, not {entry}",
                         node.display(),
                         format_size(info.size),
                         format_addr(info.base)
                     );
-                    failed += 1;
+                    let failure = Failure::new(Errno::IO, text.clone());
+                    report.entry(item, "failed", Some(&node), Some(&failure), text);
                     continue;
                 }
-                println!(
+                let text = format!(
                     "{name}: created {} for {entry} ({} at {})",
                     node.display(),
                     format_size(span.size),
                     format_addr(span.base)
                 );
+                report.entry(item, "created", Some(&node), None, text);
             }
             Err(err) => {
-                eprintln!("carveoutctl: {name}: cannot create a region for {entry}: {err}");
-                failed += 1;
-                if matches!(err, carveout::Error::Unavailable { .. }) {
+                let stop = matches!(err, carveout::Error::Unavailable { .. });
+                let text = format!("{name}: cannot create a region for {entry}: {err}");
+                let failure = Failure::from(err);
+                report.entry(item, "failed", None, Some(&failure), text);
+                if stop {
                     break;
                 }
             }
         }
     }
-    Ok(if failed > 0 {
+    if json {
+        print_json(&json!({
+            "dry_run": dry_run,
+            "entries": report.entries,
+            "errors": failures_json("load", &errors),
+        }))?;
+    }
+    Ok(if report.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -835,7 +960,7 @@ fn cmd_check(
         cmdline: read_cmdline(cmdline)?,
         iomem,
         regions,
-        region_errors,
+        region_errors: region_errors.iter().map(Failure::to_string).collect(),
         firmware: firmware_memmap(),
         pci: pci
             .iter()
@@ -887,8 +1012,7 @@ fn firmware_map(from: Option<&Path>) -> Res<(FirmwareMap, Vec<Span>)> {
         let map = if from.is_dir() {
             FirmwareMap::from_sysfs(from)?
         } else {
-            let text =
-                fs::read_to_string(from).map_err(|e| fail(format!("{}: {e}", from.display())))?;
+            let text = fs::read_to_string(from).map_err(|e| Failure::io(from.display(), &e))?;
             FirmwareMap::from_text(&text, &from.display().to_string()).map_err(fail)?
         };
         return Ok((map, Vec::new()));
@@ -915,7 +1039,7 @@ fn firmware_map(from: Option<&Path>) -> Res<(FirmwareMap, Vec<Span>)> {
     if sysfs.is_dir() {
         return Ok((FirmwareMap::from_sysfs(sysfs)?, avoid));
     }
-    let text = fs::read_to_string("/proc/iomem")?;
+    let text = fs::read_to_string("/proc/iomem").map_err(|e| Failure::io("/proc/iomem", &e))?;
     let map = FirmwareMap::from_text(&text, "/proc/iomem").map_err(|why| {
         fail(format!(
             "/sys/firmware/memmap is missing (CONFIG_FIRMWARE_MEMMAP) and /proc/iomem cannot \
@@ -940,13 +1064,16 @@ fn cmd_plan(
         below,
         avoid,
     };
-    let mut p = match plan::plan(&map, &req) {
-        Ok(p) => p,
-        Err(why) => {
-            eprintln!("carveoutctl: no plan from {}: {why}", map.source);
-            return Ok(ExitCode::from(1));
-        }
-    };
+    let mut p = plan::plan(&map, &req).map_err(|why| {
+        // A request no map could satisfy, or one this map has no room for.
+        let malformed = size == 0 || size % 4096 != 0 || !req.align.is_power_of_two();
+        let errno = if malformed || req.align < 4096 {
+            Errno::INVAL
+        } else {
+            Errno::NOSPC
+        };
+        Failure::new(errno, format!("no plan from {}: {why}", map.source)).with_status(1)
+    })?;
     if from.is_none() && map.source == "/sys/firmware/memmap" {
         // What is in use already, in memory the firmware itself reserved (only the firmware's
         // own map tells: in /proc/iomem a memmap=$ range is Reserved too).
@@ -972,6 +1099,12 @@ fn cmd_plan(
         memmap::etc_default_grub_escape(&raw)
     );
     let grubby = memmap::grubby_command(&raw);
+    // What /etc/modprobe.d/carveout.conf (make install) takes, for modprobe at every boot.
+    let options = format!(
+        "options carveout base={} size={:#x}",
+        format_addr(p.span.base),
+        p.span.size
+    );
     let insmod = format!(
         "insmod carveout.ko base={} size={:#x}",
         format_addr(p.span.base),
@@ -994,6 +1127,7 @@ fn cmd_plan(
             "etc_default_grub": default_grub,
             "grubby": grubby,
             "insmod": insmod,
+            "modprobe_options": options,
             "notes": p.notes,
         }))?;
     } else {
@@ -1020,12 +1154,156 @@ fn cmd_plan(
         );
         println!("grubby:                  {grubby}");
         println!("after the reboot:        carveoutctl load   (or {insmod})");
+        println!("at every boot:           {options}   in /etc/modprobe.d/carveout.conf");
         for note in &p.notes {
             println!("note: {note}");
         }
         println!("note: {kaslr}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the man page says beyond the clap definition (roff).
+const MAN_EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+0
+the command did what it says, or the check holds
+.TP
+1
+a check does not hold: a \fBverify\fR mismatch, a \fBcheck\fR problem, a \fBload\fR or \fBplan\fR
+that could not do all it was asked
+.TP
+2
+a usage or system error
+.SH JSON
+With \fB\-\-json\fR every command prints one JSON value on standard output, and a failure too,
+with the same exit status:
+.PP
+.nf
+{"op":"attr set","errno":16,"error":"EBUSY","reason":"/dev/carveout0: CARVEOUT_SET_ATTR to uc refused with EBUSY ..."}
+.fi
+.PP
+\fBop\fR is the subcommand, \fBerrno\fR the number and \fBerror\fR the name of the errno that
+names the failure (the kernel's, when the kernel refused), \fBreason\fR the sentence the text
+output prints.
+.SH FILES
+.TP
+/dev/carveout0, /dev/carveout/NAME
+the region nodes
+.TP
+/sys/kernel/config/carveout/NAME
+regions made at run time (\fBload\fR)
+.TP
+/proc/cmdline, /proc/iomem, /sys/firmware/memmap
+what \fBcheck\fR, \fBload\fR and \fBplan\fR read
+"#;
+
+/// Each command under `parent` (depth first, as `attr set`): its synopsis, description and
+/// options.
+fn man_commands(out: &mut dyn io::Write, prefix: &str, parent: &clap::Command) -> io::Result<()> {
+    for sub in parent.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("{prefix}{}", sub.get_name());
+        if sub.has_subcommands() {
+            man_commands(out, &format!("{name} "), sub)?;
+            continue;
+        }
+        // The global --json and --help are the page's own options, not each command's.
+        let sub = sub
+            .clone()
+            .bin_name(format!("carveoutctl {name}"))
+            .mut_arg("json", |a| a.hide(true))
+            .mut_arg("help", |a| a.hide(true));
+        let sub_man = clap_mangen::Man::new(sub.clone());
+        let mut synopsis = Vec::new();
+        let mut description = Vec::new();
+        let mut options = Vec::new();
+        sub_man.render_synopsis_section(&mut synopsis)?;
+        sub_man.render_description_section(&mut description)?;
+        if sub.get_arguments().any(|a| !a.is_hide_set()) {
+            sub_man.render_options_section(&mut options)?;
+        }
+        writeln!(out, ".SS \"{name}\"")?;
+        for (i, part) in [synopsis, description, options].iter().enumerate() {
+            if i > 0 {
+                writeln!(out, ".PP")?;
+            }
+            for line in String::from_utf8_lossy(part).lines() {
+                if !line.starts_with(".SH ") {
+                    writeln!(out, "{line}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The man page: clap_mangen's sections for carveoutctl, then every subcommand's synopsis,
+/// description and options under COMMANDS.
+fn man_page(out: &mut dyn io::Write) -> io::Result<()> {
+    let mut page = Vec::new();
+    man_sections(&mut page)?;
+    // Each clap_mangen render starts with the same two lines (the Aq string): once is enough.
+    let page = String::from_utf8_lossy(&page);
+    let mut seen = Vec::new();
+    for line in page.lines() {
+        if line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq") {
+            if seen.contains(&line) {
+                continue;
+            }
+            seen.push(line);
+        }
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn man_sections(out: &mut dyn io::Write) -> io::Result<()> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    writeln!(out, ".SH COMMANDS")?;
+    man_commands(out, "", &cmd)?;
+    let mut extra = Vec::new();
+    man.render_extra_section(&mut extra)?;
+    let extra = String::from_utf8_lossy(&extra).replacen(
+        ".SH EXTRA",
+        ".SH \"REGIONS, SIZES AND ADDRESSES\"",
+        1,
+    );
+    out.write_all(extra.as_bytes())?;
+    out.write_all(MAN_EXIT_STATUS.as_bytes())?;
+    man.render_version_section(out)
+}
+
+/// `CARVEOUTCTL_GENERATE=man|bash|zsh|fish carveoutctl`: the man page or a shell's
+/// completions on standard output, generated from the clap definition (for `make install`).
+/// An environment variable rather than a subcommand, so that neither lists it.
+fn generate(what: &str) -> ExitCode {
+    let mut out = io::stdout().lock();
+    let shell = match what {
+        "man" => {
+            return match man_page(&mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => report("generate", &Failure::io("the man page", &err), false),
+            };
+        }
+        "bash" => clap_complete::Shell::Bash,
+        "zsh" => clap_complete::Shell::Zsh,
+        "fish" => clap_complete::Shell::Fish,
+        _ => {
+            let failure = Failure::invalid(format!(
+                "CARVEOUTCTL_GENERATE={what:?}: man, bash, zsh or fish"
+            ));
+            return report("generate", &failure, false);
+        }
+    };
+    clap_complete::generate(shell, &mut Cli::command(), "carveoutctl", &mut out);
+    ExitCode::SUCCESS
 }
 
 fn run(cli: &Cli) -> Res<ExitCode> {
@@ -1083,6 +1361,7 @@ fn run(cli: &Cli) -> Res<ExitCode> {
                 mode: *mode,
                 gid: *gid,
             },
+            json,
         ),
         Command::Check {
             cmdline,
@@ -1098,14 +1377,81 @@ fn run(cli: &Cli) -> Res<ExitCode> {
     }
 }
 
+/// The subcommand as people type it (`attr set`), the `op` of a JSON failure.
+fn op_name(matches: &ArgMatches) -> String {
+    let mut words = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        words.push(name);
+        m = sub;
+    }
+    words.join(" ")
+}
+
+/// The subcommand words in arguments clap refused: the known subcommand names before the
+/// first that is not one, options skipped.
+fn op_from_args(args: &[String]) -> String {
+    let mut cmd = Cli::command();
+    let mut words = Vec::new();
+    for arg in args.iter().skip(1).filter(|a| !a.starts_with('-')) {
+        let Some(sub) = cmd.find_subcommand(arg).cloned() else {
+            break;
+        };
+        words.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    if words.is_empty() {
+        "carveoutctl".into()
+    } else {
+        words.join(" ")
+    }
+}
+
+/// Prints a failure: `carveoutctl: REASON` on standard error, or under `--json` the object
+/// `{"op","errno","error","reason"}` on standard output. Every command's failure ends here.
+fn report(op: &str, failure: &Failure, json: bool) -> ExitCode {
+    if json {
+        println!("{}", failure.to_json(op));
+    } else {
+        eprintln!("carveoutctl: {failure}");
+    }
+    ExitCode::from(failure.status)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    if let Some(what) = std::env::var_os("CARVEOUTCTL_GENERATE") {
+        return generate(&what.to_string_lossy());
+    }
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let json = args
+        .iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json");
+    let parsed = Cli::command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Ok((Cli::from_arg_matches(&m)?, op_name(&m))));
+    let (cli, op) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) if !json || !err.use_stderr() => err.exit(),
+        Err(err) => {
+            // clap's message without its "error: " and its hints.
+            let text = err.render().to_string();
+            let reason = text
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            let status = u8::try_from(err.exit_code()).unwrap_or(2);
+            let failure = Failure::invalid(reason).with_status(status);
+            return report(&op_from_args(&args), &failure, true);
+        }
+    };
     match run(&cli) {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("carveoutctl: {err}");
-            ExitCode::from(2)
-        }
+        Err(failure) => report(&op, &failure, cli.json),
     }
 }
 
@@ -1134,7 +1480,15 @@ mod tests {
             .unwrap_err()
             .contains("after the number"));
         assert_eq!(parse_mode("0660"), Ok(0o660));
-        assert!(parse_mode("0999").is_err());
+        assert_eq!(parse_mode("777"), Ok(0o777));
+        assert!(parse_mode("0999")
+            .unwrap_err()
+            .contains("mode must be octal permission bits"));
+        // The driver's limit and words (rust/carveout.rs): no setuid, setgid or sticky bits.
+        assert_eq!(
+            parse_mode("01777"),
+            Err("refusing mode=01777: not permission bits (0 to 0777)".into())
+        );
     }
 
     #[test]
@@ -1149,7 +1503,60 @@ mod tests {
 
     #[test]
     fn the_cli_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn failures_name_the_subcommand() {
+        let m = Cli::command()
+            .try_get_matches_from(args("carveoutctl --json attr set wc carveout0"))
+            .unwrap();
+        assert_eq!(op_name(&m), "attr set");
+        assert_eq!(
+            op_from_args(&args("carveoutctl attr --json set bogus")),
+            "attr set"
+        );
+        assert_eq!(op_from_args(&args("carveoutctl load --mode 01777")), "load");
+        assert_eq!(
+            op_from_args(&args("carveoutctl --json frob")),
+            "carveoutctl"
+        );
+    }
+
+    #[test]
+    fn the_man_page_and_completions_cover_every_subcommand() {
+        let mut man = Vec::new();
+        man_page(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.contains(".TH carveoutctl 1"), "{man}");
+        // Each command's own options are on the page, once each.
+        for option in [r"\-\-seed", r"\-\-dry\-run", r"\-\-below"] {
+            assert!(man.contains(option), "man: no {option}");
+        }
+        assert!(man.contains(".SS \"attr set\""), "{man}");
+        // --json: the synopsis, the options and the JSON section; no command repeats it.
+        assert_eq!(man.matches(r"\fB\-\-json\fR").count(), 3, "{man}");
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "carveoutctl", &mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.contains("--json") || out.contains("-l json"),
+                "{shell}: no --json"
+            );
+            for sub in Cli::command().get_subcommands() {
+                let name = sub.get_name();
+                assert!(out.contains(name), "{shell}: no {name}");
+                assert!(man.contains(&format!(".SS \"{name}")), "man: no {name}");
+            }
+        }
     }
 }
