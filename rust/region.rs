@@ -486,11 +486,20 @@ impl Region {
     /// attached.
     pub(crate) fn detach(&self, device: &CStr) -> Result {
         let mut attachments = self.attachments.lock();
-        let index = attachments
-            .iter()
-            .position(|a| a.name() == device)
-            .ok_or(ENOENT)?;
+        let Some(index) = attachments.iter().position(|a| a.name() == device) else {
+            pr_err!(
+                "{}: detach {}: not attached\n",
+                self.display_name(),
+                device.to_str().unwrap_or("?")
+            );
+            return Err(ENOENT);
+        };
         drop(attachments.remove(index)?);
+        pr_info!(
+            "{}: detached {}\n",
+            self.display_name(),
+            device.to_str().unwrap_or("?")
+        );
         Ok(())
     }
 

@@ -98,6 +98,7 @@ pub fn errno_name(errno: Errno) -> String {
         (Errno::NOSPC, "ENOSPC"),
         (Errno::OVERFLOW, "EOVERFLOW"),
         (Errno::OPNOTSUPP, "EOPNOTSUPP"),
+        (Errno::RANGE, "ERANGE"),
     ];
     known
         .iter()

@@ -12,6 +12,7 @@
 //! time).
 
 pub mod abi;
+pub mod attach;
 pub mod check;
 pub mod configfs;
 pub mod devmem;
