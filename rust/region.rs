@@ -452,16 +452,25 @@ impl Region {
                 AttachError::Refused => (ENOMEM, "the DMA API refused to map the region", None),
                 AttachError::Failed(err) => (err, "mapping the region failed", None),
             };
-            pr_err!(
-                "{}: attach {}: {} ({:#x}-{:#x}{}{:#x})\n",
-                self.display_name(),
-                name,
-                why,
-                self.range.base(),
-                self.range.last(),
-                if mask.is_some() { ", DMA mask " } else { "" },
-                mask.unwrap_or(0)
-            );
+            match mask {
+                Some(mask) => pr_err!(
+                    "{}: attach {}: {} ({:#x}-{:#x}, DMA mask {:#x})\n",
+                    self.display_name(),
+                    name,
+                    why,
+                    self.range.base(),
+                    self.range.last(),
+                    mask
+                ),
+                None => pr_err!(
+                    "{}: attach {}: {} ({:#x}-{:#x})\n",
+                    self.display_name(),
+                    name,
+                    why,
+                    self.range.base(),
+                    self.range.last()
+                ),
+            }
             errno
         })?;
         let reached = (

@@ -103,8 +103,10 @@ impl Refusal {
             Errno::NOMEM => "the DMA API refused to map the region (no I/O address space)",
             Errno::BADF => "the region is open read-only",
             Errno::PERM => "needs CAP_SYS_ADMIN",
-            Errno::INVAL => "unaligned or empty range, an offset + length that overflows, or a \
-                             bad direction",
+            Errno::INVAL => {
+                "unaligned or empty range, an offset + length that overflows, or a \
+                             bad direction"
+            }
             Errno::NXIO => "the range reaches beyond the region",
             Errno::NOTTY => "this carveout driver predates the request",
             _ => "refused",

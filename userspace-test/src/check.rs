@@ -81,10 +81,12 @@ impl Attachments {
         let mut out = Self::default();
         for r in regions {
             match attach::dma_devices(&r.path) {
-                Ok(devices) => out.devices.extend(devices.into_iter().map(|device| Attachment {
-                    region: r.path.clone(),
-                    device,
-                })),
+                Ok(devices) => out
+                    .devices
+                    .extend(devices.into_iter().map(|device| Attachment {
+                        region: r.path.clone(),
+                        device,
+                    })),
                 Err(err) => out.errors.push(err.to_string()),
             }
         }
@@ -207,7 +209,10 @@ fn pci_findings(
             });
         }
         if matches!(dev.domain, Domain::Translated(_)) && !attachments.is_empty() {
-            for r in regions.iter().filter(|r| !attachments.iter().any(|a| a.region == r.path)) {
+            for r in regions
+                .iter()
+                .filter(|r| !attachments.iter().any(|a| a.region == r.path))
+            {
                 out.push(Finding {
                     level: Level::Warning,
                     message: format!(
@@ -402,11 +407,7 @@ pub fn check(input: &Input) -> Vec<Finding> {
             }
         }
     }
-    out.extend(pci_findings(
-        &input.pci,
-        &input.attachments,
-        &input.regions,
-    ));
+    out.extend(pci_findings(&input.pci, &input.attachments, &input.regions));
     out
 }
 
@@ -631,7 +632,9 @@ mod tests {
             .collect();
         assert_eq!(about.len(), 3, "{about:#?}");
         assert_eq!(about[0].level, Level::Ok);
-        assert!(about[1].message.contains("/dev/carveout0 is attached to it"));
+        assert!(about[1]
+            .message
+            .contains("/dev/carveout0 is attached to it"));
         assert!(about[1].message.contains("bus address 0xbc000000 (an IOVA"));
         assert_eq!(about[2].level, Level::Warning);
         assert!(about[2].message.contains("/dev/carveout/b is not attached"));
@@ -641,6 +644,7 @@ mod tests {
         i.pci.clear();
         let f = check(&i);
         assert!(f.iter().any(|f| f.level == Level::Warning
-            && f.message.contains("removed while /dev/carveout0 was attached")));
+            && f.message
+                .contains("removed while /dev/carveout0 was attached")));
     }
 }

@@ -780,7 +780,11 @@ fn bench_iommu_attach(
     let clock = Clock::calibrate();
     let iommu = carveout::iommu::PciIommu::read(device).map_err(|e| e.to_string())?;
     println!("# {device}: IOMMU {:?}", iommu.domain);
-    for cap in fs::read_dir("/sys/class/iommu").into_iter().flatten().flatten() {
+    for cap in fs::read_dir("/sys/class/iommu")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if let Ok(text) = fs::read_to_string(cap.path().join("intel-iommu/cap")) {
             let c = u64::from_str_radix(text.trim(), 16).unwrap_or(0);
             println!(

@@ -464,7 +464,12 @@ impl Worker {
         };
         if !bad && arg == self.buf.as_ptr() as u64 {
             // SAFETY: `buf` is a page long and ours; `abi::Sync` is plain data.
-            unsafe { self.buf.as_mut_ptr().cast::<abi::Sync>().write_unaligned(req) };
+            unsafe {
+                self.buf
+                    .as_mut_ptr()
+                    .cast::<abi::Sync>()
+                    .write_unaligned(req)
+            };
         }
         let expected = if bad || arg != self.buf.as_ptr() as u64 {
             Err(Errno::FAULT)
@@ -521,14 +526,21 @@ impl Worker {
         let mut req = abi::Attach::default();
         let well_formed = match self.rng.below(6) {
             0..=2 => {
-                let name = self.rng.pick(&["0000:ff:1f.7", "ffff:00:00.0", "0000:fe:00.0"]);
+                let name = self
+                    .rng
+                    .pick(&["0000:ff:1f.7", "ffff:00:00.0", "0000:fe:00.0"]);
                 req.device[..12].copy_from_slice(name.as_bytes());
                 true
             }
             3 => {
-                let name =
-                    self.rng
-                        .pick(&["", "edu", "00:01.0", "0000:00:01.0x", "0000-00-01.0", "0000:0g:01.0"]);
+                let name = self.rng.pick(&[
+                    "",
+                    "edu",
+                    "00:01.0",
+                    "0000:00:01.0x",
+                    "0000-00-01.0",
+                    "0000:0g:01.0",
+                ]);
                 req.device[..name.len()].copy_from_slice(name.as_bytes());
                 false
             }
@@ -555,7 +567,11 @@ impl Worker {
             }
         }
         // The name check accepts exactly DDDD:BB:DD.F in hex.
-        let name = req.device.iter().position(|&b| b == 0).map(|n| &req.device[..n]);
+        let name = req
+            .device
+            .iter()
+            .position(|&b| b == 0)
+            .map(|n| &req.device[..n]);
         let valid_name = name.is_some_and(|n| {
             n.len() == 12
                 && n.iter().enumerate().all(|(i, b)| match i {

@@ -118,9 +118,15 @@ enum Command {
     },
     /// Map the whole region for PCI DEVICE's DMA (CARVEOUT_ATTACH) and print the bus address
     /// the device must use: an IOVA where its IOMMU translates, else the physical address.
-    Attach { device: String, region: Option<String> },
+    Attach {
+        device: String,
+        region: Option<String>,
+    },
     /// Unmap the region for PCI DEVICE (CARVEOUT_DETACH).
-    Detach { device: String, region: Option<String> },
+    Detach {
+        device: String,
+        region: Option<String>,
+    },
     /// Cache maintenance for a device that does not snoop (CARVEOUT_SYNC): write back before
     /// the device reads, invalidate before the CPU reads. Page-aligned; default: all of it.
     Sync {
@@ -939,11 +945,13 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             from,
         } => cmd_plan(*size, *align, *below, from.as_deref(), json),
         Command::Attach { device, region } => {
-            let done = carveout::attach::attach(&Region::open(region_path(region.as_deref())?)?, device)?;
+            let done =
+                carveout::attach::attach(&Region::open(region_path(region.as_deref())?)?, device)?;
             print_or_json(&done, json)
         }
         Command::Detach { device, region } => {
-            let done = carveout::attach::detach(&Region::open(region_path(region.as_deref())?)?, device)?;
+            let done =
+                carveout::attach::detach(&Region::open(region_path(region.as_deref())?)?, device)?;
             print_or_json(&done, json)
         }
         Command::Sync {
@@ -953,7 +961,10 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             region,
         } => {
             let region = Region::open(region_path(region.as_deref())?)?;
-            print_or_json(&carveout::attach::sync(&region, *offset, *len, *for_)?, json)
+            print_or_json(
+                &carveout::attach::sync(&region, *offset, *len, *for_)?,
+                json,
+            )
         }
     }
 }
