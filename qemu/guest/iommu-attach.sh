@@ -11,8 +11,8 @@
 HIGH_BASE=${cvt_high_base:-0x1000000000}
 HIGH_SIZE=${cvt_high_size:-0x200000}
 
-# json_num KEY FILE: the number KEY holds in the (compact) JSON in FILE.
-json_num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2" | head -n 1; }
+# json_file_num KEY FILE: the number KEY holds in the (compact) JSON in FILE.
+json_file_num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2" | head -n 1; }
 
 dma_devices() { cat "/sys/class/carveout/${1:-carveout0}/dma_devices"; }
 
@@ -24,7 +24,7 @@ attach_edu() {
     bdf=$(edu_bdf) || return 1
     carveoutctl --json attach "$bdf" >/tmp/attach.json 2>&1 ||
         { say "attach: $(cat /tmp/attach.json)"; return 1; }
-    bus=$(json_num bus_addr /tmp/attach.json)
+    bus=$(json_file_num bus_addr /tmp/attach.json)
     translated=$(sed -n 's/.*"translated":\([a-z]*\).*/\1/p' /tmp/attach.json)
     [ -n "$bus" ] || { say "no bus address in $(cat /tmp/attach.json)"; return 1; }
     say "attached: $(cat /tmp/attach.json)"
@@ -38,8 +38,8 @@ case_iommu_attach_reports_bus_address() {
     carveoutctl attach "$bdf" >/tmp/attach.txt 2>&1 || { cat /tmp/attach.txt; return 1; }
     sed 's/^/# /' /tmp/attach.txt
     carveoutctl --json info >/tmp/info.json || return 1
-    bus=$(json_num bus_addr /tmp/info.json)
-    ioctl_bus=$(json_num ioctl_bus_addr /tmp/info.json)
+    bus=$(json_file_num bus_addr /tmp/info.json)
+    ioctl_bus=$(json_file_num ioctl_bus_addr /tmp/info.json)
     say "info --json: $(cat /tmp/info.json)"
     ok=1
     if [ -z "$bus" ] || [ "$bus" != "$ioctl_bus" ]; then
@@ -74,7 +74,7 @@ case_iommu_attach_reports_bus_address() {
         ok=0
     fi
     carveoutctl --json info hi >/tmp/info.json || ok=0
-    [ "$(json_num bus_addr /tmp/info.json)" = "$((hbus))" ] || { say "info hi: $(cat /tmp/info.json)"; ok=0; }
+    [ "$(json_file_num bus_addr /tmp/info.json)" = "$((hbus))" ] || { say "info hi: $(cat /tmp/info.json)"; ok=0; }
     echo "$bdf" >"$CFS/hi/detach" || ok=0
     [ -z "$(cat "$CFS/hi/attach")" ] || ok=0
     drop_region hi
@@ -193,6 +193,34 @@ case_attach_bad_input_refused() {
     [ "$ok" = 1 ] && dmesg_clean
 }
 
+# The group's default domain changed under a live attachment (no driver is bound, so sysfs lets
+# root do it): the mapping went with the old domain, and detach must not unmap through the new
+# one (the DMA API would WARN and free an IOVA it never handed out).
+case_iommu_domain_changed_while_attached() {
+    iommu_load || return 1
+    bdf=$(edu_bdf) || return 1
+    grp=/sys/bus/pci/devices/$bdf/iommu_group
+    before=$(group_type "$bdf")
+    ok=1
+    # Translated, then identity.
+    attach_edu || return 1
+    echo identity >"$grp/type" || ok=0
+    carveoutctl detach "$bdf" >/dev/null || ok=0
+    # Direct (identity), then translated.
+    attach_edu || ok=0
+    [ "$translated" = false ] || { say "attached under identity, translated: $translated"; ok=0; }
+    echo "$before" >"$grp/type" || ok=0
+    carveoutctl detach "$bdf" >/dev/null || ok=0
+    n=$(dmesg | grep -c "$bdf: its IOMMU domain changed while the carve-out was mapped for it")
+    [ "$n" = 2 ] || { say "$n dmesg lines about the domain change, expected 2"; ok=0; }
+    [ "$(group_type "$bdf")" = "$before" ] || { echo "$before" >"$grp/type"; ok=0; }
+    # A fresh attach works through the new domain.
+    attach_edu || return 1
+    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout --seed 0xd0c0 || ok=0
+    carveoutctl detach "$bdf" >/dev/null || ok=0
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
 suite_attach() {
     run_case iommu_attach_reports_bus_address case_iommu_attach_reports_bus_address
     unload_quietly
@@ -203,6 +231,8 @@ suite_attach() {
     run_case iommu_detach_revokes case_iommu_detach_revokes
     unload_quietly
     run_case attach_bad_input_refused case_attach_bad_input_refused
+    unload_quietly
+    run_case iommu_domain_changed_while_attached case_iommu_domain_changed_while_attached
     unload_quietly
     run_case iommu_device_removed_while_attached case_iommu_device_removed_while_attached
     unload_quietly
