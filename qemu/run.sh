@@ -31,10 +31,6 @@ pmem_size=0x1000000
 # kernel's DMA API allocates from).
 iommu_size=0x800000
 edu_dma_mask=0xffffffff
-# And 2 MiB reserved at 64 GiB, beyond the guest's RAM and q35's 64-bit PCI window: out of the
-# reach of a device's 32-bit DMA mask unless its IOMMU translates (the attach cases).
-high_base=0x1000000000
-high_size=0x200000
 
 # The cases: every `run_case NAME` in the guest suites (in the order they run), then the
 # second boot's cases in /init, then the packaged kernel's (qemu/extmod.sh); then the IOMMU
@@ -79,10 +75,8 @@ main_qemu=("${qemu[@]}")
 # lacks under TCG: allow_unsafe_interrupts. intel-iommu must come before the PCI devices.
 iommu_append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
-    "memmap=8M\$$base" "memmap=2M\$$high_base" intel_iommu=on
-    vfio_iommu_type1.allow_unsafe_interrupts=1
+    "memmap=8M\$$base" intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts=1
     cvt_mode=iommu "cvt_base=$base" "cvt_size=$iommu_size" "cvt_edu_dma_mask=$edu_dma_mask"
-    "cvt_high_base=$high_base" "cvt_high_size=$high_size"
 )
 [[ -z ${CARVEOUT_SUITES:-} ]] || iommu_append+=("cvt_suites=$CARVEOUT_SUITES")
 iommu_append+=("${guest_args[@]}")

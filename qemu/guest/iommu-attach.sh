@@ -7,9 +7,21 @@
 # snoop. edu_bdf, group_type, iommu_load come from iommu-dma.sh; make_region, drop_region and
 # CFS from 30-regions.sh.
 
-# 2 MiB reserved at 64 GiB (run.sh): beyond a 32-bit DMA mask.
-HIGH_BASE=${cvt_high_base:-0x1000000000}
-HIGH_SIZE=${cvt_high_size:-0x200000}
+# 2 MiB at 64 GiB, beyond the guest's RAM and q35's 64-bit PCI window, and beyond a 32-bit DMA
+# mask: a configfs region claimed with allow_unlisted (a memmap= for it would be a range
+# `carveoutctl check` finds unheld in the other cases). Nothing reads or writes it: it is
+# attached only.
+HIGH_BASE=0x1000000000
+HIGH_SIZE=0x200000
+
+# make_high_region: configfs region "hi" at HIGH_BASE.
+make_high_region() {
+    mkdir "$CFS/hi" || return 1
+    echo 1 >"$CFS/hi/allow_unlisted" || return 1
+    echo "$HIGH_BASE" >"$CFS/hi/base" || return 1
+    echo "$HIGH_SIZE" >"$CFS/hi/size" || return 1
+    echo 1 >"$CFS/hi/enable"
+}
 
 # json_file_num KEY FILE: the number KEY holds in the (compact) JSON in FILE.
 json_file_num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$2" | head -n 1; }
@@ -61,7 +73,7 @@ case_iommu_attach_reports_bus_address() {
 
     # Through configfs, a region edu cannot reach physically (64 GiB, 32-bit mask): its IOMMU
     # maps it below 4 GiB.
-    make_region hi "$HIGH_BASE" "$HIGH_SIZE" || return 1
+    make_high_region || return 1
     echo "$bdf" >"$CFS/hi/attach" || { drop_region hi; return 1; }
     shown=$(cat "$CFS/hi/attach")
     sysfs=$(dma_devices carveout-hi)
@@ -169,7 +181,7 @@ case_attach_bad_input_refused() {
     [ "$(dma_devices | wc -l)" = 1 ] || { say "dma_devices: $(dma_devices)"; ok=0; }
     carveoutctl detach "$bdf" >/dev/null || ok=0
     # configfs checks the name the same way.
-    make_region hi "$HIGH_BASE" "$HIGH_SIZE" || return 1
+    make_high_region || return 1
     refused "Invalid argument" "take a PCI device name" sh -c "echo edu >$CFS/hi/attach" || ok=0
     # Out of reach: with an identity domain edu's DMA is untranslated, and its 32-bit mask
     # does not reach 64 GiB. Never bounced: refused.
