@@ -68,6 +68,10 @@ case_iommu_attach_reports_bus_address() {
         { cat /tmp/info.txt; say "info lists no attached edu"; ok=0; }
     dmesg | grep -q "attached $bdf: bus address $(hex "$bus") (translated" ||
         { say "no dmesg line for the attach"; ok=0; }
+    # carveoutctl check looks at attached devices without being told (--pci).
+    carveoutctl check >/tmp/check.out 2>&1 || { cat /tmp/check.out; ok=0; }
+    grep -q "^ok: $bdf: /dev/carveout0 is attached to it: the device must use bus address $(hex "$bus") (an IOVA" \
+        /tmp/check.out || { cat /tmp/check.out; say "check does not report the attachment"; ok=0; }
     carveoutctl detach "$bdf" >/dev/null || ok=0
     [ -z "$(dma_devices)" ] || { say "still listed after detach: $(dma_devices)"; ok=0; }
 
