@@ -122,6 +122,16 @@ case_iommu_detach_revokes() {
     fault=$(dmesg | grep -E "DMAR: \[DMA Write NO_PASID\] Request device \[$bdf\] fault addr $(hex "$bus") " | head -n 1)
     [ -n "$fault" ] || { say "no DMAR write fault at $(hex "$bus")"; dmesg | grep DMAR | tail -n 5; return 1; }
     say "the kernel logged: ${fault#*] }"
+    # rmmod while attached unmaps too: attached again, unloaded, loaded again (no attachment),
+    # the old address faults.
+    attach_edu || return 1
+    rmmod carveout || { say "rmmod while attached failed"; return 1; }
+    iommu_load || return 1
+    [ -z "$(dma_devices)" ] || { say "attached after a reload: $(dma_devices)"; return 1; }
+    sleep 1
+    faults=$(dmar_faults)
+    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" blocked --seed 0xde7c || return 1
+    [ "$(dmar_faults)" -gt "$faults" ] || { say "no DMAR fault after rmmod"; return 1; }
     dmesg_clean
 }
 
