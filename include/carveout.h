@@ -113,7 +113,8 @@ struct carveout_attach {
  * no mapping needed. WB and WT regions: the range's cache lines are written back and
  * invalidated (x86 has no separate invalidate: both directions do both). UC and WC regions:
  * a full memory barrier, which also drains write-combining buffers. Errors: EINVAL (unaligned
- * or empty range, a direction other than the two, non-zero __pad0), ENXIO (beyond the region).
+ * or empty range, an offset + len that overflows, a direction other than the two, non-zero
+ * __pad0), ENXIO (beyond the region).
  */
 struct carveout_sync {
 	__u64 offset;     /* byte offset into the region, page aligned */

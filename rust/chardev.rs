@@ -145,15 +145,7 @@ impl OpenRegion {
 /// a line saying so, for anything else.
 fn pci_device_name(raw: &[u8]) -> Result<&CStr> {
     let name = CStr::from_bytes_until_nul(raw).ok();
-    let well_formed = name.is_some_and(|name| {
-        let bytes = name.to_bytes();
-        bytes.len() == 12
-            && bytes.iter().enumerate().all(|(i, b)| match i {
-                4 | 7 => *b == b':',
-                10 => *b == b'.',
-                _ => b.is_ascii_hexdigit(),
-            })
-    });
+    let well_formed = name.is_some_and(|name| is_pci_device_name(name.to_bytes()));
     match name {
         Some(name) if well_formed => Ok(name),
         _ => {
@@ -161,6 +153,16 @@ fn pci_device_name(raw: &[u8]) -> Result<&CStr> {
             Err(EINVAL)
         }
     }
+}
+
+/// Whether `bytes` spell a PCI device name, `DDDD:BB:DD.F` in hex.
+pub(crate) fn is_pci_device_name(bytes: &[u8]) -> bool {
+    bytes.len() == 12
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b':',
+            10 => *b == b'.',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 impl Drop for OpenRegion {

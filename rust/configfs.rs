@@ -427,9 +427,9 @@ fn enabled_region(this: &RegionConfig) -> Result<Arc<Region>> {
 /// A PCI device name written to `attach` or `detach`, without the newline.
 fn stored_device(page: &[u8]) -> Result<CString> {
     let text = page.trim_ascii();
-    if text.is_empty() || text.len() >= 32 || !text.iter().all(|b| b.is_ascii_graphic()) {
+    if !crate::chardev::is_pci_device_name(text) {
         pr_err!(
-            "configfs: attach/detach take a PCI device name, not {:?}\n",
+            "configfs: attach/detach take a PCI device name (DDDD:BB:DD.F), not {:?}\n",
             BStrLossy(page)
         );
         return Err(EINVAL);
@@ -472,11 +472,6 @@ impl AttributeOperations<9> for RegionConfig {
     /// Unmaps the region for the PCI device written.
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
         let device = stored_device(page)?;
-        enabled_region(this)?.detach(&device).inspect_err(|_| {
-            pr_err!(
-                "configfs: detach {}: not attached\n",
-                device.to_str().unwrap_or("?")
-            );
-        })
+        enabled_region(this)?.detach(&device)
     }
 }

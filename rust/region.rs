@@ -476,16 +476,25 @@ impl Region {
                 AttachError::Refused => (ENOMEM, "the DMA API refused to map the region", None),
                 AttachError::Failed(err) => (err, "mapping the region failed", None),
             };
-            pr_err!(
-                "{}: attach {}: {} ({:#x}-{:#x}{}{:#x})\n",
-                self.display_name(),
-                name,
-                why,
-                self.range.base(),
-                self.range.last(),
-                if mask.is_some() { ", DMA mask " } else { "" },
-                mask.unwrap_or(0)
-            );
+            match mask {
+                Some(mask) => pr_err!(
+                    "{}: attach {}: {} ({:#x}-{:#x}, DMA mask {:#x})\n",
+                    self.display_name(),
+                    name,
+                    why,
+                    self.range.base(),
+                    self.range.last(),
+                    mask
+                ),
+                None => pr_err!(
+                    "{}: attach {}: {} ({:#x}-{:#x})\n",
+                    self.display_name(),
+                    name,
+                    why,
+                    self.range.base(),
+                    self.range.last()
+                ),
+            }
             errno
         })?;
         let reached = (
@@ -510,11 +519,20 @@ impl Region {
     /// attached.
     pub(crate) fn detach(&self, device: &CStr) -> Result {
         let mut attachments = self.attachments.lock();
-        let index = attachments
-            .iter()
-            .position(|a| a.name() == device)
-            .ok_or(ENOENT)?;
+        let Some(index) = attachments.iter().position(|a| a.name() == device) else {
+            pr_err!(
+                "{}: detach {}: not attached\n",
+                self.display_name(),
+                device.to_str().unwrap_or("?")
+            );
+            return Err(ENOENT);
+        };
         drop(attachments.remove(index)?);
+        pr_info!(
+            "{}: detached {}\n",
+            self.display_name(),
+            device.to_str().unwrap_or("?")
+        );
         Ok(())
     }
 

@@ -10,3 +10,15 @@ run_bench() {
     echo "@@bench-done"
     qemu_exit
 }
+
+# The IOMMU bench guest (cvt_mode=bench-iommu: q35, intel-iommu, edu): CARVEOUT_ATTACH time of
+# regions up to $SIZE, mapped for edu through its IOMMU.
+run_bench_iommu() {
+    runs=${cvt_runs:-5}
+    bdf=$(edu_bdf) || { echo "@@bench-failed"; qemu_exit; }
+    echo "== carveout-bench iommu-attach: up to $(hex "$SIZE") at $(hex "$BASE") for $bdf ($(group_type "$bdf")), $runs runs each"
+    carveout-bench iommu-attach --module "$MOD" --base "$(hex "$BASE")" --size "$(hex "$SIZE")" \
+        --device "$bdf" --runs "$runs" || echo "@@bench-failed"
+    echo "@@bench-done"
+    qemu_exit
+}

@@ -64,13 +64,42 @@ impl From<Error> for AttachError {
 struct Mapping {
     dev: ARef<Device>,
     bus_addr: bindings::dma_addr_t,
+    /// The range's first byte.
+    phys: u64,
     size: usize,
+    /// How the device reached memory when mapped.
+    translation: Translation,
 }
 
 impl Mapping {
+    /// Whether the mapping still lives in the device's current domain. Without a driver bound,
+    /// the device's IOMMU group may be given another default domain (sysfs
+    /// `iommu_group/type`) while the range is mapped for it: the old domain, with the IOVA,
+    /// is gone; unmapping through the new one would unmap what it never mapped (a `WARN` in
+    /// the DMA API, and an IOVA freed that its allocator never handed out).
+    fn in_current_domain(&self) -> bool {
+        match (self.translation, current_domain(&self.dev)) {
+            (Translation::Direct, None) => true,
+            (Translation::Translated, Some(domain)) => {
+                // SAFETY: `domain` is the device's live paging domain; the call only walks its
+                // page table.
+                let phys = unsafe { bindings::iommu_iova_to_phys(domain.as_ptr(), self.bus_addr) };
+                phys == self.phys
+            }
+            _ => false,
+        }
+    }
+
     fn unmap(self) {
-        // SAFETY: `bus_addr` came from `dma_map_phys` for this device and size, and is unmapped
-        // once (the mapping is consumed).
+        if !self.in_current_domain() {
+            pr_info!(
+                "{}: its IOMMU domain changed while the carve-out was mapped for it: the mapping went with the old domain\n",
+                self.dev.name().to_str().unwrap_or("?")
+            );
+            return;
+        }
+        // SAFETY: `bus_addr` came from `dma_map_phys` for this device and size, in the domain
+        // the device still has, and is unmapped once (the mapping is consumed).
         unsafe {
             bindings::dma_unmap_phys(
                 raw(&self.dev),
@@ -143,20 +172,21 @@ fn raw(dev: &Device) -> *mut bindings::device {
     core::ptr::from_ref(dev).cast_mut().cast()
 }
 
-/// How `dev`'s DMA reaches memory.
-fn translation(dev: &Device) -> Translation {
+/// The device's domain if it is a paging (translating) one.
+fn current_domain(dev: &Device) -> Option<NonNull<bindings::iommu_domain>> {
     // SAFETY: `dev` is a valid device held by the caller; the call only reads its group's
     // domain.
-    let domain = unsafe { bindings::iommu_get_domain_for_dev(raw(dev)) };
-    if domain.is_null() {
-        return Translation::Direct;
-    }
+    let domain = NonNull::new(unsafe { bindings::iommu_get_domain_for_dev(raw(dev)) })?;
     // SAFETY: A non-NULL domain is the device's live domain while it is in its group.
-    let kind = unsafe { (*domain).type_ };
-    if kind & bindings::__IOMMU_DOMAIN_PAGING != 0 {
-        Translation::Translated
-    } else {
-        Translation::Direct
+    let kind = unsafe { (*domain.as_ptr()).type_ };
+    (kind & bindings::__IOMMU_DOMAIN_PAGING != 0).then_some(domain)
+}
+
+/// How `dev`'s DMA reaches memory.
+fn translation(dev: &Device) -> Translation {
+    match current_domain(dev) {
+        Some(_) => Translation::Translated,
+        None => Translation::Direct,
     }
 }
 
@@ -201,7 +231,9 @@ impl DmaAttachment {
         let mapping = Mapping {
             dev,
             bus_addr,
+            phys: range.base(),
             size,
+            translation,
         };
         let bounced = translation == Translation::Direct && bus_addr != range.base();
         let beyond = bus_addr

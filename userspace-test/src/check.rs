@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::{
+    attach::{self, DmaDevice},
     iomem::Iomem,
     iommu::{Domain, PciIommu},
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
@@ -57,20 +58,91 @@ pub struct Input {
     /// The PCI devices named (`--pci`), as sysfs describes them, or why they could not be
     /// read.
     pub pci: Vec<Result<PciIommu, String>>,
+    /// The devices the regions are attached to.
+    pub attachments: Attachments,
 }
 
-/// Where the attached-devices part of the check goes: the regions a PCI device is attached
-/// to, with the bus address each reports. The driver cannot attach a region to a device yet
-/// (issue 14, part 3), so nothing is attached to anything; when it can, the caller fills this
-/// from the driver (sysfs or the ioctl) and [`pci_findings`] says, per device, whether the
-/// region is attached to it and at which bus address, instead of the VFIO advice.
+/// The PCI devices the regions are attached to (`CARVEOUT_ATTACH`), as each region's sysfs
+/// `dma_devices` lists them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Attachments {}
+pub struct Attachments {
+    pub devices: Vec<Attachment>,
+    /// Regions whose list could not be read, in words.
+    pub errors: Vec<String>,
+}
 
-/// What the IOMMU means for each PCI device named: a physical address reaches the region or
-/// faults.
-fn pci_findings(pci: &[Result<PciIommu, String>], _attached: &Attachments) -> Vec<Finding> {
+/// One region attached to one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    /// The region's node.
+    pub region: PathBuf,
+    #[serde(flatten)]
+    pub device: DmaDevice,
+}
+
+impl Attachments {
+    /// Reads `dma_devices` of every region.
+    pub fn read(regions: &[RegionView]) -> Self {
+        let mut out = Self::default();
+        for r in regions {
+            match attach::dma_devices(&r.path) {
+                Ok(devices) => out
+                    .devices
+                    .extend(devices.into_iter().map(|device| Attachment {
+                        region: r.path.clone(),
+                        device,
+                    })),
+                Err(err) => out.errors.push(err.to_string()),
+            }
+        }
+        out
+    }
+
+    fn of<'a>(&'a self, bdf: &'a str) -> impl Iterator<Item = &'a Attachment> + 'a {
+        self.devices.iter().filter(move |a| a.device.device == bdf)
+    }
+}
+
+/// The PCI devices to examine: those named, then those attached to a region (once each; a
+/// device removed while attached is not looked for).
+pub fn pci_devices(named: &[String], attached: &Attachments) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let present = attached.devices.iter().filter(|a| !a.device.removed);
+    for bdf in named.iter().chain(present.map(|a| &a.device.device)) {
+        if !out.contains(bdf) {
+            out.push(bdf.clone());
+        }
+    }
+    out
+}
+
+/// What the IOMMU means for each PCI device examined: a physical address reaches the region or
+/// faults; and which regions are attached to it, at which bus address.
+fn pci_findings(
+    pci: &[Result<PciIommu, String>],
+    attached: &Attachments,
+    regions: &[RegionView],
+) -> Vec<Finding> {
     let mut out = Vec::new();
+    for why in &attached.errors {
+        out.push(Finding {
+            level: Level::Problem,
+            message: format!("cannot tell which devices are attached: {why}"),
+        });
+    }
+    for a in attached.devices.iter().filter(|a| a.device.removed) {
+        out.push(Finding {
+            level: Level::Warning,
+            message: format!(
+                "{}: removed while {} was attached to it: the mapping is gone; `carveoutctl \
+                 detach {} {}` drops the entry",
+                a.device.device,
+                a.region.display(),
+                a.device.device,
+                a.region.display()
+            ),
+        });
+    }
     for dev in pci {
         let dev = match dev {
             Ok(dev) => dev,
@@ -83,6 +155,7 @@ fn pci_findings(pci: &[Result<PciIommu, String>], _attached: &Attachments) -> Ve
             }
         };
         let (bdf, group) = (&dev.bdf, dev.group.unwrap_or_default());
+        let attachments: Vec<&Attachment> = attached.of(bdf).collect();
         let (level, message) = match &dev.domain {
             Domain::NoIommu => (
                 Level::Ok,
@@ -102,12 +175,21 @@ fn pci_findings(pci: &[Result<PciIommu, String>], _attached: &Attachments) -> Ve
                 Level::Warning,
                 format!("{bdf}: IOMMU group {group} blocks all DMA: the device reaches no memory"),
             ),
+            Domain::Translated(kind) if !attachments.is_empty() => (
+                Level::Ok,
+                format!(
+                    "{bdf}: IOMMU group {group} translates its DMA (domain type {kind}): it \
+                     reaches an attached region at the bus address carveout reports, not at the \
+                     physical address"
+                ),
+            ),
             Domain::Translated(kind) => (
                 Level::Warning,
                 format!(
                     "{bdf}: IOMMU group {group} translates its DMA (domain type {kind}): a \
                      physical address handed to it faults in the IOMMU and nothing reaches the \
-                     region. Map the region for it (a userspace driver: VFIO_IOMMU_MAP_DMA of \
+                     region. Map the region for it (`carveoutctl attach {bdf}`, then hand it \
+                     the bus address reported; or a userspace driver: VFIO_IOMMU_MAP_DMA of \
                      the region's mmap, then hand the device that iova), or give the group an \
                      identity domain (unbind the device, then echo identity > \
                      /sys/kernel/iommu_groups/{group}/type), or boot with iommu=pt"
@@ -115,6 +197,39 @@ fn pci_findings(pci: &[Result<PciIommu, String>], _attached: &Attachments) -> Ve
             ),
         };
         out.push(Finding { level, message });
+        for a in attachments.iter().filter(|a| !a.device.removed) {
+            let bus = a.device.bus_addr.unwrap_or_default();
+            let how = if a.device.translated {
+                "an IOVA its IOMMU translates"
+            } else {
+                "the physical address"
+            };
+            out.push(Finding {
+                level: Level::Ok,
+                message: format!(
+                    "{bdf}: {} is attached to it: the device must use bus address {bus:#x} \
+                     ({how}) for the region's base",
+                    a.region.display()
+                ),
+            });
+        }
+        if matches!(dev.domain, Domain::Translated(_)) && !attachments.is_empty() {
+            for r in regions
+                .iter()
+                .filter(|r| !attachments.iter().any(|a| a.region == r.path))
+            {
+                out.push(Finding {
+                    level: Level::Warning,
+                    message: format!(
+                        "{bdf}: {} is not attached to it: its physical address {} faults in \
+                         the IOMMU (`carveoutctl attach {bdf} {}`)",
+                        r.path.display(),
+                        format_addr(r.span.base),
+                        r.path.display()
+                    ),
+                });
+            }
+        }
     }
     out
 }
@@ -299,7 +414,7 @@ pub fn check(input: &Input) -> Vec<Finding> {
             }
         }
     }
-    out.extend(pci_findings(&input.pci, &Attachments::default()));
+    out.extend(pci_findings(&input.pci, &input.attachments, &input.regions));
     out
 }
 
@@ -410,6 +525,7 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
             region_errors: Vec::new(),
             firmware: FirmwareMap::from_text(FIRMWARE, "/sys/firmware/memmap"),
             pci: Vec::new(),
+            attachments: Attachments::default(),
         }
     }
 
@@ -596,5 +712,57 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
         // A warning is no inconsistency; the missing device is.
         i.pci.truncate(3);
         assert!(consistent(&check(&i)));
+    }
+
+    #[test]
+    fn attached_devices_are_reported_with_their_bus_address() {
+        let attachment = |region: &str, bus_addr, removed| Attachment {
+            region: region.into(),
+            device: DmaDevice {
+                device: "0000:00:03.0".into(),
+                bus_addr,
+                translated: true,
+                removed,
+            },
+        };
+        let mut second = region(0x1000_0000, 16 << 20);
+        second.path = "/dev/carveout/b".into();
+        let mut i = input(
+            CMDLINE,
+            IOMEM_HELD,
+            vec![region(0x800_0000, 64 << 20), second],
+        );
+        i.attachments.devices = vec![attachment("/dev/carveout0", Some(0xbc00_0000), false)];
+        assert_eq!(pci_devices(&[], &i.attachments), ["0000:00:03.0"]);
+        assert_eq!(
+            pci_devices(&["0000:00:03.0".into()], &i.attachments),
+            ["0000:00:03.0"]
+        );
+        i.pci = vec![Ok(PciIommu {
+            bdf: "0000:00:03.0".into(),
+            group: Some(3),
+            domain: Domain::Translated("DMA-FQ".into()),
+        })];
+        let f = check(&i);
+        let about: Vec<&Finding> = f
+            .iter()
+            .filter(|f| f.message.starts_with("0000:00:03.0"))
+            .collect();
+        assert_eq!(about.len(), 3, "{about:#?}");
+        assert_eq!(about[0].level, Level::Ok);
+        assert!(about[1]
+            .message
+            .contains("/dev/carveout0 is attached to it"));
+        assert!(about[1].message.contains("bus address 0xbc000000 (an IOVA"));
+        assert_eq!(about[2].level, Level::Warning);
+        assert!(about[2].message.contains("/dev/carveout/b is not attached"));
+        // Removed while attached: a warning, and not looked for on the bus.
+        i.attachments.devices = vec![attachment("/dev/carveout0", None, true)];
+        assert!(pci_devices(&[], &i.attachments).is_empty());
+        i.pci.clear();
+        let f = check(&i);
+        assert!(f.iter().any(|f| f.level == Level::Warning
+            && f.message
+                .contains("removed while /dev/carveout0 was attached")));
     }
 }

@@ -121,6 +121,7 @@ pub fn errno_name(errno: Errno) -> String {
         (Errno::OVERFLOW, "EOVERFLOW"),
         (Errno::OPNOTSUPP, "EOPNOTSUPP"),
         (Errno::TIMEDOUT, "ETIMEDOUT"),
+        (Errno::RANGE, "ERANGE"),
     ];
     known
         .iter()

@@ -91,6 +91,12 @@ impl From<crate::transfer::TransferError> for Failure {
     }
 }
 
+impl From<crate::attach::Refusal> for Failure {
+    fn from(refusal: crate::attach::Refusal) -> Self {
+        Self::new(refusal.errno, refusal.to_string())
+    }
+}
+
 impl From<io::Error> for Failure {
     fn from(err: io::Error) -> Self {
         let errno = Errno::from_io_error(&err).unwrap_or(Errno::IO);

@@ -18,6 +18,7 @@
 //! exit status; one JSON object under `--json`).
 
 pub mod abi;
+pub mod attach;
 pub mod check;
 pub mod configfs;
 pub mod devmem;

@@ -327,12 +327,17 @@ impl Region {
     /// Cache maintenance of `[offset, offset + len)` for a device that does not snoop
     /// (`CARVEOUT_SYNC`): `direction` is `abi::SYNC_FOR_DEVICE` or `abi::SYNC_FOR_CPU`.
     pub fn sync(&self, offset: u64, len: u64, direction: u32) -> std::result::Result<(), Errno> {
-        let req = abi::Sync {
+        self.sync_request(abi::Sync {
             offset,
             len,
             direction,
             pad0: 0,
-        };
+        })
+    }
+
+    /// `CARVEOUT_SYNC` with the request as given (any direction, any `__pad0`): for tests of
+    /// what the driver refuses.
+    pub fn sync_request(&self, req: abi::Sync) -> std::result::Result<(), Errno> {
         // SAFETY: SYNC reads exactly one `abi::Sync`, the type `Setter` hands it.
         unsafe { ioctl(&self.fd, Setter::<{ abi::SYNC }, abi::Sync>::new(req)) }
     }

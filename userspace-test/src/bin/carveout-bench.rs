@@ -67,6 +67,23 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Attach time (CARVEOUT_ATTACH) of regions of several sizes for PCI device DEVICE, in the
+    /// IOMMU bench guest: `iommu_attach_<size>` each, and the ratio of the largest over the one
+    /// 16 times smaller. Needs the module unloaded.
+    IommuAttach {
+        #[arg(long)]
+        module: String,
+        #[arg(long, value_parser = parse_u64)]
+        base: u64,
+        /// The largest region (1 GiB); also 256, 64 and 16 MiB.
+        #[arg(long, value_parser = parse_u64)]
+        size: u64,
+        /// The PCI device to attach the regions to (edu).
+        #[arg(long)]
+        device: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Maps the whole region 2 MiB aligned, touches it, says "holding", and keeps it.
     Hold {
         #[arg(long, default_value_t = 120)]
@@ -794,6 +811,8 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
 
         println!("# read()/write() of the whole region in 1 MiB calls against memcpy");
         bench_file_io(&mut report, clock, dev, runs)?;
+        println!("# CARVEOUT_SYNC of 64 MiB, write-back");
+        bench_sync(&mut report, clock, &region, 64 << 20, runs)?;
 
         println!("# random 8-byte reads over 1 GiB");
         bench_random(&mut report, clock, "carveout_4k", small, len, runs)?;
@@ -836,6 +855,131 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
         "random_carveout_2m",
         "random_carveout_4k",
     );
+    report.markdown();
+    Ok(())
+}
+
+/// `sync_<MiB>m_ms`: CARVEOUT_SYNC (for the device) of the first `len` bytes of the region, a
+/// write-back region. TCG does not model caches: this is the cost of the flush instructions
+/// (and of mapping each 2 MiB piece into the kernel), not of memory traffic.
+fn bench_sync(
+    report: &mut Report,
+    clock: Clock,
+    region: &Region,
+    len: u64,
+    runs: usize,
+) -> Res<()> {
+    region.set_attr(Attr::Wb).map_err(|e| e.to_string())?;
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        let watch = clock.start();
+        region
+            .sync(0, len, carveout::abi::SYNC_FOR_DEVICE)
+            .map_err(|e| format!("CARVEOUT_SYNC of {len:#x} bytes: {e}"))?;
+        samples.push(watch.secs() * 1e3);
+    }
+    report.add(Stat::of(&format!("sync_{}m_ms", len >> 20), "ms", samples));
+    Ok(())
+}
+
+/// A size as the measurement names write it: `16m`, `1g`.
+fn size_name(size: u64) -> String {
+    if size >= 1 << 30 && size % (1 << 30) == 0 {
+        format!("{}g", size >> 30)
+    } else {
+        format!("{}m", size >> 20)
+    }
+}
+
+/// `iommu_attach_<size>`: CARVEOUT_ATTACH time of regions of `size`, `size / 4`, `size / 16`
+/// and `size / 64` at `base`, for `device`, each after the IOVA of the one before is free
+/// again. A size the DMA API cannot map (the device's DMA
+/// mask leaves too little I/O address space: a driverless PCI device has 32 bits, less the
+/// PCI windows) is reported and left out; the ratio is then of the largest size that could be
+/// mapped over the one 16 times smaller.
+fn bench_iommu_attach(
+    dev: &str,
+    module: &str,
+    base: u64,
+    size: u64,
+    device: &str,
+    runs: usize,
+) -> Res<()> {
+    let mut report = Report::default();
+    let _ = rmmod();
+    let clock = Clock::calibrate();
+    let iommu = carveout::iommu::PciIommu::read(device).map_err(|e| e.to_string())?;
+    println!("# {device}: IOMMU {:?}", iommu.domain);
+    for cap in fs::read_dir("/sys/class/iommu")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(text) = fs::read_to_string(cap.path().join("intel-iommu/cap")) {
+            let c = u64::from_str_radix(text.trim(), 16).unwrap_or(0);
+            println!(
+                "# {}: large pages 2 MiB {}, 1 GiB {}",
+                cap.file_name().to_string_lossy(),
+                (c >> 34) & 1,
+                (c >> 35) & 1
+            );
+        }
+    }
+    let sizes = [size, size / 4, size / 16, size / 64];
+    let mut measured = Vec::new();
+    for &len in &sizes {
+        let name = format!("iommu_attach_{}", size_name(len));
+        insmod(module, base, len)?;
+        let result = (|| -> Res<Vec<f64>> {
+            let region = Region::open(dev).map_err(|e| e.to_string())?;
+            let mut samples = Vec::new();
+            for _ in 0..runs.max(11) {
+                let watch = clock.start();
+                let reply = region.attach(device);
+                let secs = watch.secs();
+                let reply = reply.map_err(|e| {
+                    format!("CARVEOUT_ATTACH of {} for {device}: {e}", size_name(len))
+                })?;
+                samples.push(secs * 1e3);
+                region
+                    .detach(device)
+                    .map_err(|e| format!("CARVEOUT_DETACH: {e}"))?;
+                // A DMA-FQ domain frees the IOVA from its flush queue (within 10 ms), not at
+                // unmap: until then a second region as large may find no room.
+                std::thread::sleep(Duration::from_millis(50));
+                if samples.len() == 1 {
+                    println!(
+                        "# {}: bus address {:#x} for physical {base:#x}",
+                        size_name(len),
+                        reply.bus_addr
+                    );
+                }
+            }
+            Ok(samples)
+        })();
+        rmmod()?;
+        match result {
+            Ok(samples) => {
+                report.add(Stat::of(&name, "ms", samples));
+                measured.push(len);
+            }
+            Err(why) => println!("# {name}: not measured: {why}"),
+        }
+    }
+    if let Some(&big) = measured.first() {
+        if measured.contains(&(big / 16)) {
+            let name = format!(
+                "iommu_attach_{}_over_{}",
+                size_name(big),
+                size_name(big / 16)
+            );
+            report.ratio(
+                &name,
+                &format!("iommu_attach_{}", size_name(big)),
+                &format!("iommu_attach_{}", size_name(big / 16)),
+            );
+        }
+    }
     report.markdown();
     Ok(())
 }
@@ -969,6 +1113,13 @@ fn main() -> ExitCode {
             size,
             runs,
         } => bench_all(&cli.dev, &module, base, size, runs).map(|()| true),
+        Cmd::IommuAttach {
+            module,
+            base,
+            size,
+            device,
+            runs,
+        } => bench_iommu_attach(&cli.dev, &module, base, size, &device, runs).map(|()| true),
         Cmd::HugeUsed => huge_check(&cli.dev, true),
         Cmd::HugeMatches => huge_check(&cli.dev, false),
         Cmd::Hold { seconds, read_only } => hold(&cli.dev, seconds, read_only).map(|()| true),

@@ -6,6 +6,9 @@
 //! (NULL, kernel addresses, inaccessible pages, buffers cut short by a guard page), mmap with
 //! random offset/length/prot/flags (MAP_PRIVATE, MAP_FIXED over a live mapping), munmap,
 //! mremap, mprotect, fork with mappings alive, and now and then `rmmod` / `insmod`.
+//! `CARVEOUT_SYNC` with random offsets, lengths, directions and padding, each answer checked
+//! against the header's rules; `CARVEOUT_ATTACH` / `DETACH` / `BUS_ADDR` with names of no
+//! device (malformed, unterminated, or well formed but absent), which must be refused.
 //!
 //! The region must hold the pattern for `--pattern-seed` (`carveout-test fill`): that is the
 //! model of its contents. Every read through a mapping checks the pattern word for its region
@@ -91,6 +94,7 @@ const MAX_PAGES: u64 = 32;
 
 const GET_ATTR: Opcode = opcode::read::<[u8; 32]>(0xCA, 0x41);
 const SET_ATTR: Opcode = opcode::write::<[u8; 32]>(0xCA, 0x42);
+const ATTACH_REQUESTS: [Opcode; 3] = [abi::ATTACH, abi::DETACH, abi::BUS_ADDR];
 
 /// Kernel addresses a buggy driver would write to or read from: text, the direct map (also
 /// of the region itself), the top page, all ones.
@@ -251,7 +255,12 @@ impl Worker {
             match self.rng.below(100) {
                 0..=5 => self.open(),
                 6..=9 => self.close(),
-                10..=34 => self.ioctl(),
+                10..=30 => self.ioctl(),
+                31..=33 => self.sync(),
+                // Rare: each refusal is a line in dmesg, which must not be flooded (other cases
+                // read the lines their refusals add).
+                34 if self.rng.chance(50_000) => self.attach_no_device(),
+                34 => self.ioctl(),
                 35..=49 => self.mmap(),
                 50..=56 => self.munmap(),
                 57..=71 => self.access(),
@@ -382,7 +391,10 @@ impl Worker {
                 cmd as Opcode
             }
         };
-        let known = cmd == abi::GET_INFO || cmd == GET_ATTR || cmd == SET_ATTR;
+        let known = [abi::GET_INFO, GET_ATTR, SET_ATTR, abi::SYNC]
+            .into_iter()
+            .chain(ATTACH_REQUESTS)
+            .any(|known| known == cmd);
         let (arg, bad) = self.hostile_pointer(96);
         if cmd == SET_ATTR && arg == self.buf.as_ptr() as u64 {
             // A well-formed request: one attribute bit, or garbage now and then.
@@ -418,6 +430,210 @@ impl Worker {
             }
             Ok(_) => {}
             Err(_) => self.refused += 1,
+        }
+    }
+
+    /// `CARVEOUT_SYNC`, mostly well formed, checked against the model: the errno the header
+    /// documents for the request, and the contents unchanged (a mapping's words still hold the
+    /// pattern after a sync).
+    fn sync(&mut self) {
+        let Some(i) = self.file() else { return };
+        let pages = self.size / PAGE as u64;
+        let page = PAGE as u64;
+        let offset = match self.rng.below(8) {
+            0..=3 => self.rng.below(pages) * page,
+            4 => self.rng.below(self.size),
+            5 => self.size + self.rng.below(4) * page,
+            6 => u64::MAX - self.rng.below(4) * page - (page - 1),
+            _ => self.rng.next(),
+        };
+        let len = match self.rng.below(8) {
+            0..=3 => (1 + self.rng.below(MAX_PAGES)) * page,
+            4 => 0,
+            5 => 1 + self.rng.below(2 * page),
+            6 => self.size.saturating_sub(offset).max(page),
+            _ => self.rng.next() & !(page - 1),
+        };
+        let direction = match self.rng.below(10) {
+            0..=3 => abi::SYNC_FOR_DEVICE,
+            4..=7 => abi::SYNC_FOR_CPU,
+            _ => self.rng.next() as u32 % 8,
+        };
+        let pad0 = if self.rng.chance(50_000) {
+            1 + self.rng.below(u32::MAX as u64) as u32
+        } else {
+            0
+        };
+        let req = abi::Sync {
+            offset,
+            len,
+            direction,
+            pad0,
+        };
+        let (arg, bad) = if self.rng.chance(100_000) {
+            self.hostile_pointer(24)
+        } else {
+            (self.buf.as_mut_ptr() as u64, false)
+        };
+        if !bad && arg == self.buf.as_ptr() as u64 {
+            // SAFETY: `buf` is a page long and ours; `abi::Sync` is plain data.
+            unsafe {
+                self.buf
+                    .as_mut_ptr()
+                    .cast::<abi::Sync>()
+                    .write_unaligned(req)
+            };
+        }
+        let expected = if bad || arg != self.buf.as_ptr() as u64 {
+            Err(Errno::FAULT)
+        } else if pad0 != 0
+            || !matches!(direction, abi::SYNC_FOR_DEVICE | abi::SYNC_FOR_CPU)
+            || len == 0
+            || offset % page != 0
+            || len % page != 0
+            || offset.checked_add(len).is_none()
+        {
+            Err(Errno::INVAL)
+        } else if offset + len > self.size {
+            Err(Errno::NXIO)
+        } else {
+            Ok(())
+        };
+        // SAFETY: see `RawIoctl`: `arg` is our buffer or an address the kernel must refuse;
+        // SYNC only reads it.
+        let result = unsafe {
+            ioctl(
+                &self.files[i].fd,
+                RawIoctl {
+                    cmd: abi::SYNC,
+                    arg: arg as *mut c_void,
+                },
+            )
+        }
+        .map(drop);
+        if result.is_err() {
+            self.refused += 1;
+        }
+        // A buffer cut short by the guard page may or may not hold all 24 bytes.
+        let short = !bad && arg != self.buf.as_ptr() as u64;
+        if result != expected && !(short && result.is_err()) {
+            self.finding(format!(
+                "CARVEOUT_SYNC offset {offset:#x} len {len:#x} direction {direction} pad0 \
+                 {pad0:#x} at {arg:#x}: {result:?}, expected {expected:?}"
+            ));
+            return;
+        }
+        if result.is_ok() && !self.maps.is_empty() {
+            let map = self.maps[self.rng.below(self.maps.len() as u64) as usize];
+            self.words_ok(&map, 16);
+        }
+    }
+
+    /// `CARVEOUT_ATTACH`, `DETACH` or `BUS_ADDR` for a device that is not there: a malformed
+    /// or unterminated name, non-zero reserved fields (`EINVAL`), or a well-formed name of no
+    /// device (`ENODEV` to attach, `ENOENT` otherwise; `EBADF` to attach or detach through a
+    /// read-only file). The fuzz guest has no device a name could hit by chance.
+    fn attach_no_device(&mut self) {
+        let Some(i) = self.file() else { return };
+        let cmd = self.rng.pick(&ATTACH_REQUESTS);
+        let mut req = abi::Attach::default();
+        let well_formed = match self.rng.below(6) {
+            0..=2 => {
+                let name = self
+                    .rng
+                    .pick(&["0000:ff:1f.7", "ffff:00:00.0", "0000:fe:00.0"]);
+                req.device[..12].copy_from_slice(name.as_bytes());
+                true
+            }
+            3 => {
+                let name = self.rng.pick(&[
+                    "",
+                    "edu",
+                    "00:01.0",
+                    "0000:00:01.0x",
+                    "0000-00-01.0",
+                    "0000:0g:01.0",
+                ]);
+                req.device[..name.len()].copy_from_slice(name.as_bytes());
+                false
+            }
+            4 => {
+                // No NUL in the 32 bytes.
+                req.device.fill(b'0' + self.rng.below(10) as u8);
+                false
+            }
+            _ => {
+                let n = self.rng.below(32) as usize;
+                for b in &mut req.device[..n] {
+                    *b = self.rng.next() as u8;
+                }
+                false
+            }
+        };
+        let dirty = self.rng.chance(100_000);
+        if dirty {
+            match self.rng.below(4) {
+                0 => req.bus_addr = self.rng.next() | 1,
+                1 => req.flags = 1 + self.rng.below(u32::MAX as u64) as u32,
+                2 => req.pad0 = 1,
+                _ => req.reserved[1] = self.rng.next() | 1,
+            }
+        }
+        // The name check accepts exactly DDDD:BB:DD.F in hex.
+        let name = req
+            .device
+            .iter()
+            .position(|&b| b == 0)
+            .map(|n| &req.device[..n]);
+        let valid_name = name.is_some_and(|n| {
+            n.len() == 12
+                && n.iter().enumerate().all(|(i, b)| match i {
+                    4 | 7 => *b == b':',
+                    10 => *b == b'.',
+                    _ => b.is_ascii_hexdigit(),
+                })
+        });
+        if well_formed && !valid_name {
+            self.finding(format!("the fuzzer's name {:?} is not well formed", name));
+            return;
+        }
+        let writable = self.files[i].writable;
+        let expected = if dirty || !valid_name {
+            Errno::INVAL
+        } else if cmd == abi::BUS_ADDR {
+            Errno::NOENT
+        } else if !writable {
+            Errno::BADF
+        } else if cmd == abi::ATTACH {
+            Errno::NODEV
+        } else {
+            Errno::NOENT
+        };
+        // SAFETY: `req` is ours and lives across the call; the kernel reads and may write one
+        // `abi::Attach` there.
+        let result = unsafe {
+            ioctl(
+                &self.files[i].fd,
+                RawIoctl {
+                    cmd,
+                    arg: (&raw mut req).cast(),
+                },
+            )
+        };
+        match result {
+            Ok(_) => self.finding(format!(
+                "ioctl {cmd:#x} for device {:?} succeeded",
+                String::from_utf8_lossy(&req.device)
+            )),
+            Err(errno) => {
+                self.refused += 1;
+                if errno != expected {
+                    self.finding(format!(
+                        "ioctl {cmd:#x} for device {:?}: {errno:?}, expected {expected:?}",
+                        String::from_utf8_lossy(&req.device)
+                    ));
+                }
+            }
         }
     }
 

@@ -140,6 +140,18 @@ enum Command {
         #[command(subcommand)]
         check: files::FileCheck,
     },
+    /// Send CARVEOUT_SYNC as given, with any direction and __pad0 (bad input included), and
+    /// print "ok" or the errno's name (exit 0 either way; 2 if the ioctl cannot be sent).
+    SyncRaw {
+        #[arg(long, value_parser = parse_u64)]
+        offset: u64,
+        #[arg(long, value_parser = parse_u64)]
+        len: u64,
+        #[arg(long, value_parser = parse_u64)]
+        direction: u64,
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        pad0: u64,
+    },
     /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
     DevmemVerify {
         #[arg(long, value_parser = parse_u64)]
@@ -297,6 +309,27 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
                 u8::from(desc.flags & abi::MR_BUSY != 0),
                 desc.owner()
             );
+            Ok(())
+        }
+        Command::SyncRaw {
+            offset,
+            len,
+            direction,
+            pad0,
+        } => {
+            let field = |v: u64| {
+                u32::try_from(v).map_err(|_| io::Error::other(format!("{v:#x} is not 32-bit")))
+            };
+            let req = abi::Sync {
+                offset,
+                len,
+                direction: field(direction)?,
+                pad0: field(pad0)?,
+            };
+            match region.sync_request(req) {
+                Ok(()) => println!("ok"),
+                Err(errno) => println!("{}", carveout::errno_name(errno)),
+            }
             Ok(())
         }
         Command::AttrSet {

@@ -150,6 +150,28 @@ enum Command {
         #[arg(long = "pci", value_name = "DEVICE")]
         pci: Vec<String>,
     },
+    /// Map the whole region for PCI DEVICE's DMA (CARVEOUT_ATTACH) and print the bus address
+    /// the device must use: an IOVA where its IOMMU translates, else the physical address.
+    Attach {
+        device: String,
+        region: Option<String>,
+    },
+    /// Unmap the region for PCI DEVICE (CARVEOUT_DETACH).
+    Detach {
+        device: String,
+        region: Option<String>,
+    },
+    /// Cache maintenance for a device that does not snoop (CARVEOUT_SYNC): write back before
+    /// the device reads, invalidate before the CPU reads. Page-aligned; default: all of it.
+    Sync {
+        #[arg(long = "for", value_enum)]
+        for_: carveout::attach::SyncFor,
+        #[arg(long, value_parser = parse_sz)]
+        offset: Option<u64>,
+        #[arg(long, value_parser = parse_sz)]
+        len: Option<u64>,
+        region: Option<String>,
+    },
     /// Propose a memmap=SIZE$BASE inside usable RAM, from the firmware memory map.
     Plan {
         /// Size of the range to reserve (e.g. 512M).
@@ -278,6 +300,16 @@ fn print_json(value: &impl Serialize) -> Res<()> {
     Ok(())
 }
 
+/// Prints `value` as JSON or as its text.
+fn print_or_json(value: &(impl Serialize + std::fmt::Display), json: bool) -> Res<ExitCode> {
+    if json {
+        print_json(value)?;
+    } else {
+        println!("{value}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn attr_name(flags: u32) -> String {
     Attr::from_flags(flags).map_or_else(
         || format!("? ({:#x})", flags & abi::MR_ATTR_MASK),
@@ -344,8 +376,14 @@ fn cmd_info(spec: Option<&str>, json: bool) -> Res<ExitCode> {
     let region = Region::open_with(&path, Access::Read)?;
     let info = region.info()?;
     let j = info_json(&path, &info);
+    let devices = carveout::attach::attached_devices(&region).map_err(|e| e.to_string());
     if json {
-        print_json(&j)?;
+        let mut v = serde_json::to_value(&j)?;
+        v["dma_devices"] = match &devices {
+            Ok(devices) => serde_json::to_value(devices)?,
+            Err(why) => json!({ "error": why }),
+        };
+        print_json(&v)?;
     } else {
         println!("{}: {}", j.path, j.name);
         println!("  base    {}", format_addr(j.base));
@@ -355,6 +393,11 @@ fn cmd_info(spec: Option<&str>, json: bool) -> Res<ExitCode> {
         println!("  flags   {:#x} ({})", j.flags, j.flag_names.join(" "));
         println!("  mapped  {}", if j.mapped { "yes" } else { "no" });
         println!("  memmap  {}", j.memmap);
+        match &devices {
+            Ok(devices) if devices.is_empty() => println!("  dma     no device attached"),
+            Ok(devices) => devices.iter().for_each(|d| println!("  dma     {d}")),
+            Err(why) => println!("  dma     cannot tell: {why}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -956,6 +999,8 @@ fn cmd_check(
         .map_err(|e| format!("{}: {e}", iomem_path.display()))
         .and_then(|text| Iomem::parse(&text));
     let (regions, region_errors) = region_views();
+    let attachments = check::Attachments::read(&regions);
+    let pci = check::pci_devices(pci, &attachments);
     let input = check::Input {
         cmdline: read_cmdline(cmdline)?,
         iomem,
@@ -966,6 +1011,7 @@ fn cmd_check(
             .iter()
             .map(|bdf| PciIommu::read(bdf).map_err(|e| e.to_string()))
             .collect(),
+        attachments,
     };
     let findings = check::check(&input);
     let ok = check::consistent(&findings);
@@ -975,6 +1021,7 @@ fn cmd_check(
             "findings": findings,
             "regions": input.regions,
             "pci": input.pci.iter().flatten().collect::<Vec<_>>(),
+            "attachments": input.attachments,
         }))?;
     } else {
         for f in &findings {
@@ -1374,6 +1421,28 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             below,
             from,
         } => cmd_plan(*size, *align, *below, from.as_deref(), json),
+        Command::Attach { device, region } => {
+            let done =
+                carveout::attach::attach(&Region::open(region_path(region.as_deref())?)?, device)?;
+            print_or_json(&done, json)
+        }
+        Command::Detach { device, region } => {
+            let done =
+                carveout::attach::detach(&Region::open(region_path(region.as_deref())?)?, device)?;
+            print_or_json(&done, json)
+        }
+        Command::Sync {
+            for_,
+            offset,
+            len,
+            region,
+        } => {
+            let region = Region::open(region_path(region.as_deref())?)?;
+            print_or_json(
+                &carveout::attach::sync(&region, *offset, *len, *for_)?,
+                json,
+            )
+        }
     }
 }
 

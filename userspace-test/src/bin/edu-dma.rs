@@ -20,6 +20,11 @@
 //! `from-carveout` has the device read the pattern (the region is filled while `wb`) and
 //! write it to a buffer of the program's own, mapped at another iova.
 //!
+//! With `--bus-addr A` the device, driven through sysfs, is given `A` for the region's first
+//! byte instead of the physical base: the bus address `CARVEOUT_ATTACH` reported for it (an
+//! IOVA when its IOMMU translates). `blocked --bus-addr A` checks that nothing arrives through
+//! an address that is no longer mapped (after `CARVEOUT_DETACH`).
+//!
 //! Exit status: 0 when the check holds, 1 when it does not, 2 on a usage or system error.
 
 use std::{
@@ -58,6 +63,10 @@ struct Cli {
     /// base).
     #[arg(long, global = true, value_parser = parse_u64)]
     iova: Option<u64>,
+    /// Without VFIO: the address the device must use for the region's first byte, as
+    /// CARVEOUT_ATTACH reported it (default: the physical base).
+    #[arg(long, global = true, value_parser = parse_u64, conflicts_with_all = ["vfio", "vfio_device_fd", "iova"])]
+    bus_addr: Option<u64>,
     /// Page size of the region's CPU mapping, the one VFIO follows.
     #[arg(long, global = true, value_enum, default_value_t = Pages::TwoM)]
     pages: Pages,
@@ -283,7 +292,13 @@ impl Setup {
             edu.set_dma_mask(mask);
         }
         let dev_base = match edu.vfio() {
-            None => base,
+            None => {
+                let bus = cli.bus_addr.unwrap_or(base);
+                if bus != base {
+                    println!("# the device addresses the region at {bus:#x} (bus address)");
+                }
+                bus
+            }
             Some(vfio) if !vfio.owns_container() => {
                 let iova = cli.iova.unwrap_or(base);
                 println!(
@@ -517,11 +532,12 @@ fn from_carveout(s: &Setup, seed: u64) -> io::Result<Result<(), String>> {
     s.check(&expected)
 }
 
-/// Device writes to the region's physical address, with the device driven through sysfs: an
-/// IOMMU with a translating domain must stop every one of them.
+/// Device writes to the region's physical address (or `--bus-addr`), with the device driven
+/// through sysfs: an IOMMU with a translating domain that has no mapping there must stop every
+/// one of them.
 fn blocked(s: &Setup, seed: u64) -> io::Result<Result<(), String>> {
     let expected = Expected::new(seed);
-    let (base, size) = (s.base, s.size);
+    let (base, size) = (s.dev_base, s.size);
     // What the device reads from the region (stopped too: the buffer keeps what it had).
     println!("# device reads {:#x}+4000", base + PAGE);
     s.edu.from_ram(base + PAGE, 0, 4000)?;
