@@ -52,9 +52,10 @@ struct carveout_info {
  *
  * GET fills every field; `flags` holds the attribute bit and the state flags.
  * SET reads only `flags`, which must hold exactly one attribute bit and nothing else
- * (state flags are the driver's to report; base and len cannot change: FIXBASE, FIXLEN).
+ * (state flags are the driver's to report; base and len cannot change: FIXBASE, FIXLEN);
+ * `base`, `len`, `__pad0` and `owner` must be zero (EINVAL otherwise).
  * SET needs the device opened for writing. Errors:
- *   EINVAL      no, several or unknown bits in `flags`
+ *   EINVAL      no, several or unknown bits in `flags`, or another field not zero
  *   EBUSY       the region is mapped (changing the memory type under a mapping would
  *               alias two memory types for the same page)
  *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded)
@@ -68,10 +69,59 @@ struct carveout_range_desc {
 	char owner[8];  /* out: "carveout", NUL-padded, not NUL-terminated when 8 long */
 };
 
+/*
+ * CARVEOUT_ATTACH / CARVEOUT_DETACH / CARVEOUT_BUS_ADDR: give a PCI device DMA access to the
+ * whole region, take it back, or ask for the address it must use. 64 bytes.
+ *
+ * ATTACH maps the region for the device through the kernel's DMA API: where an IOMMU translates
+ * the device's DMA (a DMA or DMA-FQ domain), that is an IOVA the kernel allocates below the
+ * device's DMA mask; with no IOMMU or an identity (passthrough) domain, the physical address.
+ * Never a bounce buffer. The driver keeps a reference to the device; detach, disabling the
+ * region, unloading the module and removing the device each unmap it. ATTACH and DETACH need
+ * the device opened for writing and CAP_SYS_ADMIN; BUS_ADDR reports an attached device.
+ * `device` is the PCI name, "DDDD:BB:DD.F"; every other input field must be zero. Errors:
+ *   EINVAL   a malformed name or non-zero fields
+ *   ENODEV   no such PCI device (BUS_ADDR: the device was removed while attached)
+ *   EEXIST   ATTACH: already attached          ENOENT  DETACH, BUS_ADDR: not attached
+ *   ERANGE   ATTACH: the device cannot reach the region (DMA mask, no IOMMU translating), or
+ *            its transfers would be bounced
+ *   ENOMEM   ATTACH: the DMA API refused (no IOVA space)
+ *   EBADF, EPERM  ATTACH/DETACH: opened read-only; no CAP_SYS_ADMIN
+ */
+struct carveout_attach {
+	char device[32];        /* in: "0000:00:03.0", NUL-terminated */
+	__u64 bus_addr;         /* out: the address the device must use for the region's base */
+	__u32 flags;            /* out: CARVEOUT_ATTACH_TRANSLATED */
+	__u32 __pad0;           /* zero */
+	__u64 __reserved[2];    /* zero */
+};
+#define CARVEOUT_ATTACH_TRANSLATED (1u << 0) /* an IOMMU translates the device's DMA */
+
+/*
+ * CARVEOUT_SYNC: cache maintenance for devices that do not snoop the CPU's caches (PCIe
+ * No-Snoop, FPGA fabric ports). [offset, offset + len) of the region, page aligned, inside it;
+ * no mapping needed. WB and WT regions: the range's cache lines are written back and
+ * invalidated (x86 has no separate invalidate: both directions do both). UC and WC regions:
+ * a full memory barrier, which also drains write-combining buffers. Errors: EINVAL (unaligned
+ * or empty range, a direction other than the two, non-zero __pad0), ENXIO (beyond the region).
+ */
+struct carveout_sync {
+	__u64 offset;     /* byte offset into the region, page aligned */
+	__u64 len;        /* bytes, page aligned, not 0 */
+	__u32 direction;  /* CARVEOUT_SYNC_FOR_DEVICE or CARVEOUT_SYNC_FOR_CPU */
+	__u32 __pad0;     /* zero */
+};
+#define CARVEOUT_SYNC_FOR_DEVICE 1 /* before the device reads what the CPU wrote */
+#define CARVEOUT_SYNC_FOR_CPU    2 /* before the CPU reads what the device wrote */
+
 #define CARVEOUT_IOCTL_MAGIC 0xCA /* numbers 0x40-0x5f */
 #define CARVEOUT_GET_INFO _IOR(CARVEOUT_IOCTL_MAGIC, 0x40, struct carveout_info)
 #define CARVEOUT_GET_ATTR _IOR(CARVEOUT_IOCTL_MAGIC, 0x41, struct carveout_range_desc)
 #define CARVEOUT_SET_ATTR _IOW(CARVEOUT_IOCTL_MAGIC, 0x42, struct carveout_range_desc)
+#define CARVEOUT_ATTACH   _IOWR(CARVEOUT_IOCTL_MAGIC, 0x43, struct carveout_attach)
+#define CARVEOUT_DETACH   _IOW(CARVEOUT_IOCTL_MAGIC, 0x44, struct carveout_attach)
+#define CARVEOUT_BUS_ADDR _IOWR(CARVEOUT_IOCTL_MAGIC, 0x45, struct carveout_attach)
+#define CARVEOUT_SYNC     _IOW(CARVEOUT_IOCTL_MAGIC, 0x46, struct carveout_sync)
 
 /*
  * mmap(2) of /dev/carveout*:
@@ -80,6 +130,13 @@ struct carveout_range_desc {
  *   - the mapping uses the region's cache attribute; a WP region refuses a writable
  *     mapping (EACCES);
  *   - [offset, offset + length) must lie inside the region: else ENXIO;
+ *   - a mapping whose user address agrees with the physical address modulo 2 MiB (as the
+ *     driver places an mmap(NULL, ...)) gets 2 MiB page-table entries where whole 2 MiB
+ *     blocks fit, for UC, WC and WB; WT and WP always get 4 KiB entries (x86 keeps a 2 MiB
+ *     entry's PAT bit at bit 12, which the kernel's huge PFN insertion does not set);
+ *   - if the kernel would give the mapping another memory type than the region's (another
+ *     mapping of the range, e.g. /dev/mem opened O_SYNC, recorded a type first): EBUSY, and
+ *     dmesg names the type in force;
  *   - an offset + length that overflows is refused by the kernel's mmap core
  *     with EOVERFLOW before the driver sees it, or by the driver with EINVAL.
  */
@@ -87,6 +144,8 @@ struct carveout_range_desc {
 #ifndef __cplusplus
 _Static_assert(sizeof(struct carveout_info) == 96, "carveout_info is 96 bytes");
 _Static_assert(sizeof(struct carveout_range_desc) == 32, "carveout_range_desc is 32 bytes");
+_Static_assert(sizeof(struct carveout_attach) == 64, "carveout_attach is 64 bytes");
+_Static_assert(sizeof(struct carveout_sync) == 24, "carveout_sync is 24 bytes");
 #endif
 
 #endif /* CARVEOUT_H */

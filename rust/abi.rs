@@ -5,7 +5,8 @@
 use kernel::{
     ioctl::{
         _IOR,
-        _IOW, //
+        _IOW,
+        _IOWR, //
     },
     transmute::{
         AsBytes,
@@ -51,7 +52,36 @@ pub(crate) struct RangeDesc {
     pub(crate) owner: [u8; 8],
 }
 
+/// `struct carveout_attach`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Attach {
+    pub(crate) device: [u8; 32],
+    pub(crate) bus_addr: u64,
+    pub(crate) flags: u32,
+    pub(crate) pad0: u32,
+    pub(crate) reserved: [u64; 2],
+}
+
+/// `CARVEOUT_ATTACH_TRANSLATED`: an IOMMU translates the device's DMA.
+pub(crate) const ATTACH_TRANSLATED: u32 = 1 << 0;
+
+/// `struct carveout_sync`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Sync {
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    pub(crate) direction: u32,
+    pub(crate) pad0: u32,
+}
+
+pub(crate) const SYNC_FOR_DEVICE: u32 = 1;
+pub(crate) const SYNC_FOR_CPU: u32 = 2;
+
 const _: () = assert!(core::mem::size_of::<Info>() == 96);
+const _: () = assert!(core::mem::size_of::<Attach>() == 64);
+const _: () = assert!(core::mem::size_of::<Sync>() == 24);
 const _: () = assert!(core::mem::size_of::<RangeDesc>() == 32);
 
 // SAFETY: `Info` is `repr(C)` with only integer fields laid out without padding (checked by
@@ -61,9 +91,19 @@ unsafe impl AsBytes for Info {}
 unsafe impl AsBytes for RangeDesc {}
 // SAFETY: Any bit pattern is a valid `RangeDesc` (integers and bytes only).
 unsafe impl FromBytes for RangeDesc {}
+// SAFETY: `repr(C)`, integers and bytes only, no padding (checked above).
+unsafe impl AsBytes for Attach {}
+// SAFETY: Any bit pattern is a valid `Attach`.
+unsafe impl FromBytes for Attach {}
+// SAFETY: Any bit pattern is a valid `Sync` (integers only, no padding: checked above).
+unsafe impl FromBytes for Sync {}
 
 const IOCTL_MAGIC: u32 = 0xCA;
 
 pub(crate) const CARVEOUT_GET_INFO: u32 = _IOR::<Info>(IOCTL_MAGIC, 0x40);
 pub(crate) const CARVEOUT_GET_ATTR: u32 = _IOR::<RangeDesc>(IOCTL_MAGIC, 0x41);
 pub(crate) const CARVEOUT_SET_ATTR: u32 = _IOW::<RangeDesc>(IOCTL_MAGIC, 0x42);
+pub(crate) const CARVEOUT_ATTACH: u32 = _IOWR::<Attach>(IOCTL_MAGIC, 0x43);
+pub(crate) const CARVEOUT_DETACH: u32 = _IOW::<Attach>(IOCTL_MAGIC, 0x44);
+pub(crate) const CARVEOUT_BUS_ADDR: u32 = _IOWR::<Attach>(IOCTL_MAGIC, 0x45);
+pub(crate) const CARVEOUT_SYNC: u32 = _IOW::<Sync>(IOCTL_MAGIC, 0x46);

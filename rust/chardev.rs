@@ -18,6 +18,10 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    kernel_ext::{
+        self,
+        dma_attachment::Translation, //
+    },
     node,
     region::Region,
     sys::ConfigItemDependency, //
@@ -84,7 +88,70 @@ impl OpenRegion {
                 let attr = CacheAttr::from_flags(desc.flags).ok_or(EINVAL)?;
                 self.region.set_attr(attr)
             }
+            abi::CARVEOUT_ATTACH | abi::CARVEOUT_DETACH | abi::CARVEOUT_BUS_ADDR => {
+                let (mut reader, mut writer) =
+                    UserSlice::new(user, core::mem::size_of::<abi::Attach>()).reader_writer();
+                let mut req: abi::Attach = reader.read()?;
+                if req.bus_addr != 0 || req.flags != 0 || req.pad0 != 0 || req.reserved != [0; 2] {
+                    return Err(EINVAL);
+                }
+                let device = pci_device_name(&req.device)?;
+                let reached = match cmd {
+                    abi::CARVEOUT_BUS_ADDR => self.region.attachment(device)?,
+                    _ => {
+                        // Giving a device access to the region is the administrator's call.
+                        if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
+                            return Err(EBADF);
+                        }
+                        if !kernel_ext::capability::sys_admin() {
+                            return Err(EPERM);
+                        }
+                        if cmd == abi::CARVEOUT_DETACH {
+                            return self.region.detach(device);
+                        }
+                        self.region.attach(device)?
+                    }
+                };
+                req.bus_addr = reached.0;
+                if reached.1 == Translation::Translated {
+                    req.flags = abi::ATTACH_TRANSLATED;
+                }
+                writer.write(&req)
+            }
+            abi::CARVEOUT_SYNC => {
+                let req: abi::Sync = UserSlice::new(user, core::mem::size_of::<abi::Sync>())
+                    .reader()
+                    .read()?;
+                if req.pad0 != 0
+                    || !matches!(req.direction, abi::SYNC_FOR_DEVICE | abi::SYNC_FOR_CPU)
+                {
+                    return Err(EINVAL);
+                }
+                self.region.sync(req.offset, req.len)
+            }
             _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// The PCI device name in an attach request (`DDDD:BB:DD.F`, NUL-terminated): `EINVAL`, with
+/// a line saying so, for anything else.
+fn pci_device_name(raw: &[u8]) -> Result<&CStr> {
+    let name = CStr::from_bytes_until_nul(raw).ok();
+    let well_formed = name.is_some_and(|name| {
+        let bytes = name.to_bytes();
+        bytes.len() == 12
+            && bytes.iter().enumerate().all(|(i, b)| match i {
+                4 | 7 => *b == b':',
+                10 => *b == b'.',
+                _ => b.is_ascii_hexdigit(),
+            })
+    });
+    match name {
+        Some(name) if well_formed => Ok(name),
+        _ => {
+            pr_err!("attach: not a PCI device name (DDDD:BB:DD.F)\n");
+            Err(EINVAL)
         }
     }
 }
@@ -109,7 +176,7 @@ unsafe impl Sync for FileOperations {}
 
 static FILE_OPERATIONS: FileOperations = FileOperations(bindings::file_operations {
     // The cdev pins the module too; the VFS takes this reference for every open file.
-    owner: crate::THIS_MODULE.as_ptr(),
+    owner: kernel::module::this_module::<crate::CarveoutModule>().as_ptr(),
     open: Some(open),
     release: Some(release),
     mmap: Some(mmap),

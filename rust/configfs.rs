@@ -103,6 +103,8 @@ impl configfs::GroupOperations for Regions {
                 enable: 5,
                 reserve_mem: 6,
                 allow_unlisted: 7,
+                attach: 8,
+                detach: 9,
             ],
         };
         let address = Arc::new(GroupAddress::default(), GFP_KERNEL)?;
@@ -430,5 +432,73 @@ impl AttributeOperations<7> for RegionConfig {
         })?;
         this.inner.lock().unless_enabled()?.allow_unlisted = allow;
         Ok(())
+    }
+}
+
+/// The enabled region, for `attach` and `detach`: `ENODEV` (with a line) while disabled.
+fn enabled_region(this: &RegionConfig) -> Result<Arc<Region>> {
+    match &this.inner.lock().enabled {
+        Some((_, region)) => Ok(region.clone()),
+        None => {
+            pr_err!("configfs: attach/detach: enable the region first\n");
+            Err(ENODEV)
+        }
+    }
+}
+
+/// A PCI device name written to `attach` or `detach`, without the newline.
+fn stored_device(page: &[u8]) -> Result<CString> {
+    let text = page.trim_ascii();
+    if text.is_empty() || text.len() >= 32 || !text.iter().all(|b| b.is_ascii_graphic()) {
+        pr_err!(
+            "configfs: attach/detach take a PCI device name, not {:?}\n",
+            BStrLossy(page)
+        );
+        return Err(EINVAL);
+    }
+    CString::try_from_fmt(fmt!("{}", core::str::from_utf8(text)?))
+}
+
+#[vtable]
+impl AttributeOperations<8> for RegionConfig {
+    type Data = RegionConfig;
+
+    /// The attached devices: name, bus address, translation (as sysfs `dma_devices`).
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        let Some(region) = this.inner.lock().enabled.as_ref().map(|(_, r)| r.clone()) else {
+            return Ok(0);
+        };
+        let mut out = Formatter::new(page);
+        region.each_attachment(|device, bus, _| match bus {
+            Some(bus) => writeln!(out, "{} {:#x}", device.to_str().unwrap_or("?"), bus),
+            None => writeln!(out, "{} -", device.to_str().unwrap_or("?")),
+        })?;
+        Ok(out.bytes_written())
+    }
+
+    /// Maps the region for the PCI device written (`0000:00:03.0`).
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let device = stored_device(page)?;
+        enabled_region(this)?.attach(&device).map(|_| ())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<9> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(_this: &RegionConfig, _page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Unmaps the region for the PCI device written.
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let device = stored_device(page)?;
+        enabled_region(this)?.detach(&device).inspect_err(|_| {
+            pr_err!(
+                "configfs: detach {}: not attached\n",
+                device.to_str().unwrap_or("?")
+            );
+        })
     }
 }

@@ -43,7 +43,7 @@ pub(crate) enum Unlisted {
     Hole,
 }
 
-impl fmt::Display for Unlisted {
+impl kernel::fmt::Display for Unlisted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Acpi(kind) => write!(f, "it is {} (firmware data)", kind.name()),
@@ -65,9 +65,9 @@ impl fmt::Display for Unlisted {
 /// `Ok` if all of `range` is reserved memory; else what it is. (System RAM is refused before
 /// this is asked.)
 pub(crate) fn check(range: &PhysRange) -> Result<core::result::Result<(), Unlisted>> {
-    let listed = ACCEPTED
-        .into_iter()
-        .fold(0u64, |sum, kind| sum.saturating_add(iomem::bytes_of_kind(range, kind)));
+    let listed = ACCEPTED.into_iter().fold(0u64, |sum, kind| {
+        sum.saturating_add(iomem::bytes_of_kind(range, kind))
+    });
     if listed >= range.size() {
         return Ok(Ok(()));
     }

@@ -2,7 +2,7 @@
 
 //! The device nodes of bound regions: a `carveout` device class with one character device per
 //! region, and the region's read-only sysfs attributes in `/sys/class/carveout/<name>/`:
-//! `phys_addr`, `size`, `attr`, `map_count`, `unlisted`, `mode`, `gid`.
+//! `phys_addr`, `size`, `attr`, `map_count`, `unlisted`, `dma_devices`, `mode`, `gid`.
 //!
 //! devtmpfs creates each node (`/dev/carveout0`, `/dev/carveout/<name>`) with the region's mode
 //! and group, which the node's device type hands it (`devnode`). A misc device can give neither
@@ -38,6 +38,7 @@ use kernel::{
 
 use crate::{
     chardev,
+    kernel_ext::dma_attachment::Translation,
     region::Region,
     sys::{
         ConfigItem,
@@ -457,6 +458,25 @@ impl ShowNode for Unlisted {
     }
 }
 
+/// One line per attached PCI device: its name, the bus address it must use for the region's
+/// base (`-` once the device is removed) and whether its IOMMU translates.
+struct DmaDevices;
+impl ShowNode for DmaDevices {
+    fn show(_node: &NodeDevice, region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
+        region.each_attachment(|device, bus, translation| {
+            let device = device.to_str().unwrap_or("?");
+            let how = match translation {
+                Translation::Translated => "translated",
+                Translation::Direct => "direct",
+            };
+            match bus {
+                Some(bus) => writeln!(out, "{device} {bus:#x} {how}"),
+                None => writeln!(out, "{device} - removed"),
+            }
+        })
+    }
+}
+
 struct Mode;
 impl ShowNode for Mode {
     fn show(node: &NodeDevice, _region: &Region, out: &mut Formatter<'_>) -> core::fmt::Result {
@@ -499,6 +519,7 @@ static SIZE: DeviceAttr = read_only::<Size>(c"size");
 static ATTR: DeviceAttr = read_only::<Attr>(c"attr");
 static MAP_COUNT: DeviceAttr = read_only::<MapCount>(c"map_count");
 static UNLISTED: DeviceAttr = read_only::<Unlisted>(c"unlisted");
+static DMA_DEVICES: DeviceAttr = read_only::<DmaDevices>(c"dma_devices");
 static MODE: DeviceAttr = read_only::<Mode>(c"mode");
 static GID: DeviceAttr = read_only::<Gid>(c"gid");
 
@@ -509,12 +530,13 @@ struct StaticPtrs<T, const N: usize>([*const T; N]);
 // SAFETY: The pointers are to `static`s that are never written; sysfs only reads them.
 unsafe impl<T, const N: usize> Sync for StaticPtrs<T, N> {}
 
-static ATTRS: StaticPtrs<bindings::attribute, 8> = StaticPtrs([
+static ATTRS: StaticPtrs<bindings::attribute, 9> = StaticPtrs([
     &raw const PHYS_ADDR.0.attr,
     &raw const SIZE.0.attr,
     &raw const ATTR.0.attr,
     &raw const MAP_COUNT.0.attr,
     &raw const UNLISTED.0.attr,
+    &raw const DMA_DEVICES.0.attr,
     &raw const MODE.0.attr,
     &raw const GID.0.attr,
     core::ptr::null(),

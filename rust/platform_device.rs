@@ -90,7 +90,10 @@ impl RegionSpec {
                     EINVAL
                 })?),
             },
-            allow_unlisted: node.property_read::<u32>(PROP_ALLOW_UNLISTED).required_by(dev)? != 0,
+            allow_unlisted: node
+                .property_read::<u32>(PROP_ALLOW_UNLISTED)
+                .required_by(dev)?
+                != 0,
             mode: node.property_read::<u16>(PROP_MODE).required_by(dev)?,
             gid: node.property_read::<u32>(PROP_GID).required_by(dev)?,
         })
@@ -170,7 +173,10 @@ impl PlatformDeviceRegistration {
         let flags = spec.attr.map_or(0, |attr| u64::from(attr.flag()));
         properties.push(int_property(PROP_ATTR, flags, 4), GFP_KERNEL)?;
         let allow_unlisted = u64::from(spec.allow_unlisted);
-        properties.push(int_property(PROP_ALLOW_UNLISTED, allow_unlisted, 4), GFP_KERNEL)?;
+        properties.push(
+            int_property(PROP_ALLOW_UNLISTED, allow_unlisted, 4),
+            GFP_KERNEL,
+        )?;
         properties.push(int_property(PROP_MODE, spec.mode.into(), 2), GFP_KERNEL)?;
         properties.push(int_property(PROP_GID, spec.gid.into(), 4), GFP_KERNEL)?;
         // The terminator.

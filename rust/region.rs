@@ -6,7 +6,6 @@
 use kernel::{
     device::Device,
     fs::File,
-    io::resource,
     mm::virt::VmaNew,
     new_mutex, new_spinlock,
     page::{
@@ -26,10 +25,18 @@ use crate::{
     abi,
     attr::CacheAttr,
     kernel_ext::{
+        cache,
+        dma_attachment::{
+            AttachError,
+            Claimed,
+            DmaAttachment,
+            Translation, //
+        },
         iomem::{
             self,
             InsertedClaim,
-            RamOverlap, //
+            RamOverlap,
+            RequestedClaim, //
         },
         memtype::{
             self,
@@ -84,6 +91,10 @@ pub(crate) struct Region {
     /// The range is not listed as reserved memory: claimed because the creator opted in
     /// (`allow_unlisted`).
     unlisted: bool,
+    /// The PCI devices the region is mapped for (`CARVEOUT_ATTACH`, configfs `attach`).
+    /// Unmapped (dropped) before the claim goes.
+    #[pin]
+    attachments: Mutex<KVec<Pin<KBox<DmaAttachment>>>>,
     /// Released (and the range handed back to the iomem tree) on drop.
     _claim: Claim,
 }
@@ -91,9 +102,18 @@ pub(crate) struct Region {
 /// A region's entry in the iomem tree.
 enum Claim {
     /// Nested inside the reserved entry that contains it.
-    Requested(#[allow(dead_code)] resource::Region),
+    Requested(RequestedClaim),
     /// `reserve_mem=` RAM: an entry of its own inside System RAM.
-    Inserted(#[allow(dead_code)] InsertedClaim),
+    Inserted(InsertedClaim),
+}
+
+impl Claimed for Claim {
+    fn claimed_range(&self) -> PhysRange {
+        match self {
+            Self::Requested(claim) => claim.claimed_range(),
+            Self::Inserted(claim) => claim.claimed_range(),
+        }
+    }
 }
 
 impl Region {
@@ -185,9 +205,11 @@ impl Region {
         }
         let claim_name = CString::try_from(CLAIM_NAME)?;
         let claim = if reserved_ram {
-            InsertedClaim::new(&range, claim_name).ok().map(Claim::Inserted)
+            InsertedClaim::new(&range, claim_name)
+                .ok()
+                .map(Claim::Inserted)
         } else {
-            iomem::claim(&range, claim_name).map(Claim::Requested)
+            RequestedClaim::new(&range, claim_name).map(Claim::Requested)
         };
         let claim = claim.ok_or_else(|| {
             dev_err!(
@@ -219,6 +241,7 @@ impl Region {
                 }),
                 memtype <- new_mutex!(None),
                 unlisted,
+                attachments <- new_mutex!(KVec::new()),
                 _claim: claim,
             }),
             GFP_KERNEL,
@@ -395,12 +418,138 @@ impl Region {
         }
     }
 
+    /// Maps the whole region for the PCI device `device` (`0000:00:03.0`) and returns the
+    /// address the device must use for its first byte, and whether an IOMMU translates it.
+    ///
+    /// `EINVAL` for a name that is not one, `ENODEV` for no such PCI device, `EEXIST` for a
+    /// device already attached, `ERANGE` for a device that cannot reach the region (its DMA
+    /// mask, with no IOMMU translating) or whose transfers would be bounced, `ENOMEM` when the
+    /// DMA API refuses. Each says why in one line.
+    pub(crate) fn attach(&self, device: &CStr) -> Result<(u64, Translation)> {
+        let name = device.to_str().unwrap_or("?");
+        let mut attachments = self.attachments.lock();
+        if attachments.iter().any(|a| a.name() == device) {
+            pr_err!(
+                "{}: attach {}: already attached\n",
+                self.display_name(),
+                name
+            );
+            return Err(EEXIST);
+        }
+        let attachment = DmaAttachment::new(device, &self._claim).map_err(|err| {
+            let (errno, why, mask) = match err {
+                AttachError::NoDevice => (ENODEV, "no such PCI device", None),
+                AttachError::OutOfReach(mask) => (
+                    ERANGE,
+                    "no IOMMU translates for it and its DMA mask does not reach the region",
+                    Some(mask),
+                ),
+                AttachError::WouldBounce => (
+                    ERANGE,
+                    "the DMA API would bounce its transfers through another buffer",
+                    None,
+                ),
+                AttachError::Refused => (ENOMEM, "the DMA API refused to map the region", None),
+                AttachError::Failed(err) => (err, "mapping the region failed", None),
+            };
+            pr_err!(
+                "{}: attach {}: {} ({:#x}-{:#x}{}{:#x})\n",
+                self.display_name(),
+                name,
+                why,
+                self.range.base(),
+                self.range.last(),
+                if mask.is_some() { ", DMA mask " } else { "" },
+                mask.unwrap_or(0)
+            );
+            errno
+        })?;
+        let reached = (
+            attachment.bus_address().unwrap_or(0),
+            attachment.translation(),
+        );
+        attachments.push(attachment, GFP_KERNEL)?;
+        pr_info!(
+            "{}: attached {}: bus address {:#x} ({})\n",
+            self.display_name(),
+            name,
+            reached.0,
+            match reached.1 {
+                Translation::Translated => "translated by its IOMMU",
+                Translation::Direct => "the physical address",
+            }
+        );
+        Ok(reached)
+    }
+
+    /// Unmaps the region for `device` and drops the reference to it; `ENOENT` if it is not
+    /// attached.
+    pub(crate) fn detach(&self, device: &CStr) -> Result {
+        let mut attachments = self.attachments.lock();
+        let index = attachments
+            .iter()
+            .position(|a| a.name() == device)
+            .ok_or(ENOENT)?;
+        drop(attachments.remove(index)?);
+        Ok(())
+    }
+
+    /// The bus address and translation of the region for `device`: `ENOENT` if not attached,
+    /// `ENODEV` if the device has been removed since.
+    pub(crate) fn attachment(&self, device: &CStr) -> Result<(u64, Translation)> {
+        let attachments = self.attachments.lock();
+        let attachment = attachments
+            .iter()
+            .find(|a| a.name() == device)
+            .ok_or(ENOENT)?;
+        let bus = attachment.bus_address().ok_or(ENODEV)?;
+        Ok((bus, attachment.translation()))
+    }
+
+    /// Calls `line` for each attached device: its name, bus address (`None` once removed) and
+    /// translation.
+    pub(crate) fn each_attachment(
+        &self,
+        mut line: impl FnMut(&CStr, Option<u64>, Translation) -> core::fmt::Result,
+    ) -> core::fmt::Result {
+        for attachment in self.attachments.lock().iter() {
+            line(
+                attachment.name(),
+                attachment.bus_address(),
+                attachment.translation(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes back and invalidates the CPU's cache lines of `[offset, offset + len)` of the
+    /// region (WB, WT), or orders the CPU's memory accesses (UC, WC), for a device that does
+    /// not snoop. `EINVAL` for an unaligned or empty piece, `ENXIO` beyond the region.
+    pub(crate) fn sync(&self, offset: u64, len: u64) -> Result {
+        let page = PAGE_SIZE as u64;
+        if len == 0 || offset % page != 0 || len % page != 0 {
+            return Err(EINVAL);
+        }
+        let window = self.range.window(offset, len).map_err(|err| match err {
+            WindowError::OutOfRange => ENXIO,
+            WindowError::Overflow => EINVAL,
+        })?;
+        let piece = PhysRange::new(window.phys, window.len).map_err(|_| EINVAL)?;
+        // The attribute cannot change meanwhile only while mapped; a flush of the old type's
+        // lines is harmless either way.
+        cache::write_back_invalidate(&piece, self.attr().cache_mode())
+    }
+
+    fn display_name(&self) -> &str {
+        self.name.to_str().unwrap_or("?")
+    }
+
     /// Says that a mapping at `attr` would get `in_force` instead (or was refused by the
     /// kernel's memory-type tracking), and gives the errno for it.
     fn type_conflict(&self, attr: CacheAttr, in_force: Option<CacheMode>) -> Error {
         pr_err!(
             "{}: refusing a {} mapping of {:#x}-{:#x}: {} is in force for the range (another mapping of it, e.g. /dev/mem, recorded that type first)\n",
-            self.name.to_str().unwrap_or("?"),
+            self.display_name(),
             attr.name(),
             self.range.base(),
             self.range.last(),
@@ -435,8 +584,6 @@ impl PfnSource for Region {
         }
     }
 }
-
-
 
 /// Why `attr` cannot be given to a region (`reserved_ram`: memory from `reserve_mem=`), if it
 /// cannot: never silently downgraded.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds everything the guest runs and packs it into an initramfs (uncompressed cpio):
-# busybox, /init, carveout.ko (against KDIR), the C test program and the Rust tools
+# busybox, /init, carveout.ko (against KDIR), the C test programs and the Rust tools
 # (carveout-test, carveoutctl, carveout-bench, edu-dma, carveout-fuzz; static). Prints the
 # initramfs path.
 #   usage: build-guest.sh KDIR OUTDIR
@@ -24,6 +24,9 @@ mkdir -p "$out"
 gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
     -o "$out/carveout_test" "$CARVEOUT_ROOT/userspace-test/c/carveout_test.c" ||
     die "building the C test program failed"
+gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
+    -o "$out/carveout_vfio" "$CARVEOUT_ROOT/userspace-test/c/carveout_vfio.c" ||
+    die "building the C VFIO program failed"
 cargo build --quiet --release --locked --target x86_64-unknown-linux-musl \
     --manifest-path "$CARVEOUT_ROOT/userspace-test/Cargo.toml" ||
     die "building the Rust test tool failed" "check that crates.io is reachable"
@@ -37,6 +40,7 @@ mkdir -p "$root/lib/carveout"
 install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
+install -m 0755 "$out/carveout_vfio" "$root/bin/carveout_vfio"
 for tool in carveout-test carveoutctl carveout-bench edu-dma carveout-fuzz; do
     install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \
         "$root/bin/$tool"

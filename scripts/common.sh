@@ -14,16 +14,17 @@ export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-${LLVM_VERSION}/lib}
 export PATH="$HOME/.cargo/bin:$PATH"
 export CARVEOUT_ROOT CARVEOUT_CACHE
 
-# qemu_guest MEMORY KERNEL INITRD APPEND: sets the array `qemu` to the command that boots the
-# guest: TCG by default (KVM guests hang on these machines; CARVEOUT_KVM=1 opts in), no
-# default devices, isa-debug-exit for a clean exit. Callers add the serial port and devices.
+# qemu_guest MEMORY KERNEL INITRD APPEND [MACHINE]: sets the array `qemu` to the command that
+# boots the guest: TCG by default (KVM guests hang on these machines; CARVEOUT_KVM=1 opts in),
+# no default devices, isa-debug-exit for a clean exit. MACHINE is QEMU's -machine (default
+# pc; q35 for the guest with an IOMMU). Callers add the serial port and devices.
 qemu_guest() {
     local accel=(-accel tcg -cpu max)
     [[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
     # The array is the function's result (SC2034); QEMU's options are comma-separated (SC2054).
     # shellcheck disable=SC2034,SC2054
     qemu=(
-        qemu-system-x86_64 -machine pc "${accel[@]}" -m "$1" -smp 1
+        qemu-system-x86_64 -machine "${5:-pc}" "${accel[@]}" -m "$1" -smp 1
         -nodefaults -no-user-config -display none
         -kernel "$2" -initrd "$3" -append "$4"
         -device isa-debug-exit,iobase=0xf4,iosize=0x04

@@ -32,6 +32,24 @@ int main(void)
 	       sizeof(((struct carveout_range_desc *)0)->owner));
 	printf("pub const SIZEOF_INFO_NAME: usize = %zu;\n",
 	       sizeof(((struct carveout_info *)0)->name));
+	SIZE(ATTACH, carveout_attach);
+	FIELD(ATTACH, carveout_attach, device);
+	FIELD(ATTACH, carveout_attach, bus_addr);
+	FIELD(ATTACH, carveout_attach, flags);
+	FIELD(ATTACH, carveout_attach, __pad0);
+	FIELD(ATTACH, carveout_attach, __reserved);
+	SIZE(SYNC, carveout_sync);
+	FIELD(SYNC, carveout_sync, offset);
+	FIELD(SYNC, carveout_sync, len);
+	FIELD(SYNC, carveout_sync, direction);
+	FIELD(SYNC, carveout_sync, __pad0);
+	U32(ATTACH, CARVEOUT_ATTACH);
+	U32(DETACH, CARVEOUT_DETACH);
+	U32(BUS_ADDR, CARVEOUT_BUS_ADDR);
+	U32(SYNC, CARVEOUT_SYNC);
+	U32(ATTACH_TRANSLATED, CARVEOUT_ATTACH_TRANSLATED);
+	U32(SYNC_FOR_DEVICE, CARVEOUT_SYNC_FOR_DEVICE);
+	U32(SYNC_FOR_CPU, CARVEOUT_SYNC_FOR_CPU);
 	U32(ABI_VERSION, CARVEOUT_ABI_VERSION);
 	U32(GET_INFO, CARVEOUT_GET_INFO);
 	U32(GET_ATTR, CARVEOUT_GET_ATTR);

@@ -20,6 +20,7 @@ use kernel::{
     types::Opaque, //
 };
 
+use super::dma_attachment::Claimed;
 use crate::range::PhysRange;
 
 /// How a physical range relates to System RAM.
@@ -134,11 +135,29 @@ fn iomem_root() -> &'static Resource {
     unsafe { &*(&raw mut bindings::iomem_resource).cast::<Resource>() }
 }
 
-/// Claims reserved memory: `range` under `name` (`request_mem_region`), nested inside whatever
-/// non-busy entry (such as `Reserved`) contains it. `None` if any part is already claimed.
-/// Released when the returned value is dropped.
-pub(crate) fn claim(range: &PhysRange, name: CString) -> Option<Region> {
-    iomem_root().request_region(range.base(), range.size(), name, Flags::IORESOURCE_MEM)
+/// A busy entry of the iomem tree nested inside the non-busy entry (such as `Reserved`) that
+/// contains it (`request_mem_region`); released on drop.
+pub(crate) struct RequestedClaim {
+    _region: Region,
+    range: PhysRange,
+}
+
+impl RequestedClaim {
+    /// Claims `range` under `name`. `None` if any part is already claimed.
+    pub(crate) fn new(range: &PhysRange, name: CString) -> Option<Self> {
+        let region =
+            iomem_root().request_region(range.base(), range.size(), name, Flags::IORESOURCE_MEM)?;
+        Some(Self {
+            _region: region,
+            range: *range,
+        })
+    }
+}
+
+impl Claimed for RequestedClaim {
+    fn claimed_range(&self) -> PhysRange {
+        self.range
+    }
 }
 
 /// A busy entry inserted into the iomem tree (`insert_resource`) for RAM that memblock reserved
@@ -149,7 +168,14 @@ pub(crate) fn claim(range: &PhysRange, name: CString) -> Option<Region> {
 /// `resource` is in the iomem tree, with no child, and stays there until dropped.
 pub(crate) struct InsertedClaim {
     resource: KBox<Opaque<bindings::resource>>,
+    range: PhysRange,
     _name: CString,
+}
+
+impl Claimed for InsertedClaim {
+    fn claimed_range(&self) -> PhysRange {
+        self.range
+    }
 }
 
 impl InsertedClaim {
@@ -184,6 +210,7 @@ impl InsertedClaim {
         // INVARIANT: Inserted above, with no child.
         Ok(Self {
             resource,
+            range: *range,
             _name: name,
         })
     }

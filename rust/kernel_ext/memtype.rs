@@ -113,7 +113,7 @@ impl CacheMode {
 
     fn pgprot(self) -> bindings::pgprot_t {
         bindings::pgprot_t {
-            pgprot: self.pte_bits() as _,
+            pgprot: self.pte_bits(),
         }
     }
 }
@@ -213,8 +213,7 @@ impl MemtypeHold {
         }
         let hold = if mode == CacheMode::WriteCombining {
             // SAFETY: Reserving a memory type changes no mapping; the range is not RAM.
-            let ret =
-                unsafe { bindings::arch_io_reserve_memtype_wc(range.base(), range.size()) };
+            let ret = unsafe { bindings::arch_io_reserve_memtype_wc(range.base(), range.size()) };
             if ret != 0 {
                 return Err(HoldError::Conflict(None));
             }

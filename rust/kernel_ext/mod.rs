@@ -6,6 +6,9 @@
 //! safe function's soundness rests on its caller. `unsafe` and `bindings::` belong here; the
 //! driver's own files call only safe code.
 
+pub(crate) mod cache;
+pub(crate) mod capability;
+pub(crate) mod dma_attachment;
 pub(crate) mod iomem;
 pub(crate) mod memtype;
 pub(crate) mod pci;

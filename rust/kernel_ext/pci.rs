@@ -32,9 +32,9 @@ pub(crate) fn bar_overlapping(range: &PhysRange) -> Result<Option<Bar>> {
         if dev.is_null() {
             return Ok(None);
         }
-        // SAFETY: `dev` is a live device this loop holds a reference to; its resources are
-        // plain values set up when it was enumerated.
         let hit = (0..BARS).find(|&index| {
+            // SAFETY: `dev` is a live device this loop holds a reference to; its resources are
+            // plain values set up when it was enumerated.
             let bar = unsafe { &(*dev).resource[index] };
             bar.flags & bindings::IORESOURCE_MEM as c_ulong != 0
                 && bar.end > bar.start

@@ -63,7 +63,7 @@ pub(crate) fn set_cache_mode(vma: &VmaNew, mode: CacheMode) {
     // nothing else reads or writes its `vm_page_prot` now.
     unsafe {
         let prot = &mut (*vma).vm_page_prot.pgprot;
-        *prot = (*prot & !(PTE_CACHE_MASK as u64)) | bits as u64;
+        *prot = (*prot & !PTE_CACHE_MASK) | bits;
     }
 }
 
@@ -82,14 +82,14 @@ fn first_entry_mode(vma: &VmaNew) -> Option<CacheMode> {
     let mut args = bindings::follow_pfnmap_args {
         vma: vma.as_ptr(),
         address: vma.start() as c_ulong,
-        ..Default::default()
+        ..pin_init::zeroed()
     };
     // SAFETY: `vma` is valid and its mm's lock is held (the `VmaNew` contract); the call locks
     // the entry it finds, which `follow_pfnmap_end` unlocks.
     if unsafe { bindings::follow_pfnmap_start(&mut args) } != 0 {
         return None;
     }
-    let bits = args.pgprot.pgprot as usize;
+    let bits = args.pgprot.pgprot;
     // SAFETY: `follow_pfnmap_start` succeeded for `args`.
     unsafe { bindings::follow_pfnmap_end(&mut args) };
     CacheMode::from_pte_bits(bits)
@@ -103,7 +103,11 @@ fn first_entry_mode(vma: &VmaNew) -> Option<CacheMode> {
 /// `window` must be memory of `source` (the caller checks it is inside it). If the kernel gives
 /// the entries another type than the VMA's (a compatible type recorded earlier by another
 /// mapping), it fails with [`MapError::Conflict`]; the mmap core then removes the entries.
-pub(crate) fn map_now<T: PfnSource>(vma: &VmaNew, window: Window, source: Arc<T>) -> Result<(), MapError> {
+pub(crate) fn map_now<T: PfnSource>(
+    vma: &VmaNew,
+    window: Window,
+    source: Arc<T>,
+) -> Result<(), MapError> {
     let len = usize::try_from(window.len).map_err(|_| MapError::Failed(EINVAL))?;
     if vma.end() - vma.start() != len {
         return Err(MapError::Failed(EINVAL));
@@ -113,7 +117,7 @@ pub(crate) fn map_now<T: PfnSource>(vma: &VmaNew, window: Window, source: Arc<T>
     // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract), the
     // target `[vm_start, vm_start + len)` is exactly the VMA; a PFN mapping of physical memory
     // touches no kernel object.
-    let wanted_bits = unsafe { (*raw).vm_page_prot.pgprot } as usize & PTE_CACHE_MASK;
+    let wanted_bits = unsafe { (*raw).vm_page_prot.pgprot } & PTE_CACHE_MASK;
     // SAFETY: As above.
     let ret = unsafe { bindings::remap_pfn_range(raw, vma.start(), pfn, len, (*raw).vm_page_prot) };
     match ret {
@@ -149,7 +153,11 @@ pub(crate) fn map_on_fault<T: PfnSource>(vma: &VmaNew, source: Arc<T>) {
 }
 
 /// Installs `ops` and hands the VMA a reference to `source`.
-fn set_ops<T: PfnSource>(vma: &VmaNew, ops: &'static bindings::vm_operations_struct, source: Arc<T>) {
+fn set_ops<T: PfnSource>(
+    vma: &VmaNew,
+    ops: &'static bindings::vm_operations_struct,
+    source: Arc<T>,
+) {
     let vma = vma.as_ptr();
     // SAFETY: `vma` is being set up under the mmap lock; the ops are a `'static` constant whose
     // callbacks expect a `T` reference in the private data, which the VMA now owns.
@@ -303,7 +311,13 @@ impl<T: PfnSource> VmOps<T> {
 /// congruent with the physical address modulo 2 MiB whenever the range holds a whole aligned
 /// 2 MiB block (so the mapping can use 2 MiB entries), else wherever the kernel would put it
 /// (`thp_get_unmapped_area`, as for a file at offset `pfn`). `MAP_FIXED` keeps `addr`.
-pub(crate) fn unmapped_area(file: &File, addr: usize, len: usize, pfn: usize, flags: usize) -> usize {
+pub(crate) fn unmapped_area(
+    file: &File,
+    addr: usize,
+    len: usize,
+    pfn: usize,
+    flags: usize,
+) -> usize {
     // SAFETY: `file` is a live file being mapped by the current task; the function only picks
     // an address in the current task's address space.
     unsafe { bindings::thp_get_unmapped_area(file.as_ptr(), addr, len, pfn, flags) }

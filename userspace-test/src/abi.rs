@@ -77,10 +77,42 @@ impl RangeDesc {
     }
 }
 
+/// `struct carveout_attach`: a PCI device given DMA access to the region.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attach {
+    /// The PCI device name, `0000:00:03.0`, NUL-terminated.
+    pub device: [u8; 32],
+    pub bus_addr: u64,
+    pub flags: u32,
+    pub pad0: u32,
+    pub reserved: [u64; 2],
+}
+
+/// `CARVEOUT_ATTACH_TRANSLATED`: an IOMMU translates the device's DMA.
+pub const ATTACH_TRANSLATED: u32 = 1 << 0;
+
+/// `struct carveout_sync`: cache maintenance of a piece of the region.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sync {
+    pub offset: u64,
+    pub len: u64,
+    pub direction: u32,
+    pub pad0: u32,
+}
+
+pub const SYNC_FOR_DEVICE: u32 = 1;
+pub const SYNC_FOR_CPU: u32 = 2;
+
 const IOCTL_MAGIC: u8 = 0xCA;
 pub const GET_INFO: Opcode = opcode::read::<Info>(IOCTL_MAGIC, 0x40);
 pub const GET_ATTR: Opcode = opcode::read::<RangeDesc>(IOCTL_MAGIC, 0x41);
 pub const SET_ATTR: Opcode = opcode::write::<RangeDesc>(IOCTL_MAGIC, 0x42);
+pub const ATTACH: Opcode = opcode::read_write::<Attach>(IOCTL_MAGIC, 0x43);
+pub const DETACH: Opcode = opcode::write::<Attach>(IOCTL_MAGIC, 0x44);
+pub const BUS_ADDR: Opcode = opcode::read_write::<Attach>(IOCTL_MAGIC, 0x45);
+pub const SYNC: Opcode = opcode::write::<Sync>(IOCTL_MAGIC, 0x46);
 
 // The mirror must agree with the header, field by field: a difference fails the build.
 const _: () = {
@@ -101,6 +133,24 @@ const _: () = {
     assert!(offset_of!(RangeDesc, pad0) == c::OFFSET_DESC___pad0);
     assert!(offset_of!(RangeDesc, owner) == c::OFFSET_DESC_owner);
     assert!(size_of::<[u8; 8]>() == c::SIZEOF_DESC_OWNER);
+    assert!(size_of::<Attach>() == c::SIZEOF_ATTACH);
+    assert!(offset_of!(Attach, device) == c::OFFSET_ATTACH_device);
+    assert!(offset_of!(Attach, bus_addr) == c::OFFSET_ATTACH_bus_addr);
+    assert!(offset_of!(Attach, flags) == c::OFFSET_ATTACH_flags);
+    assert!(offset_of!(Attach, pad0) == c::OFFSET_ATTACH___pad0);
+    assert!(offset_of!(Attach, reserved) == c::OFFSET_ATTACH___reserved);
+    assert!(size_of::<Sync>() == c::SIZEOF_SYNC);
+    assert!(offset_of!(Sync, offset) == c::OFFSET_SYNC_offset);
+    assert!(offset_of!(Sync, len) == c::OFFSET_SYNC_len);
+    assert!(offset_of!(Sync, direction) == c::OFFSET_SYNC_direction);
+    assert!(offset_of!(Sync, pad0) == c::OFFSET_SYNC___pad0);
+    assert!(ATTACH == c::ATTACH);
+    assert!(DETACH == c::DETACH);
+    assert!(BUS_ADDR == c::BUS_ADDR);
+    assert!(SYNC == c::SYNC);
+    assert!(ATTACH_TRANSLATED == c::ATTACH_TRANSLATED);
+    assert!(SYNC_FOR_DEVICE == c::SYNC_FOR_DEVICE);
+    assert!(SYNC_FOR_CPU == c::SYNC_FOR_CPU);
     assert!(ABI_VERSION == c::ABI_VERSION);
     assert!(GET_INFO == c::GET_INFO);
     assert!(GET_ATTR == c::GET_ATTR);

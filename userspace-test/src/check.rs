@@ -1,7 +1,9 @@
-//! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree?
+//! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree? And can the
+//! PCI devices named reach the regions at their physical addresses, or does an IOMMU stand
+//! in between?
 //!
-//! Pure: the caller reads the three sources, [`check`] compares them and says, in words, what
-//! is wrong.
+//! Pure: the caller reads the sources, [`check`] compares them and says, in words, what is
+//! wrong.
 
 use std::path::PathBuf;
 
@@ -9,6 +11,7 @@ use serde::Serialize;
 
 use crate::{
     iomem::Iomem,
+    iommu::{Domain, PciIommu},
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
 };
 
@@ -25,6 +28,9 @@ pub struct RegionView {
 pub enum Level {
     Ok,
     Note,
+    /// Consistent, but something will not work as one may expect (a device whose IOMMU faults
+    /// physical addresses).
+    Warning,
     Problem,
 }
 
@@ -43,6 +49,69 @@ pub struct Input {
     pub regions: Vec<RegionView>,
     /// Region nodes that could not be asked (with the error, in words).
     pub region_errors: Vec<String>,
+    /// The PCI devices named (`--pci`), as sysfs describes them, or why they could not be
+    /// read.
+    pub pci: Vec<Result<PciIommu, String>>,
+}
+
+/// Where the attached-devices part of the check goes: the regions a PCI device is attached
+/// to, with the bus address each reports. The driver cannot attach a region to a device yet
+/// (issue 14, part 3), so nothing is attached to anything; when it can, the caller fills this
+/// from the driver (sysfs or the ioctl) and [`pci_findings`] says, per device, whether the
+/// region is attached to it and at which bus address, instead of the VFIO advice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Attachments {}
+
+/// What the IOMMU means for each PCI device named: a physical address reaches the region or
+/// faults.
+fn pci_findings(pci: &[Result<PciIommu, String>], _attached: &Attachments) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for dev in pci {
+        let dev = match dev {
+            Ok(dev) => dev,
+            Err(why) => {
+                out.push(Finding {
+                    level: Level::Problem,
+                    message: why.clone(),
+                });
+                continue;
+            }
+        };
+        let (bdf, group) = (&dev.bdf, dev.group.unwrap_or_default());
+        let (level, message) = match &dev.domain {
+            Domain::NoIommu => (
+                Level::Ok,
+                format!(
+                    "{bdf}: no IOMMU group, no IOMMU translates its DMA: it reaches a region at \
+                     the region's physical address"
+                ),
+            ),
+            Domain::Identity => (
+                Level::Ok,
+                format!(
+                    "{bdf}: IOMMU group {group} has an identity (passthrough) domain: its DMA \
+                     reaches a region at the region's physical address"
+                ),
+            ),
+            Domain::Blocked => (
+                Level::Warning,
+                format!("{bdf}: IOMMU group {group} blocks all DMA: the device reaches no memory"),
+            ),
+            Domain::Translated(kind) => (
+                Level::Warning,
+                format!(
+                    "{bdf}: IOMMU group {group} translates its DMA (domain type {kind}): a \
+                     physical address handed to it faults in the IOMMU and nothing reaches the \
+                     region. Map the region for it (a userspace driver: VFIO_IOMMU_MAP_DMA of \
+                     the region's mmap, then hand the device that iova), or give the group an \
+                     identity domain (unbind the device, then echo identity > \
+                     /sys/kernel/iommu_groups/{group}/type), or boot with iommu=pt"
+                ),
+            ),
+        };
+        out.push(Finding { level, message });
+    }
+    out
 }
 
 fn is_claim(name: &str) -> bool {
@@ -223,6 +292,7 @@ pub fn check(input: &Input) -> Vec<Finding> {
             }
         }
     }
+    out.extend(pci_findings(&input.pci, &Attachments::default()));
     out
 }
 
@@ -266,6 +336,7 @@ mod tests {
             iomem: Iomem::parse(iomem),
             regions,
             region_errors: Vec::new(),
+            pci: Vec::new(),
         }
     }
 
@@ -373,5 +444,39 @@ mod tests {
         assert!(problems(&check(&i))
             .iter()
             .any(|m| m.starts_with("cannot read /proc/iomem")));
+    }
+
+    #[test]
+    fn pci_devices_behind_a_translating_iommu_are_warned_about() {
+        let dev = |group, domain| {
+            Ok(PciIommu {
+                bdf: "0000:00:03.0".into(),
+                group,
+                domain,
+            })
+        };
+        let mut i = input(CMDLINE, IOMEM_HELD, vec![region(0x800_0000, 64 << 20)]);
+        i.pci = vec![
+            dev(Some(3), Domain::Translated("DMA-FQ".into())),
+            dev(Some(3), Domain::Identity),
+            dev(None, Domain::NoIommu),
+            Err("no PCI device 0000:00:1f.7".into()),
+        ];
+        let f = check(&i);
+        let about: Vec<&Finding> = f
+            .iter()
+            .filter(|f| f.message.contains("0000:00:"))
+            .collect();
+        assert_eq!(about.len(), 4, "{f:#?}");
+        assert_eq!(about[0].level, Level::Warning);
+        assert!(about[0].message.contains("domain type DMA-FQ"));
+        assert!(about[0].message.contains("/sys/kernel/iommu_groups/3/type"));
+        assert_eq!(about[1].level, Level::Ok);
+        assert!(about[1].message.contains("identity"));
+        assert_eq!(about[2].level, Level::Ok);
+        assert_eq!(about[3].level, Level::Problem);
+        // A warning is no inconsistency; the missing device is.
+        i.pci.truncate(3);
+        assert!(consistent(&check(&i)));
     }
 }

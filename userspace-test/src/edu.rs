@@ -1,6 +1,10 @@
-//! QEMU's `edu` PCI device (QEMU `docs/specs/edu.rst`), driven from userspace through sysfs:
-//! its BAR 0 mapped from `resource0`, bus mastering switched on in its config space. Enough of
-//! it to move bytes between guest-physical memory and the device's 4 KiB buffer by DMA.
+//! QEMU's `edu` PCI device (QEMU `docs/specs/edu.rst`), driven from userspace: either through
+//! sysfs (BAR 0 mapped from `resource0`, no driver bound, device addresses as the device's
+//! IOMMU domain translates them: physical ones without an IOMMU or with an identity domain) or
+//! through VFIO (bound to vfio-pci, BAR 0 and config space through the device file, device
+//! addresses the I/O virtual addresses the program mapped in its container). Either way, bus
+//! mastering is switched on in its config space. Enough of it to move bytes between memory
+//! and the device's 4 KiB buffer by DMA.
 
 use std::{
     ffi::c_void,
@@ -17,6 +21,8 @@ use rustix::{
     io::{pread, pwrite},
     mm::{mmap, munmap, MapFlags, ProtFlags},
 };
+
+use crate::vfio::{self, Vfio};
 
 const VENDOR: &str = "0x1234";
 const DEVICE: &str = "0x11e8";
@@ -36,23 +42,40 @@ pub const BUF_ADDR: u64 = 0x40000;
 /// Its length. QEMU 7.2 aborts the whole emulator on a transfer that ends exactly at the end
 /// of the buffer (its range check uses `<`), so transfers must end before it.
 pub const BUF_LEN: u64 = 4096;
-/// The device's default DMA mask: 28 bits. Addresses above are clamped by the device.
+/// The device's default DMA mask: 28 bits. Addresses above are clamped by the device, unless
+/// QEMU's `-device edu,dma_mask=...` says otherwise (see [`Edu::set_dma_mask`]).
 pub const DMA_MASK: u64 = (1 << 28) - 1;
+
+/// How the program owns the device.
+enum Owner {
+    /// Through sysfs, no driver bound.
+    Sysfs,
+    /// Through its VFIO device file.
+    Vfio(Vfio),
+}
 
 /// An `edu` device with its registers mapped and bus mastering on; unmapped on drop.
 pub struct Edu {
     sysfs: PathBuf,
     regs: NonNull<u8>,
+    owner: Owner,
+    dma_mask: u64,
 }
 
 impl Edu {
     /// Finds the first `edu` device on the PCI bus, enables it and its bus mastering, and maps
-    /// its registers.
+    /// its registers, through sysfs.
     pub fn open() -> io::Result<Self> {
         let sysfs = find()?;
         fs::write(sysfs.join("enable"), "1")
             .map_err(|err| annotate(err, format!("enable {}", sysfs.display())))?;
-        enable_bus_master(&sysfs.join("config"))?;
+        let config = sysfs.join("config");
+        let fd = open(&config, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|err| annotate(err.into(), format!("open {}", config.display())))?;
+        enable_bus_master(
+            |buf| pread(&fd, buf, 4).map(drop).map_err(Into::into),
+            |buf| pwrite(&fd, buf, 4).map(drop).map_err(Into::into),
+        )?;
         let res: OwnedFd = open(
             sysfs.join("resource0"),
             OFlags::RDWR | OFlags::SYNC | OFlags::CLOEXEC,
@@ -72,7 +95,72 @@ impl Edu {
         }?;
         let regs =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave NULL"))?;
-        let edu = Self { sysfs, regs };
+        let edu = Self {
+            sysfs,
+            regs,
+            owner: Owner::Sysfs,
+            dma_mask: DMA_MASK,
+        };
+        edu.probe()?;
+        Ok(edu)
+    }
+
+    /// The first `edu` device, owned through VFIO: it must be bound to vfio-pci. Its DMA then
+    /// reaches only what the program maps with [`Edu::vfio`]'s `map_dma`.
+    pub fn open_vfio() -> io::Result<Self> {
+        let sysfs = find()?;
+        let bdf = bdf_of(&sysfs)?;
+        Self::with_vfio(sysfs, Vfio::open(&bdf)?)
+    }
+
+    /// The first `edu` device through a VFIO device file a parent process opened (and whose
+    /// container it set up): `userspace-test/c/carveout_vfio.c`.
+    pub fn inherit_vfio(device: OwnedFd) -> io::Result<Self> {
+        let sysfs = find()?;
+        let bdf = bdf_of(&sysfs)?;
+        Self::with_vfio(sysfs, Vfio::inherit(&bdf, device)?)
+    }
+
+    fn with_vfio(sysfs: PathBuf, vfio: Vfio) -> io::Result<Self> {
+        let info = vfio.device_info()?;
+        if info.flags & vfio::DEVICE_FLAGS_PCI == 0 {
+            return Err(io::Error::other(format!(
+                "{}: VFIO says it is no PCI device",
+                vfio.bdf()
+            )));
+        }
+        enable_bus_master(
+            |buf| vfio.config_read(4, buf),
+            |buf| vfio.config_write(4, buf),
+        )?;
+        let regs = vfio.map_bar(vfio::PCI_BAR0_REGION_INDEX, BAR_LEN)?;
+        let edu = Self {
+            sysfs,
+            regs,
+            owner: Owner::Vfio(vfio),
+            dma_mask: DMA_MASK,
+        };
+        edu.probe()?;
+        Ok(edu)
+    }
+
+    /// The VFIO handle, when the device is owned through VFIO.
+    pub fn vfio(&self) -> Option<&Vfio> {
+        match &self.owner {
+            Owner::Vfio(vfio) => Some(vfio),
+            Owner::Sysfs => None,
+        }
+    }
+
+    /// The DMA mask QEMU gave the device (`-device edu,dma_mask=...`); [`DMA_MASK`] unless
+    /// told. Transfers outside it are refused rather than clamped by the device.
+    pub fn set_dma_mask(&mut self, mask: u64) {
+        self.dma_mask = mask;
+    }
+
+    /// Checks that the registers answer as edu's do.
+    fn probe(&self) -> io::Result<()> {
+        let edu = self;
         let id = edu.read32(REG_ID);
         if id & 0xff != 0xed {
             return Err(io::Error::other(format!(
@@ -85,7 +173,7 @@ impl Edu {
         if edu.read32(REG_LIVENESS) != !probe {
             return Err(io::Error::other("edu liveness register does not invert"));
         }
-        Ok(edu)
+        Ok(())
     }
 
     /// The device's sysfs directory.
@@ -118,14 +206,16 @@ impl Edu {
         unsafe { self.reg(offset).cast::<u64>().write_volatile(value) }
     }
 
-    /// Device buffer → RAM: `count` bytes from buffer offset `buf_off` to physical `phys`.
-    pub fn to_ram(&self, buf_off: u64, phys: u64, count: u64) -> io::Result<()> {
-        self.transfer(phys, buf_off, count, true)
+    /// Device buffer → memory: `count` bytes from buffer offset `buf_off` to device address
+    /// `addr` (a physical address without an IOMMU, else an I/O virtual address).
+    pub fn to_ram(&self, buf_off: u64, addr: u64, count: u64) -> io::Result<()> {
+        self.transfer(addr, buf_off, count, true)
     }
 
-    /// RAM → device buffer: `count` bytes from physical `phys` to buffer offset `buf_off`.
-    pub fn from_ram(&self, phys: u64, buf_off: u64, count: u64) -> io::Result<()> {
-        self.transfer(phys, buf_off, count, false)
+    /// Memory → device buffer: `count` bytes from device address `addr` to buffer offset
+    /// `buf_off`.
+    pub fn from_ram(&self, addr: u64, buf_off: u64, count: u64) -> io::Result<()> {
+        self.transfer(addr, buf_off, count, false)
     }
 
     fn transfer(&self, phys: u64, buf_off: u64, count: u64, to_ram: bool) -> io::Result<()> {
@@ -135,10 +225,11 @@ impl Edu {
                  end before {BUF_LEN:#x}"
             )));
         }
-        if phys + count - 1 > DMA_MASK {
+        if phys + count - 1 > self.dma_mask {
             return Err(io::Error::other(format!(
-                "{phys:#x}+{count:#x} is outside edu's 28-bit DMA mask (raise it with \
-                 -device edu,dma_mask=...)"
+                "{phys:#x}+{count:#x} is outside edu's DMA mask {:#x} (raise it with \
+                 -device edu,dma_mask=...)",
+                self.dma_mask
             )));
         }
         let (src, dst, dir) = if to_ram {
@@ -170,9 +261,28 @@ impl Edu {
 
 impl Drop for Edu {
     fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `open`, unmapped only here.
-        let _ = unsafe { munmap(self.regs.as_ptr().cast::<c_void>(), BAR_LEN) };
+        match &self.owner {
+            // SAFETY: exactly the mapping made in `open`, unmapped only here.
+            Owner::Sysfs => {
+                let _ = unsafe { munmap(self.regs.as_ptr().cast::<c_void>(), BAR_LEN) };
+            }
+            // SAFETY: exactly the mapping `open_vfio` had `map_bar` make, unused after this.
+            Owner::Vfio(vfio) => unsafe { vfio.unmap_bar(self.regs, BAR_LEN) },
+        }
     }
+}
+
+/// The PCI address (`0000:00:03.0`) of the first edu device on the bus.
+pub fn find_bdf() -> io::Result<String> {
+    bdf_of(&find()?)
+}
+
+fn bdf_of(sysfs: &Path) -> io::Result<String> {
+    sysfs
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| io::Error::other(format!("{}: no device name", sysfs.display())))
 }
 
 /// The sysfs directory of the first device with edu's vendor and device id.
@@ -194,15 +304,16 @@ fn find() -> io::Result<PathBuf> {
 }
 
 /// Sets memory-space decoding and bus mastering (bits 1 and 2 of the command register at
-/// config offset 4), so the device may DMA.
-fn enable_bus_master(config: &Path) -> io::Result<()> {
-    let fd = open(config, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|err| annotate(err.into(), format!("open {}", config.display())))?;
+/// config offset 4), so the device may DMA; `read` and `write` reach the command register.
+fn enable_bus_master(
+    read: impl Fn(&mut [u8]) -> io::Result<()>,
+    write: impl Fn(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
     let mut cmd = [0u8; 2];
-    pread(&fd, &mut cmd, 4)?;
+    read(&mut cmd)?;
     let value = u16::from_le_bytes(cmd) | (1 << 1) | (1 << 2);
-    pwrite(&fd, &value.to_le_bytes(), 4)?;
-    pread(&fd, &mut cmd, 4)?;
+    write(&value.to_le_bytes())?;
+    read(&mut cmd)?;
     if u16::from_le_bytes(cmd) & (1 << 2) == 0 {
         return Err(io::Error::other(
             "bus mastering did not stick in the command register",

@@ -18,10 +18,12 @@ pub mod devmem;
 pub mod edu;
 mod error;
 pub mod iomem;
+pub mod iommu;
 pub mod memmap;
 pub mod pattern;
 pub mod plan;
 mod region;
+pub mod vfio;
 
 pub use error::{errno_name, Error, Op, Result};
 pub use pattern::Mismatch;

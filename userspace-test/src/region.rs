@@ -11,8 +11,8 @@ use std::{
 use rustix::{
     fs::{open, Mode, OFlags},
     io::Errno,
-    ioctl::{ioctl, Getter, Setter},
-    mm::{mmap, munmap, MapFlags, ProtFlags},
+    ioctl::{ioctl, Getter, Setter, Updater},
+    mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags},
 };
 use serde::Serialize;
 
@@ -268,6 +268,53 @@ impl Region {
         }
     }
 
+    /// Gives the PCI device `device` (`0000:00:03.0`) DMA access to the whole region
+    /// (`CARVEOUT_ATTACH`; needs the region open for writing and CAP_SYS_ADMIN). The answer
+    /// holds the address the device must use for the region's base and, in `flags`, whether
+    /// an IOMMU translates it.
+    pub fn attach(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
+        self.attach_call::<{ abi::ATTACH }>(device)
+    }
+
+    /// Takes `device`'s access back (`CARVEOUT_DETACH`).
+    pub fn detach(&self, device: &str) -> std::result::Result<(), Errno> {
+        self.attach_call::<{ abi::DETACH }>(device).map(|_| ())
+    }
+
+    /// The address an attached `device` must use (`CARVEOUT_BUS_ADDR`).
+    pub fn bus_addr(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
+        self.attach_call::<{ abi::BUS_ADDR }>(device)
+    }
+
+    fn attach_call<const OPCODE: rustix::ioctl::Opcode>(
+        &self,
+        device: &str,
+    ) -> std::result::Result<abi::Attach, Errno> {
+        let mut req = abi::Attach::default();
+        let name = device.as_bytes();
+        if name.len() >= req.device.len() || name.contains(&0) {
+            return Err(Errno::INVAL);
+        }
+        req.device[..name.len()].copy_from_slice(name);
+        // SAFETY: ATTACH and BUS_ADDR read and write one `abi::Attach`, DETACH reads one: the
+        // type `Updater` hands the kernel.
+        unsafe { ioctl(&self.fd, Updater::<OPCODE, abi::Attach>::new(&mut req)) }?;
+        Ok(req)
+    }
+
+    /// Cache maintenance of `[offset, offset + len)` for a device that does not snoop
+    /// (`CARVEOUT_SYNC`): `direction` is `abi::SYNC_FOR_DEVICE` or `abi::SYNC_FOR_CPU`.
+    pub fn sync(&self, offset: u64, len: u64, direction: u32) -> std::result::Result<(), Errno> {
+        let req = abi::Sync {
+            offset,
+            len,
+            direction,
+            pad0: 0,
+        };
+        // SAFETY: SYNC reads exactly one `abi::Sync`, the type `Setter` hands it.
+        unsafe { ioctl(&self.fd, Setter::<{ abi::SYNC }, abi::Sync>::new(req)) }
+    }
+
     /// Maps `range` (byte offsets into the region) shared, readable, and writable if `access`
     /// says so. The range need not be page aligned: the pages around it are mapped and the
     /// [`Mapping`] covers exactly `range`.
@@ -296,6 +343,100 @@ impl Region {
         mapping.len = (range.end - range.start) as usize;
         mapping.offset = range.start;
         Ok(mapping)
+    }
+
+    /// Maps `range` as [`Region::map`] does, but at a user address 4 KiB off the congruence
+    /// with the physical address modulo 2 MiB that 2 MiB entries need: the driver then maps
+    /// every page with a 4 KiB entry. (`map` lets the driver place the mapping, which keeps
+    /// the congruence: 2 MiB entries wherever a whole aligned 2 MiB block is mapped.)
+    pub fn map_small_pages(&self, range: Range<u64>, access: Access) -> Result<Mapping> {
+        const HUGE: u64 = 2 << 20;
+        let base = self.info()?.base;
+        let start = range.start / PAGE * PAGE;
+        let end = range.end.next_multiple_of(PAGE);
+        let len = end.saturating_sub(start);
+        let op = || Op::Map {
+            offset: start,
+            len,
+            access,
+        };
+        if len == 0 {
+            return Err(self.refused(op(), Errno::INVAL));
+        }
+        // Reserve 2 MiB more address space than needed, map over part of it with MAP_FIXED,
+        // give back the rest.
+        let span = usize::try_from(len + HUGE).map_err(|_| self.refused(op(), Errno::NOMEM))?;
+        // SAFETY: a new inaccessible mapping at an address the kernel picks aliases nothing.
+        let reserve = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                span,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|errno| self.refused(op(), errno))?;
+        let at = reserve as u64;
+        let want = (base + start + PAGE) % HUGE;
+        let addr = at + (want + HUGE - at % HUGE) % HUGE;
+        let mapped = self.map_at(addr as *mut c_void, start, len, access);
+        // SAFETY: the head and tail of our own reservation, which nothing refers to; the
+        // region mapping between them (if made) stays.
+        unsafe {
+            let _ = munmap(reserve, (addr - at) as usize);
+            let tail = addr + len;
+            let _ = munmap(tail as *mut c_void, (at + span as u64 - tail) as usize);
+        }
+        let mut mapping = match mapped {
+            Ok(mapping) => mapping,
+            Err(err) => {
+                // SAFETY: what is left of our reservation, which nothing refers to.
+                let _ = unsafe { munmap(addr as *mut c_void, len as usize) };
+                return Err(err);
+            }
+        };
+        mapping.start = (range.start - start) as usize;
+        mapping.len = (range.end - range.start) as usize;
+        mapping.offset = range.start;
+        Ok(mapping)
+    }
+
+    /// A shared mapping of `len` bytes at region offset `offset`, placed at `addr`, which
+    /// must lie inside an inaccessible reservation of the caller's (MAP_FIXED).
+    fn map_at(&self, addr: *mut c_void, offset: u64, len: u64, access: Access) -> Result<Mapping> {
+        let prot = match access {
+            Access::Read => ProtFlags::READ,
+            Access::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        };
+        let op = || Op::Map {
+            offset,
+            len,
+            access,
+        };
+        let window_len = usize::try_from(len).map_err(|_| self.refused(op(), Errno::NOMEM))?;
+        // SAFETY: `addr..addr + len` lies inside the caller's own reservation, which holds no
+        // Rust object; MAP_FIXED replaces only that.
+        let ptr = unsafe {
+            mmap(
+                addr,
+                window_len,
+                prot,
+                MapFlags::SHARED | MapFlags::FIXED,
+                &self.fd,
+                offset,
+            )
+        }
+        .map_err(|errno| self.refused(op(), errno))?;
+        let window =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
+        Ok(Mapping {
+            window,
+            window_len,
+            start: 0,
+            len: window_len,
+            offset,
+            writable: access == Access::ReadWrite,
+        })
     }
 
     /// A page-aligned mapping with the given protection and flags (for tests of what the

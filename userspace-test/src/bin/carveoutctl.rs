@@ -18,6 +18,7 @@ use carveout::{
     check::{self, Level, RegionView},
     configfs, discover, flag_names,
     iomem::Iomem,
+    iommu::PciIommu,
     memmap::{self, format_addr, format_size, parse_size, Kind, Span},
     plan::{self, FirmwareMap},
     resolve, Access, Attr, Region,
@@ -110,6 +111,10 @@ enum Command {
         /// Read /proc/iomem from FILE.
         #[arg(long)]
         iomem: Option<PathBuf>,
+        /// Also say whether this PCI device (e.g. 0000:00:03.0) reaches the regions at their
+        /// physical addresses or through an IOMMU (repeatable).
+        #[arg(long = "pci", value_name = "DEVICE")]
+        pci: Vec<String>,
     },
     /// Propose a memmap=SIZE$BASE inside usable RAM, from the firmware memory map.
     Plan {
@@ -656,7 +661,12 @@ fn cmd_load(cmdline: Option<&Path>, dry_run: bool, opts: &configfs::Options) -> 
     })
 }
 
-fn cmd_check(cmdline: Option<&Path>, iomem: Option<&Path>, json: bool) -> Res<ExitCode> {
+fn cmd_check(
+    cmdline: Option<&Path>,
+    iomem: Option<&Path>,
+    pci: &[String],
+    json: bool,
+) -> Res<ExitCode> {
     let iomem_path = iomem.unwrap_or(Path::new("/proc/iomem"));
     let iomem = fs::read_to_string(iomem_path)
         .map_err(|e| format!("{}: {e}", iomem_path.display()))
@@ -667,6 +677,10 @@ fn cmd_check(cmdline: Option<&Path>, iomem: Option<&Path>, json: bool) -> Res<Ex
         iomem,
         regions,
         region_errors,
+        pci: pci
+            .iter()
+            .map(|bdf| PciIommu::read(bdf).map_err(|e| e.to_string()))
+            .collect(),
     };
     let findings = check::check(&input);
     let ok = check::consistent(&findings);
@@ -675,12 +689,14 @@ fn cmd_check(cmdline: Option<&Path>, iomem: Option<&Path>, json: bool) -> Res<Ex
             "consistent": ok,
             "findings": findings,
             "regions": input.regions,
+            "pci": input.pci.iter().flatten().collect::<Vec<_>>(),
         }))?;
     } else {
         for f in &findings {
             let level = match f.level {
                 Level::Ok => "ok",
                 Level::Note => "note",
+                Level::Warning => "warning",
                 Level::Problem => "problem",
             };
             println!("{level}: {}", f.message);
@@ -870,7 +886,11 @@ fn run(cli: &Cli) -> Res<ExitCode> {
                 gid: *gid,
             },
         ),
-        Command::Check { cmdline, iomem } => cmd_check(cmdline.as_deref(), iomem.as_deref(), json),
+        Command::Check {
+            cmdline,
+            iomem,
+            pci,
+        } => cmd_check(cmdline.as_deref(), iomem.as_deref(), pci, json),
         Command::Plan {
             size,
             align,
