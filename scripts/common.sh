@@ -41,11 +41,17 @@ qemu_guest() {
 # the guest's TSC is the host's and QEMU's PIT, HPET and APIC timer follow the host's clock, so
 # whenever the host deschedules QEMU the guest sees time jump:
 #  - its TSC calibration against the PIT fails and falls back on the HPET with an error
-#    ("tsc: Fast TSC calibration failed", "tsc: Unable to calibrate against PIT"). The host
-#    measures its TSC (scripts/host-tsc-khz.c) and hands the rate on: tsc_early_khz= skips the
-#    calibration, loops_per_jiffy follows from it, and tsc=reliable keeps the clocksource
-#    watchdog (TSC against an HPET read late) from switching clocksources mid-suite. A host
-#    whose TSC is not invariant gets neither (the guest calibrates as before; logged).
+#    ("tsc: Fast TSC calibration failed", "tsc: Unable to calibrate against PIT"), or takes
+#    a PIT run the host interrupted before it began for good: once here "PIT calibration
+#    deviates from HPET", 134 MHz for a 2445 MHz TSC, udelay() and the clock 18 times off.
+#    The host measures its TSC (scripts/host-tsc-khz.c) and hands the rate on:
+#    tsc_early_khz= skips the calibration, loops_per_jiffy follows from it, and tsc=reliable
+#    keeps the clocksource watchdog (TSC against an HPET read late) from switching
+#    clocksources mid-suite. A host whose TSC is not invariant gets neither (logged).
+#  - the IO-APIC timer check (timer_irq_works) wants 5 ticks within 160M TSC cycles (65 ms
+#    here); ticks QEMU raises while it is descheduled coalesce into one, the check fails and
+#    the boot panics "IO-APIC + timer doesn't work!" (seen on a warm reboot under load).
+#    no_timer_check skips it, as the kernel does itself on KVM, Hyper-V and VMware.
 #  - its timer interrupts land wherever the host's scheduler puts them, also inside
 #    identify_cpu(), which clears boot_cpu_data's feature bits and sets them again while
 #    interrupts are on and before alternatives are patched. A handler there sees "no LA57":
@@ -53,14 +59,15 @@ qemu_guest() {
 #    pgtable_l5_enabled()) exclude the direct map and every per-cpu access is a
 #    "wild-memory-access" (the debug kernel's panic in rcu_is_watching). Hence la57=off in
 #    qemu_guest: with 4-level paging the cleared bit is the right answer.
-# CARVEOUT_GUEST_CLOCK=calibrate leaves the guest to calibrate (for comparison).
+# CARVEOUT_GUEST_CLOCK=calibrate adds none of these (the guest as before, for comparison).
 tcg_clock_args() {
     local khz
     [[ ${CARVEOUT_GUEST_CLOCK:-host} == calibrate ]] && return 0
     if khz=$("$(host_tool host-tsc-khz)"); then
-        echo "tsc_early_khz=$khz tsc=reliable"
+        echo "tsc_early_khz=$khz tsc=reliable no_timer_check"
     else
         log "the host's TSC is not invariant: the guest calibrates its own (boot timing may vary)"
+        echo no_timer_check
     fi
 }
 
