@@ -89,7 +89,7 @@ install-files:
 
 # What DKMS builds from: the module's sources, its Makefile and the kernel check.
 DKMS_FILES := dkms.conf Kbuild Makefile include/carveout.h scripts/check-kernel.sh \
-	scripts/common.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/*.c))
+	scripts/common.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/kernel_ext/*.rs $(ROOT)/rust/*.c))
 dkms-source: install-files
 	rm -rf "$(DESTDIR)/usr/src/carveout-$(VERSION)"
 	cd "$(ROOT)" && for f in $(DKMS_FILES); do \

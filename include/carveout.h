@@ -31,6 +31,13 @@
 /* State of a region. */
 #define CARVEOUT_MR_FIXBASE (1u << 5)  /* base cannot change */
 #define CARVEOUT_MR_FIXLEN  (1u << 6)  /* length cannot change */
+/*
+ * The range is not listed as reserved memory (no memmap=$, firmware Reserved, legacy
+ * persistent memory, Soft Reserved or reserve_mem= entry covers it: a hole, memory behind a
+ * bridge or an FPGA) and was claimed only because the region opted in (module parameter or
+ * configfs attribute allow_unlisted=1). Such a region defaults to UC.
+ */
+#define CARVEOUT_MR_UNLISTED (1u << 7)
 #define CARVEOUT_MR_ACTIVE  (1u << 27) /* claimed and usable */
 #define CARVEOUT_MR_BUSY    (1u << 30) /* mapped by some process now */
 
@@ -53,9 +60,11 @@ struct carveout_info {
  * GET fills every field; `flags` holds the attribute bit and the state flags.
  * SET reads only `flags`, which must hold exactly one attribute bit and nothing else
  * (state flags are the driver's to report; base and len cannot change: FIXBASE, FIXLEN);
- * `base`, `len`, `__pad0` and `owner` must be zero (EINVAL otherwise).
+ * `base`, `len`, `__pad0` and `owner` must be zero, so that they can be given a meaning
+ * later (zero the whole struct, then set `flags`; do not send back what GET returned).
  * SET needs the device opened for writing. Errors:
- *   EINVAL      no, several or unknown bits in `flags`, or another field not zero
+ *   EINVAL      no, several or unknown bits in `flags`, or a non-zero base, len, __pad0
+ *               or owner
  *   EBUSY       the region is mapped (changing the memory type under a mapping would
  *               alias two memory types for the same page)
  *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded)

@@ -19,11 +19,14 @@ timeout_s=${CARVEOUT_TIMEOUT:-600}
 
 # The reservation the guest boots with. 128 MiB up and below 256 MiB: inside the 28-bit DMA
 # mask of QEMU's edu device. A second range, memmap=!, is held by the kernel's pmem driver;
-# reserve_mem= sets 4 MiB of RAM aside by name (cvtest).
+# reserve_mem= sets 4 MiB of RAM aside by name (cvtest). memmap=# marks 1 MiB as ACPI data (an
+# "ACPI Tables" entry in /proc/iomem): memory that is not carveout's to claim.
 base=0x8000000
 size=0x4000000
 pmem_base=0x10000000
 pmem_size=0x1000000
+acpi_base=0x12000000
+acpi_size=0x100000
 
 # The guest with an IOMMU (issue 14): q35 with QEMU's intel-iommu in front of edu, the same
 # kernel booted with intel_iommu=on, a smaller reservation at the same base. edu's DMA mask
@@ -60,9 +63,10 @@ initramfs=$("$CARVEOUT_ROOT/scripts/build-guest.sh" "$kdir" "$out")
 
 append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
-    "memmap=64M\$$base" "memmap=16M!$pmem_base" reserve_mem=4M:4096:cvtest
+    "memmap=64M\$$base" "memmap=16M!$pmem_base" reserve_mem=4M:4096:cvtest "memmap=1M#$acpi_base"
     "cvt_mode=$mode" "cvt_base=$base" "cvt_size=$size"
     "cvt_pmem_base=$pmem_base" "cvt_pmem_size=$pmem_size"
+    "cvt_acpi_base=$acpi_base" "cvt_acpi_size=$acpi_size"
 )
 [[ -z ${CARVEOUT_SUITES:-} ]] || append+=("cvt_suites=$CARVEOUT_SUITES")
 read -ra guest_args <<<"${CARVEOUT_GUEST_ARGS:-}"

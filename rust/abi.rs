@@ -23,6 +23,8 @@ pub(crate) const MR_WRITEBACK: u32 = 1 << 3;
 pub(crate) const MR_WRITEPROTECT: u32 = 1 << 4;
 pub(crate) const MR_FIXBASE: u32 = 1 << 5;
 pub(crate) const MR_FIXLEN: u32 = 1 << 6;
+/// Claimed though not listed as reserved memory, because the region opted in
+/// (`allow_unlisted=1`).
 pub(crate) const MR_UNLISTED: u32 = 1 << 7;
 pub(crate) const MR_ACTIVE: u32 = 1 << 27;
 pub(crate) const MR_BUSY: u32 = 1 << 30;

@@ -23,7 +23,6 @@ mod node;
 mod platform_device;
 mod range;
 mod region;
-mod sys;
 
 use kernel::{
     configfs::Subsystem,
@@ -42,8 +41,7 @@ use crate::{
     platform_device::{
         Memory,
         PlatformDeviceRegistration,
-        RegionSpec,
-        DRIVER_NAME, //
+        RegionSpec, //
     },
     range::PhysRange,
     region::Region, //
@@ -81,7 +79,7 @@ module! {
             description: "Group of /dev/carveout0 (default 0, root)",
         },
     },
-    // And `reserve_mem` (a string), declared in reserve_mem_param.c.
+    // And `reserve_mem` and `attach` (strings), declared in string_params.c.
 }
 
 #[pin_data]
@@ -99,13 +97,12 @@ struct CarveoutModule {
 
 impl kernel::InPlaceModule for CarveoutModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        driver::init_locks();
         let spec = param_spec();
         try_pin_init!(Self {
             _nodes <- NodeClass::register(module),
-            _driver <- Registration::new(DRIVER_NAME, module),
+            _driver <- Registration::new(platform_device::DRIVER_NAME, module),
             _param_region: match spec? {
-                Some(spec) => Some(driver::create_region(&spec, Some(0), None)?),
+                Some(spec) => Some(param_region(&spec)?),
                 None => None,
             },
             _configfs <- configfs::subsystem(),
@@ -113,12 +110,27 @@ impl kernel::InPlaceModule for CarveoutModule {
     }
 }
 
+/// Creates the region the module parameters describe and maps it for the PCI devices that
+/// `attach=` names: the load fails (and claims nothing) if any of that fails.
+fn param_region(spec: &RegionSpec) -> Result<(PlatformDeviceRegistration, Arc<Region>)> {
+    let created = driver::create_region(spec, Some(0), None)?;
+    if let Some(list) = kernel_ext::string_params::attach() {
+        for device in list.to_bytes().split(|b| *b == b',') {
+            let device = core::str::from_utf8(device.trim_ascii()).map_err(|_| EINVAL)?;
+            created
+                .1
+                .attach(&CString::try_from_fmt(fmt!("{device}"))?)?;
+        }
+    }
+    Ok(created)
+}
+
 /// The region the module parameters describe (`None` for base=0 size=0), or `EINVAL` with
 /// the reason in `dmesg`.
 fn param_spec() -> Result<Option<RegionSpec>> {
     let base = module_parameters::base.value();
     let size = module_parameters::size.value();
-    let memory = match kernel_ext::reserve_mem::param() {
+    let memory = match kernel_ext::string_params::reserve_mem() {
         Some(name) if base != 0 || size != 0 => {
             pr_err!(
                 "refusing reserve_mem={} with base=/size=: give one or the other\n",

@@ -20,11 +20,11 @@ use crate::{
     attr::CacheAttr,
     kernel_ext::{
         self,
+        configfs_item::ConfigItemDependency,
         dma_attachment::Translation, //
     },
     node,
-    region::Region,
-    sys::ConfigItemDependency, //
+    region::Region, //
 };
 
 /// An open `/dev/carveout*`. It holds the region, so the claim stays while the file (or a

@@ -20,24 +20,15 @@
 //! holds a configfs dependency on the directory; a mapping holds its file). `base` and `size`
 //! cannot change while enabled (`FIXBASE`, `FIXLEN`); `attr` can, unless it is mapped.
 
-use core::{
-    fmt::{
-        self,
-        Write, //
-    },
-    ptr::NonNull,
-    sync::atomic::{
-        AtomicPtr,
-        Ordering, //
-    },
+use core::fmt::{
+    self,
+    Write, //
 };
 
 use kernel::{
-    bindings,
     configfs::{
         self,
-        AttributeOperations,
-        HasGroup, //
+        AttributeOperations, //
     },
     configfs_attrs, new_mutex,
     page::PAGE_SIZE,
@@ -56,6 +47,10 @@ use kernel::{
 use crate::{
     attr::CacheAttr,
     driver,
+    kernel_ext::configfs_item::{
+        GroupAnchor,
+        GroupLink, //
+    },
     platform_device::{
         Memory,
         PlatformDeviceRegistration,
@@ -65,8 +60,7 @@ use crate::{
         parse_mode,
         parse_u64, //
     },
-    region::Region,
-    sys::ConfigItem,
+    region::Region, //
 };
 
 /// The `carveout` configfs subsystem: one directory per region.
@@ -107,13 +101,15 @@ impl configfs::GroupOperations for Regions {
                 detach: 9,
             ],
         };
-        let address = Arc::new(GroupAddress::default(), GFP_KERNEL)?;
-        let recorded = address.clone();
+        let link = GroupLink::new()?;
+        let anchor = GroupAnchor::new(&link);
+        let bind = link.clone();
         Ok(configfs::Group::new(
             name.try_into()?,
             item_type,
             try_pin_init!(RegionConfig {
-                group: address,
+                link,
+                anchor <- anchor,
                 inner <- new_mutex!(ConfigInner {
                     name: name.try_into()?,
                     base: 0,
@@ -127,38 +123,20 @@ impl configfs::GroupOperations for Regions {
                 }),
             }),
         )
-        .pin_chain(move |group| {
-            // SAFETY: `group` is a live `Group`, pinned where configfs keeps it.
-            let raw = unsafe { configfs::Group::<RegionConfig>::group(&*group) };
-            recorded.0.store(raw.cast_mut(), Ordering::Release);
-            Ok(())
-        }))
+        .pin_chain(move |group| bind.bind(&group)))
     }
 }
-
-/// Where a region directory's `config_group` is: known only once the directory's `Group` is in
-/// place, after its data is made.
-#[derive(Default)]
-struct GroupAddress(AtomicPtr<bindings::config_group>);
 
 /// One region directory.
 #[pin_data]
 pub(crate) struct RegionConfig {
     /// The directory itself, whose removal open files of the region refuse.
-    group: Arc<GroupAddress>,
+    link: GroupLink,
+    /// Where `link` finds the directory, while it exists.
+    #[pin]
+    anchor: GroupAnchor,
     #[pin]
     inner: Mutex<ConfigInner>,
-}
-
-impl RegionConfig {
-    /// The directory, for the region's node.
-    fn config_item(&self) -> Result<ConfigItem> {
-        let group = NonNull::new(self.group.0.load(Ordering::Acquire)).ok_or(EINVAL)?;
-        // SAFETY: Called from an attribute callback, so the directory is live and linked under
-        // the subsystem; the node that uses the item is removed when the region is disabled,
-        // at the latest when this data is dropped, before the directory's memory is freed.
-        Ok(unsafe { ConfigItem::new(group) })
-    }
 }
 
 struct ConfigInner {
@@ -363,8 +341,8 @@ impl AttributeOperations<5> for RegionConfig {
         match (&inner.enabled, enable) {
             (None, true) => {
                 let spec = inner.spec()?;
-                let item = this.config_item()?;
-                inner.enabled = Some(driver::create_region(&spec, None, Some(item))?);
+                let link = this.link.clone();
+                inner.enabled = Some(driver::create_region(&spec, None, Some(link))?);
             }
             (Some((_, region)), false) => {
                 if region.in_use() {

@@ -13,17 +13,20 @@
 //! own `Reserved` or pmem entries would vanish from `/proc/iomem`). Like ramoops, the driver
 //! claims the range itself, nested inside `Reserved`.
 
-use core::ptr::NonNull;
-
 use kernel::{
-    bindings,
     device::Device,
-    error::from_err_ptr,
     prelude::*,
     str::CString, //
 };
 
-use crate::attr::CacheAttr;
+use crate::{
+    attr::CacheAttr,
+    driver::ProbeHandoff,
+    kernel_ext::platform_device::{
+        Properties,
+        Registration, //
+    },
+};
 
 const PROP_RESERVE_MEM: &CStr = c"carveout,reserve-mem";
 const PROP_BASE: &CStr = c"carveout,base";
@@ -100,119 +103,29 @@ impl RegionSpec {
     }
 }
 
-/// A registered `struct platform_device`; unregistered on drop.
-///
-/// # Invariants
-///
-/// `pdev` points to a platform device registered by `platform_device_register_full` and not
-/// yet unregistered.
-pub(crate) struct PlatformDeviceRegistration {
-    pdev: NonNull<bindings::platform_device>,
-}
+/// A region's registered platform device; unregistered on drop. Its probes get the
+/// [`ProbeHandoff`] the region's creator made.
+pub(crate) type PlatformDeviceRegistration = Registration<ProbeHandoff>;
 
-/// An inline integer device property, as `PROPERTY_ENTRY_U16/U32/U64` build them in C.
-fn int_property(name: &'static CStr, value: u64, bytes: usize) -> bindings::property_entry {
-    let mut entry = bindings::property_entry {
-        name: name.as_char_ptr(),
-        length: bytes,
-        is_inline: true,
-        ..Default::default()
-    };
-    // The value fields are a union of arrays of the property's width; fill the right one.
-    match bytes {
-        2 => {
-            entry.type_ = bindings::dev_prop_type_DEV_PROP_U16;
-            entry.__bindgen_anon_1.value.u16_data = [value as u16, 0, 0, 0];
-        }
-        4 => {
-            entry.type_ = bindings::dev_prop_type_DEV_PROP_U32;
-            entry.__bindgen_anon_1.value.u32_data = [value as u32, 0];
-        }
-        _ => {
-            entry.type_ = bindings::dev_prop_type_DEV_PROP_U64;
-            entry.__bindgen_anon_1.value.u64_data = [value];
-        }
-    }
-    entry
-}
-
-/// An inline string device property, as `PROPERTY_ENTRY_STRING` builds it in C.
-fn string_property(name: &'static CStr, value: &CStr) -> bindings::property_entry {
-    let mut entry = bindings::property_entry {
-        name: name.as_char_ptr(),
-        length: core::mem::size_of::<*const c_char>(),
-        is_inline: true,
-        type_: bindings::dev_prop_type_DEV_PROP_STRING,
-        ..Default::default()
-    };
-    entry.__bindgen_anon_1.value.str_ = [value.as_char_ptr()];
-    entry
-}
-
-impl PlatformDeviceRegistration {
-    /// Registers a `carveout` platform device described by `spec`: `id` 0 for the module's own
-    /// region (`carveout.0`), `None` for an automatic id.
-    ///
-    /// When the driver is registered, the driver core probes the device synchronously before
-    /// this returns.
-    pub(crate) fn register(spec: &RegionSpec, id: Option<i32>) -> Result<Self> {
-        let mut properties = KVec::with_capacity(9, GFP_KERNEL)?;
-        match &spec.memory {
+impl RegionSpec {
+    /// The description as the device's properties, which [`RegionSpec::from_device`] reads.
+    pub(crate) fn properties(&self) -> Result<Properties<'_>> {
+        let mut properties = Properties::new();
+        match &self.memory {
             Memory::Range { base, size } => {
-                properties.push(int_property(PROP_BASE, *base, 8), GFP_KERNEL)?;
-                properties.push(int_property(PROP_SIZE, *size, 8), GFP_KERNEL)?;
+                properties.push_u64(PROP_BASE, *base)?;
+                properties.push_u64(PROP_SIZE, *size)?;
             }
-            Memory::ReserveMem(name) => {
-                properties.push(string_property(PROP_RESERVE_MEM, name), GFP_KERNEL)?;
-            }
+            Memory::ReserveMem(name) => properties.push_string(PROP_RESERVE_MEM, name)?,
         }
-        properties.push(string_property(PROP_NAME, &spec.name), GFP_KERNEL)?;
-        if let Some(path) = &spec.path {
-            properties.push(string_property(PROP_PATH, path), GFP_KERNEL)?;
+        properties.push_string(PROP_NAME, &self.name)?;
+        if let Some(path) = &self.path {
+            properties.push_string(PROP_PATH, path)?;
         }
-        let flags = spec.attr.map_or(0, |attr| u64::from(attr.flag()));
-        properties.push(int_property(PROP_ATTR, flags, 4), GFP_KERNEL)?;
-        let allow_unlisted = u64::from(spec.allow_unlisted);
-        properties.push(
-            int_property(PROP_ALLOW_UNLISTED, allow_unlisted, 4),
-            GFP_KERNEL,
-        )?;
-        properties.push(int_property(PROP_MODE, spec.mode.into(), 2), GFP_KERNEL)?;
-        properties.push(int_property(PROP_GID, spec.gid.into(), 4), GFP_KERNEL)?;
-        // The terminator.
-        properties.push(bindings::property_entry::default(), GFP_KERNEL)?;
-
-        let info = bindings::platform_device_info {
-            name: DRIVER_NAME.as_char_ptr(),
-            id: id.unwrap_or(bindings::PLATFORM_DEVID_AUTO),
-            properties: properties.as_ptr(),
-            ..Default::default()
-        };
-        // SAFETY: `info` and the terminated `properties` (and the strings they point to) are
-        // valid for the call; the function copies all of them.
-        let pdev = from_err_ptr(unsafe { bindings::platform_device_register_full(&info) })?;
-        // INVARIANT: registration succeeded, so `pdev` is a registered device (never NULL).
-        Ok(Self {
-            pdev: NonNull::new(pdev).ok_or(ENOMEM)?,
-        })
-    }
-
-    /// Whether a driver is bound to the device (its probe succeeded).
-    pub(crate) fn is_bound(&self) -> bool {
-        // SAFETY: `pdev` is a registered device by the type invariant, so its `dev` is valid.
-        unsafe { bindings::device_is_bound(&raw mut (*self.pdev.as_ptr()).dev) }
+        properties.push_u32(PROP_ATTR, self.attr.map_or(0, |attr| attr.flag()))?;
+        properties.push_u32(PROP_ALLOW_UNLISTED, u32::from(self.allow_unlisted))?;
+        properties.push_u16(PROP_MODE, self.mode)?;
+        properties.push_u32(PROP_GID, self.gid)?;
+        Ok(properties)
     }
 }
-
-impl Drop for PlatformDeviceRegistration {
-    fn drop(&mut self) {
-        // SAFETY: `pdev` is registered by the type invariant and is unregistered only here.
-        unsafe { bindings::platform_device_unregister(self.pdev.as_ptr()) };
-    }
-}
-
-// SAFETY: The platform device is reference counted by the driver core and may be unregistered
-// from any thread.
-unsafe impl Send for PlatformDeviceRegistration {}
-// SAFETY: `&self` only reads the device's binding state, which the driver core keeps coherent.
-unsafe impl Sync for PlatformDeviceRegistration {}

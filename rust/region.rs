@@ -49,7 +49,7 @@ use crate::{
             MapError,
             PfnSource, //
         },
-        reserve_mem,
+        string_params,
     },
     listing,
     platform_device::Memory,
@@ -136,7 +136,7 @@ impl Region {
         let (base, size, reserved_ram) = match memory {
             Memory::Range { base, size } => (*base, *size, false),
             Memory::ReserveMem(mem_name) => {
-                let (base, size) = reserve_mem::find(mem_name).ok_or_else(|| {
+                let (base, size) = string_params::find_reserve_mem(mem_name).ok_or_else(|| {
                     dev_err!(
                         dev,
                         "refusing reserve_mem {}: no such region (boot with reserve_mem=SIZE:ALIGN:{})\n",

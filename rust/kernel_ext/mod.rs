@@ -8,9 +8,15 @@
 
 pub(crate) mod cache;
 pub(crate) mod capability;
+pub(crate) mod chrdev;
+pub(crate) mod class;
+pub(crate) mod class_device;
+pub(crate) mod configfs_item;
 pub(crate) mod dma_attachment;
+pub(crate) mod global_lock;
 pub(crate) mod iomem;
 pub(crate) mod memtype;
 pub(crate) mod pci;
 pub(crate) mod pfn_vma;
-pub(crate) mod reserve_mem;
+pub(crate) mod platform_device;
+pub(crate) mod string_params;

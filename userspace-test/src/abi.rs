@@ -24,6 +24,9 @@ pub const MR_ATTR_MASK: u32 = 0x1f;
 /// State bits.
 pub const MR_FIXBASE: u32 = 1 << 5;
 pub const MR_FIXLEN: u32 = 1 << 6;
+/// Claimed though not listed as reserved memory, because the region opted in
+/// (`allow_unlisted=1`); such a region defaults to UC.
+pub const MR_UNLISTED: u32 = 1 << 7;
 pub const MR_ACTIVE: u32 = 1 << 27;
 pub const MR_BUSY: u32 = 1 << 30;
 
@@ -163,6 +166,7 @@ const _: () = {
     assert!(MR_ATTR_MASK == c::MR_ATTR_MASK);
     assert!(MR_FIXBASE == c::MR_FIXBASE);
     assert!(MR_FIXLEN == c::MR_FIXLEN);
+    assert!(MR_UNLISTED == c::MR_UNLISTED);
     assert!(MR_ACTIVE == c::MR_ACTIVE);
     assert!(MR_BUSY == c::MR_BUSY);
 };

@@ -1,9 +1,11 @@
-//! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree? And can the
-//! PCI devices named reach the regions at their physical addresses, or does an IOMMU stand
-//! in between?
+//! Do the kernel command line, `/proc/iomem` and the regions carveout holds agree, and is
+//! what they set aside RAM rather than memory the firmware itself reserved? And can the PCI
+//! devices named reach the regions at their physical addresses, or does an IOMMU stand in
+//! between?
 //!
-//! Pure: the caller reads the sources, [`check`] compares them and says, in words, what is
-//! wrong.
+//! Pure: the caller reads the sources (the firmware's own map too, `/sys/firmware/memmap`,
+//! where a `memmap=$` range is still `System RAM`), [`check`] compares them and says, in
+//! words, what is wrong.
 
 use std::path::PathBuf;
 
@@ -13,6 +15,7 @@ use crate::{
     iomem::Iomem,
     iommu::{Domain, PciIommu},
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
+    plan::FirmwareMap,
 };
 
 /// A region as its driver describes it (`CARVEOUT_GET_INFO`).
@@ -49,6 +52,8 @@ pub struct Input {
     pub regions: Vec<RegionView>,
     /// Region nodes that could not be asked (with the error, in words).
     pub region_errors: Vec<String>,
+    /// The firmware's own memory map (`/sys/firmware/memmap`), or why it is missing.
+    pub firmware: Result<FirmwareMap, String>,
     /// The PCI devices named (`--pci`), as sysfs describes them, or why they could not be
     /// read.
     pub pci: Vec<Result<PciIommu, String>>,
@@ -242,6 +247,8 @@ pub fn check(input: &Input) -> Vec<Finding> {
         }
     }
 
+    firmware_findings(input, &reserved, &mut say);
+
     for r in &input.regions {
         let covered = reserved
             .iter()
@@ -296,6 +303,61 @@ pub fn check(input: &Input) -> Vec<Finding> {
     out
 }
 
+/// Regions and `memmap=$` entries in memory the firmware itself reserved are problems (the
+/// firmware keeps ACPI tables, SMM or option ROMs there); regions in no entry of the firmware
+/// map are noted.
+fn firmware_findings(input: &Input, reserved: &[&Memmap], say: &mut impl FnMut(Level, String)) {
+    let held: Vec<(String, Span)> = reserved
+        .iter()
+        .filter_map(|e| e.reserved().map(|s| (e.to_string(), s)))
+        .chain(
+            input
+                .regions
+                .iter()
+                .map(|r| (r.path.display().to_string(), r.span)),
+        )
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let map = match &input.firmware {
+        Ok(map) => map,
+        Err(why) => {
+            say(
+                Level::Note,
+                format!(
+                    "cannot tell memory the firmware reserved from RAM the command line set \
+                     aside: {why}"
+                ),
+            );
+            return;
+        }
+    };
+    for (what, span) in &held {
+        if let Some(why) = map.firmware_reserved_note(span) {
+            say(
+                Level::Problem,
+                format!(
+                    "{what} ({}) {why}: the firmware keeps ACPI tables, SMM or option ROMs in \
+                     such ranges; use RAM set aside with memmap=SIZE$BASE instead (see \
+                     `carveoutctl plan`)",
+                    span.display()
+                ),
+            );
+        } else if map.leaves_unlisted(span) {
+            say(
+                Level::Note,
+                format!(
+                    "{what} ({}) lies, at least in part, in no entry of the firmware's map \
+                     ({}): not memory the firmware knows of (a hole, or memory behind a bridge)",
+                    span.display(),
+                    map.source
+                ),
+            );
+        }
+    }
+}
+
 /// Whether the findings hold no problem.
 pub fn consistent(findings: &[Finding]) -> bool {
     findings.iter().all(|f| f.level != Level::Problem)
@@ -330,12 +392,23 @@ mod tests {
         }
     }
 
+    /// The guest's /sys/firmware/memmap: SeaBIOS, 512M; memmap= does not change it.
+    const FIRMWARE: &str = "\
+BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] System RAM
+BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] Reserved
+BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff] Reserved
+BIOS-e820: [mem 0x0000000000100000-0x000000001ffdffff] System RAM
+BIOS-e820: [mem 0x000000001ffe0000-0x000000001fffffff] Reserved
+BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
+";
+
     fn input(cmdline: &str, iomem: &str, regions: Vec<RegionView>) -> Input {
         Input {
             cmdline: cmdline.into(),
             iomem: Iomem::parse(iomem),
             regions,
             region_errors: Vec::new(),
+            firmware: FirmwareMap::from_text(FIRMWARE, "/sys/firmware/memmap"),
             pci: Vec::new(),
         }
     }
@@ -427,6 +500,51 @@ mod tests {
             .iter()
             .any(|f| f.message.contains("reserved by no memmap=SIZE$BASE")
                 && f.message.contains("memmap=64M$0x8000000")));
+    }
+
+    #[test]
+    fn memory_the_firmware_reserved_is_a_problem() {
+        // SeaBIOS's top-of-RAM range (its ACPI tables), reserved again with memmap=$ and held.
+        let iomem = "\
+00100000-1ffdffff : System RAM
+1ffe0000-1fffffff : Reserved
+  1ffe0000-1fffffff : carveout
+";
+        let mut fw = region(0x1ffe_0000, 0x2_0000);
+        fw.path = "/dev/carveout/memmap0".into();
+        let f = check(&input("memmap=128K$0x1ffe0000", iomem, vec![fw]));
+        let p = problems(&f);
+        assert_eq!(p.len(), 2, "{f:#?}");
+        assert!(p[0].starts_with(
+            "memmap=128K$0x1ffe0000 (0x1ffe0000-0x1fffffff) lies in memory the firmware itself \
+             reserved (/sys/firmware/memmap: Reserved 0x1ffe0000-0x1fffffff), not in RAM the \
+             command line set aside"
+        ));
+        assert!(p[1].starts_with("/dev/carveout/memmap0 (0x1ffe0000-0x1fffffff) lies in"));
+        // The usual guest: the memmap=$ range is RAM in the firmware's map.
+        let ok = check(&input(
+            CMDLINE,
+            IOMEM_HELD,
+            vec![region(0x800_0000, 64 << 20)],
+        ));
+        assert!(consistent(&ok), "{ok:#?}");
+        assert!(
+            !ok.iter().any(|f| f.message.contains("firmware")),
+            "{ok:#?}"
+        );
+        // A region in a hole: noted, not a problem.
+        let mut hole = input("quiet", "40000000-401fffff : carveout\n", Vec::new());
+        hole.regions = vec![region(0x4000_0000, 2 << 20)];
+        let f = check(&hole);
+        assert!(f
+            .iter()
+            .any(|f| f.level == Level::Note && f.message.contains("in no entry of the firmware")));
+        // Without the firmware's map: said, not guessed.
+        let mut blind = input(CMDLINE, IOMEM_HELD, vec![region(0x800_0000, 64 << 20)]);
+        blind.firmware = Err("/sys/firmware/memmap is missing".into());
+        assert!(check(&blind)
+            .iter()
+            .any(|f| f.level == Level::Note && f.message.starts_with("cannot tell")));
     }
 
     #[test]

@@ -120,7 +120,9 @@ fn meaning(op: &Op, errno: Errno) -> Option<&'static str> {
         (Op::GetAttr | Op::SetAttr(_), Errno::NOTTY) => {
             "this carveout driver has no attribute ioctls (it predates CARVEOUT_GET_ATTR/SET_ATTR)"
         }
-        (Op::SetAttr(_), Errno::INVAL) => "no, several or unknown bits in flags",
+        (Op::SetAttr(_), Errno::INVAL) => {
+            "no, several or unknown bits in flags, or non-zero base, len, __pad0 or owner"
+        }
         (Op::SetAttr(_), Errno::BUSY) => {
             "the region is mapped; changing the memory type under a mapping would alias two \
              memory types for the same page"
@@ -130,6 +132,10 @@ fn meaning(op: &Op, errno: Errno) -> Option<&'static str> {
         (Op::Map { .. }, Errno::NXIO) => "the window does not lie inside the region",
         (Op::Map { .. }, Errno::INVAL) => "a private mapping, or an offset + length that overflows",
         (Op::Map { .. }, Errno::OVERFLOW) => "offset + length wraps",
+        (Op::Map { .. }, Errno::BUSY) => {
+            "another mapping of the range (say /dev/mem opened O_SYNC) holds another memory \
+             type; the driver never maps with a type other than the region's (see dmesg)"
+        }
         (Op::Map { .. }, Errno::ACCESS) => {
             "a write-protected (wp) region refuses writable mappings, or the device is open \
              read-only"
@@ -178,7 +184,9 @@ impl fmt::Display for Error {
                     }
                     Errno::INVAL => Some(
                         "the driver rejected the region: not page aligned, overlapping System RAM \
-                         (not reserved by memmap=?), or a bad value (see dmesg)",
+                         (not reserved by memmap=?), not reserved memory at all (a hole, a \
+                         device's registers, ACPI tables; allow_unlisted opts in), or a bad \
+                         value (see dmesg)",
                     ),
                     Errno::ACCESS | Errno::PERM => Some("permission denied: run as root"),
                     Errno::EXIST => Some("it exists already"),

@@ -6,6 +6,9 @@
 //! refused. [`devmem`] reads the same physical memory through `/dev/mem`, to check from outside
 //! the driver that a mapping hits the carve-out.
 //!
+//! [`ptdump`] reads the page tables a mapping got, as the CPU uses them, and the memory type
+//! each entry selects.
+//!
 //! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
 //! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
 //! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
@@ -22,12 +25,15 @@ pub mod iommu;
 pub mod memmap;
 pub mod pattern;
 pub mod plan;
+pub mod ptdump;
 mod region;
 pub mod vfio;
 
 pub use error::{errno_name, Error, Op, Result};
 pub use pattern::Mismatch;
-pub use region::{discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Region};
+pub use region::{
+    discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Placement, Region,
+};
 
 /// Parses a number as the tools take seeds and addresses: decimal, or hex with `0x`. The
 /// error says what was wrong, for clap's `value_parser`.

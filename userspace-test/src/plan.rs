@@ -39,6 +39,18 @@ fn is_usable(kind: &str) -> bool {
     matches!(kind, "usable" | "System RAM")
 }
 
+/// Whether a map entry's type is memory the firmware itself set aside: `Reserved`, ACPI tables
+/// and NVS, unusable memory (`/sys/firmware/memmap` names; `reserved`, `device reserved`,
+/// `ACPI data`, `ACPI NVS`, `unusable` in a dmesg listing). Not RAM, and not persistent or
+/// soft-reserved memory, which the firmware hands to drivers.
+pub fn is_firmware_reserved(kind: &str) -> bool {
+    let kind = kind.to_ascii_lowercase();
+    !is_usable(&kind)
+        && kind != "system ram"
+        && !kind.contains("persistent")
+        && !kind.contains("soft reserved")
+}
+
 fn entry(start: u64, last: u64, kind: &str) -> Result<MapEntry, String> {
     if last < start {
         return Err(format!("{start:#x}-{last:#x} ends before it starts"));
@@ -109,6 +121,45 @@ impl FirmwareMap {
             source: source.to_string(),
             entries,
         })
+    }
+
+    /// The entries the firmware itself reserved (see [`is_firmware_reserved`]) that `span`
+    /// overlaps.
+    pub fn firmware_reserved(&self, span: &Span) -> Vec<&MapEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.span.overlaps(span) && is_firmware_reserved(&e.kind))
+            .collect()
+    }
+
+    /// "lies in memory the firmware itself reserved (SOURCE: Reserved 0x...-0x...)" when
+    /// `span` overlaps such an entry: the firmware keeps ACPI tables, SMM or option ROMs
+    /// there, unlike RAM that `memmap=SIZE$BASE` set aside.
+    pub fn firmware_reserved_note(&self, span: &Span) -> Option<String> {
+        let entries = self.firmware_reserved(span);
+        if entries.is_empty() {
+            return None;
+        }
+        let list = entries
+            .iter()
+            .map(|e| format!("{} {}", e.kind, e.span.display()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(format!(
+            "lies in memory the firmware itself reserved ({}: {list}), not in RAM the command \
+             line set aside",
+            self.source
+        ))
+    }
+
+    /// Whether some part of `span` is in no entry of the map at all: a hole, or device
+    /// memory the firmware does not list.
+    pub fn leaves_unlisted(&self, span: &Span) -> bool {
+        let mut rest = vec![interval(span)];
+        for e in &self.entries {
+            rest = subtract(rest, interval(&e.span));
+        }
+        !rest.is_empty()
     }
 
     pub fn usable_total(&self) -> u64 {
@@ -208,6 +259,22 @@ fn from_iomem(iomem: &Iomem) -> Vec<MapEntry> {
         }
     }
     entries
+}
+
+/// Notes for ranges already in use (`(what, span)`: regions, `memmap=$` entries) that lie in
+/// memory the firmware itself reserved.
+pub fn firmware_reserved_notes(map: &FirmwareMap, held: &[(String, Span)]) -> Vec<String> {
+    held.iter()
+        .filter_map(|(what, span)| {
+            map.firmware_reserved_note(span).map(|why| {
+                format!(
+                    "{what} ({}) {why}: firmware keeps ACPI tables, SMM or option ROMs in such \
+                     ranges; move it into RAM (the proposal above is)",
+                    span.display()
+                )
+            })
+        })
+        .collect()
 }
 
 /// What to ask the planner for.
@@ -538,6 +605,53 @@ BIOS-e820: 00000000fffc0000 - 0000000100000000 (reserved)
         assert!(plan(&reserved_only, &req(4096))
             .unwrap_err()
             .contains("lists no usable RAM"));
+    }
+
+    #[test]
+    fn firmware_reserved_ranges_are_told_from_ram() {
+        let map = FirmwareMap::from_text(PMEM_GUIDE, "guide").unwrap();
+        // A memmap=$ range in RAM: the firmware's map lists it as usable.
+        let ram = Span::new(0x800_0000, 64 << 20).unwrap();
+        assert_eq!(map.firmware_reserved_note(&ram), None);
+        assert!(!map.leaves_unlisted(&ram));
+        // SeaBIOS's top-of-RAM range, and one reaching into it.
+        let top = Span::new(0xbffe_0000, 0x2_0000).unwrap();
+        let note = map.firmware_reserved_note(&top).expect("firmware reserved");
+        assert_eq!(
+            note,
+            "lies in memory the firmware itself reserved (guide: reserved \
+             0xbffe0000-0xbfffffff), not in RAM the command line set aside"
+        );
+        assert!(map
+            .firmware_reserved_note(&Span::new(0xbff0_0000, 0x20_0000).unwrap())
+            .is_some());
+        // A hole (no entry) is not firmware reserved, but unlisted.
+        let hole = Span::new(0xc000_0000, 0x20_0000).unwrap();
+        assert_eq!(map.firmware_reserved_note(&hole), None);
+        assert!(map.leaves_unlisted(&hole));
+        let notes = firmware_reserved_notes(
+            &map,
+            &[
+                ("/dev/carveout0".into(), ram),
+                ("/dev/carveout/fw".into(), top),
+            ],
+        );
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("/dev/carveout/fw (0xbffe0000-0xbfffffff) lies in"));
+        for (kind, reserved) in [
+            ("Reserved", true),
+            ("ACPI Tables", true),
+            ("ACPI Non-volatile Storage", true),
+            ("device reserved", true),
+            ("Unusable memory", true),
+            ("System RAM", false),
+            ("usable", false),
+            ("Persistent Memory (legacy)", false),
+            ("persistent RAM (type 12)", false),
+            ("Soft Reserved", false),
+        ] {
+            assert_eq!(is_firmware_reserved(kind), reserved, "{kind}");
+        }
     }
 
     #[test]

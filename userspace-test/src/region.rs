@@ -23,6 +23,21 @@ use crate::{
 };
 
 const PAGE: u64 = 4096;
+const HUGE: u64 = 2 << 20;
+
+/// Where the user address of a mapping goes, against the physical address it maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Where the kernel chooses (`mmap(NULL, ...)`): the driver's `get_unmapped_area` keeps
+    /// it congruent with the physical address modulo 2 MiB.
+    Kernel,
+    /// Congruent with the physical address modulo 2 MiB: every whole 2 MiB block can be
+    /// mapped with a 2 MiB entry.
+    Huge,
+    /// 4 KiB off that congruence: no 2 MiB entry is possible, only 4 KiB ones.
+    Small,
+}
 
 /// How a region or a window of it is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,6 +123,7 @@ pub fn flag_names(flags: u32) -> Vec<String> {
     for (bit, name) in [
         (abi::MR_FIXBASE, "fixbase"),
         (abi::MR_FIXLEN, "fixlen"),
+        (abi::MR_UNLISTED, "unlisted"),
         (abi::MR_ACTIVE, "active"),
         (abi::MR_BUSY, "busy"),
     ] {
@@ -253,12 +269,18 @@ impl Region {
             .map_err(|errno| self.refused(Op::SetAttr(attr), errno))
     }
 
-    /// `CARVEOUT_SET_ATTR` with raw flags (for tests of what the driver refuses).
+    /// `CARVEOUT_SET_ATTR` with raw flags (for tests of what the driver refuses); every other
+    /// field zero, as the ABI asks.
     pub fn set_attr_flags(&self, flags: u32) -> std::result::Result<(), Errno> {
-        let desc = abi::RangeDesc {
+        self.set_attr_desc(abi::RangeDesc {
             flags,
             ..abi::RangeDesc::default()
-        };
+        })
+    }
+
+    /// `CARVEOUT_SET_ATTR` with a whole descriptor as given, non-zero `base`, `len`, `pad0` or
+    /// `owner` included (for tests of what the driver refuses).
+    pub fn set_attr_desc(&self, desc: abi::RangeDesc) -> std::result::Result<(), Errno> {
         // SAFETY: SET_ATTR reads exactly one `abi::RangeDesc`, the type `Setter` hands it.
         unsafe {
             ioctl(
@@ -483,10 +505,103 @@ impl Region {
         })
     }
 
+    /// Maps `len` bytes at region offset `offset` (both page aligned), shared, at a user
+    /// address placed as `placement` says: an anonymous reservation 4 MiB larger than the
+    /// mapping is made, the mapping put over part of it with `MAP_FIXED`, and the rest of the
+    /// reservation unmapped.
+    pub fn map_placed(
+        &self,
+        offset: u64,
+        len: u64,
+        access: Access,
+        placement: Placement,
+    ) -> Result<Mapping> {
+        let prot = match access {
+            Access::Read => ProtFlags::READ,
+            Access::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        };
+        if placement == Placement::Kernel {
+            return self.map_raw(offset, len, prot, MapFlags::SHARED);
+        }
+        let op = || Op::Map {
+            offset,
+            len,
+            access,
+        };
+        let base = self.info()?.base;
+        let phys = base.wrapping_add(offset);
+        let window_len = usize::try_from(len).map_err(|_| self.refused(op(), Errno::NOMEM))?;
+        let span = window_len
+            .checked_add(2 * HUGE as usize)
+            .ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
+        // SAFETY: A new inaccessible mapping at an address the kernel picks aliases nothing.
+        let reserve = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                span,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|errno| self.refused(op(), errno))?;
+        let start = reserve as usize;
+        let addr = placed_address(start, phys, placement);
+        // SAFETY: `addr..addr + window_len` lies inside our own reservation, which it replaces
+        // in part; nothing refers to the reservation.
+        let mapped = unsafe {
+            mmap(
+                addr as *mut c_void,
+                window_len,
+                prot,
+                MapFlags::SHARED | MapFlags::FIXED,
+                &self.fd,
+                offset,
+            )
+        };
+        let end = addr + window_len;
+        // SAFETY: The pieces of the reservation around the mapping (all of it if the mapping
+        // failed) are ours, and nothing refers to them.
+        unsafe {
+            if mapped.is_err() {
+                let _ = munmap(reserve, span);
+            } else {
+                if addr > start {
+                    let _ = munmap(reserve, addr - start);
+                }
+                if start + span > end {
+                    let _ = munmap(end as *mut c_void, start + span - end);
+                }
+            }
+        }
+        let ptr = mapped.map_err(|errno| self.refused(op(), errno))?;
+        let window =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
+        Ok(Mapping {
+            window,
+            window_len,
+            start: 0,
+            len: window_len,
+            offset,
+            writable: access == Access::ReadWrite,
+        })
+    }
+
     /// The access the region was opened with.
     pub fn access(&self) -> Access {
         self.access
     }
+}
+
+/// The user address for a mapping of physical address `phys` placed as `placement` says,
+/// inside a reservation starting at `start` that is 4 MiB longer than the mapping: the next
+/// 2 MiB boundary plus `phys`'s offset in its 2 MiB block (`Huge`), or that offset plus 4 KiB
+/// (`Small`), so under `start + 4 MiB`.
+fn placed_address(start: usize, phys: u64, placement: Placement) -> usize {
+    let shift = match placement {
+        Placement::Small => (phys + PAGE) % HUGE,
+        Placement::Huge | Placement::Kernel => phys % HUGE,
+    };
+    start.next_multiple_of(HUGE as usize) + shift as usize
 }
 
 /// A mapping of region memory; unmapped on drop.
@@ -711,6 +826,32 @@ mod tests {
             ),
             ["wb", "fixbase", "fixlen", "active", "0x1000"]
         );
+        assert_eq!(
+            flag_names(abi::MR_UNCACHEABLE | abi::MR_UNLISTED | abi::MR_ACTIVE),
+            ["uc", "unlisted", "active"]
+        );
+    }
+
+    #[test]
+    fn placements_keep_or_break_the_2m_congruence() {
+        const M2: usize = 2 << 20;
+        for (start, phys) in [
+            (0x7f00_0000_1000, 0x800_0000u64),
+            (0x7f00_0020_0000, 0x800_0000 + 0x30_0000),
+            (0x7f00_001f_f000, 0x1_8000_0000 + 0x1f_f000),
+        ] {
+            let huge = placed_address(start, phys, Placement::Huge);
+            let small = placed_address(start, phys, Placement::Small);
+            assert_eq!((huge as u64 ^ phys) % M2 as u64, 0, "{huge:#x} / {phys:#x}");
+            assert_eq!((small as u64).wrapping_sub(phys) % M2 as u64, 4096);
+            for addr in [huge, small] {
+                assert!(
+                    addr >= start && addr < start + 2 * M2,
+                    "{addr:#x} from {start:#x}"
+                );
+                assert_eq!(addr % 4096, 0);
+            }
+        }
     }
 
     #[test]

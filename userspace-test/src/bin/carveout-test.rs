@@ -5,11 +5,17 @@
 use std::{io, process::ExitCode};
 
 use carveout::parse_u64;
-use carveout::{abi, devmem, Access, Attr, Mismatch, Region};
+use carveout::{
+    abi, devmem,
+    memmap::format_size,
+    ptdump::{self, Level, MemType, PatTable},
+    Access, Attr, Mismatch, Placement, Region,
+};
 use clap::{Parser, Subcommand};
 use rustix::{
+    fs::{open, Mode, OFlags},
     io::Errno,
-    mm::{mmap_anonymous, MapFlags, ProtFlags},
+    mm::{mmap, mmap_anonymous, MapFlags, ProtFlags},
 };
 
 #[derive(Parser)]
@@ -65,6 +71,56 @@ enum Command {
         /// NAME is a number, sent as the flags word as it is.
         #[arg(long)]
         raw: bool,
+        /// Send this in `__pad0` (the ABI asks for zero: a test of the refusal).
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        pad0: u64,
+        /// Send this in `base` (the ABI asks for zero).
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        base: u64,
+        /// Send this in `len` (the ABI asks for zero).
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        len: u64,
+        /// Send this in `owner`, up to 8 bytes (the ABI asks for zero).
+        #[arg(long, default_value = "")]
+        owner: String,
+    },
+    /// Map the region (or LEN bytes at OFFSET) placed as asked, touch every page, read this
+    /// process's page tables (/sys/kernel/debug/page_tables/current_kernel) and check that
+    /// every entry covering the mapping selects the region's memory type through the PAT
+    /// (and, with --level, is at that level). Read-only for a wp region.
+    Pte {
+        #[arg(long, value_enum, default_value = "huge")]
+        placement: Placement,
+        #[arg(long, value_parser = parse_u64, default_value = "0")]
+        offset: u64,
+        /// Bytes to map (default: the region from OFFSET to its end).
+        #[arg(long, value_parser = parse_u64)]
+        len: Option<u64>,
+        /// Every entry must be at this level: pte (4 KiB) or pmd (2 MiB).
+        #[arg(long)]
+        level: Option<Level>,
+        /// The PAT layout, as dmesg's "x86/PAT: Configuration [0-7]:" line gives it (default:
+        /// Linux's, WB WC UC- UC WB WP UC- WT).
+        #[arg(long)]
+        pat: Option<String>,
+        /// Touch by writing each page's first byte back too (default: by reading it).
+        #[arg(long)]
+        write: bool,
+        /// After the check, print "holding" and keep the mapping for SECONDS.
+        #[arg(long)]
+        hold: Option<u64>,
+    },
+    /// Map LEN bytes of physical memory at PHYS through /dev/mem (O_SYNC with --sync: the
+    /// kernel records uncached-minus for the range), touch it, say "holding", keep it.
+    DevmemHold {
+        #[arg(long, value_parser = parse_u64)]
+        phys: u64,
+        #[arg(long, value_parser = parse_u64)]
+        len: u64,
+        #[arg(long)]
+        sync: bool,
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
     },
     /// Check that a write-protected region refuses writable mappings and maps read-only.
     WpCheck,
@@ -120,6 +176,15 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     }
     if let Command::DevmemVerify { phys, len, seed } = cli.command {
         return Ok(devmem::verify(phys, len, seed)?.map_err(|m| mismatch("/dev/mem", m)));
+    }
+    if let Command::DevmemHold {
+        phys,
+        len,
+        sync,
+        seconds,
+    } = cli.command
+    {
+        return devmem_hold(phys, len, sync, seconds).map(Ok);
     }
     let region = Region::open(&cli.dev)?;
     let info = region.info()?;
@@ -187,7 +252,14 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             );
             Ok(())
         }
-        Command::AttrSet { ref name, raw } => {
+        Command::AttrSet {
+            ref name,
+            raw,
+            pad0,
+            base,
+            len,
+            ref owner,
+        } => {
             let flags = if raw {
                 parse_u64(name)
                     .ok()
@@ -196,14 +268,214 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             } else {
                 name.parse::<Attr>().map_err(io::Error::other)?.bit()
             };
-            region.set_attr_flags(flags).map_err(|errno| {
-                io::Error::other(format!("CARVEOUT_SET_ATTR {flags:#x}: {errno}"))
+            let mut desc = abi::RangeDesc {
+                base,
+                len,
+                flags,
+                pad0: u32::try_from(pad0)
+                    .map_err(|_| io::Error::other(format!("--pad0 {pad0:#x}: over 32 bits")))?,
+                owner: [0; 8],
+            };
+            if owner.len() > desc.owner.len() {
+                return Err(io::Error::other(format!("--owner {owner:?}: over 8 bytes")));
+            }
+            desc.owner[..owner.len()].copy_from_slice(owner.as_bytes());
+            region.set_attr_desc(desc).map_err(|errno| {
+                io::Error::other(format!(
+                    "CARVEOUT_SET_ATTR {flags:#x} (base {base:#x}, len {len:#x}, __pad0 \
+                     {pad0:#x}, owner {owner:?}): {}: {errno}",
+                    carveout::errno_name(errno)
+                ))
             })?;
             Ok(())
         }
+        Command::Pte {
+            placement,
+            offset,
+            len,
+            level,
+            ref pat,
+            write,
+            hold,
+        } => {
+            let pat = match pat {
+                Some(text) => PatTable::parse(text).map_err(io::Error::other)?,
+                None => PatTable::LINUX,
+            };
+            let len = match len {
+                Some(len) => len,
+                None => info.size.checked_sub(offset).ok_or_else(|| {
+                    io::Error::other(format!("offset {offset:#x} is beyond the region"))
+                })?,
+            };
+            let check = Pte {
+                placement,
+                offset,
+                len,
+                level,
+                pat,
+                write,
+            };
+            let (verdict, mapping) = check.run(&region, &info)?;
+            if let Some(seconds) = hold {
+                println!("holding the mapping");
+                std::thread::sleep(std::time::Duration::from_secs(seconds));
+            }
+            drop(mapping);
+            verdict
+        }
         Command::WpCheck => wp_check(&region, info.size),
-        Command::DevmemVerify { .. } | Command::Hog { .. } => unreachable!("handled above"),
+        Command::DevmemVerify { .. } | Command::DevmemHold { .. } | Command::Hog { .. } => {
+            unreachable!("handled above")
+        }
     })
+}
+
+/// What `pte` maps and checks.
+struct Pte {
+    placement: Placement,
+    offset: u64,
+    len: u64,
+    level: Option<Level>,
+    pat: PatTable,
+    write: bool,
+}
+
+impl Pte {
+    /// Maps, touches and checks; the verdict, and the mapping (for `--hold`).
+    fn run(
+        &self,
+        region: &Region,
+        info: &abi::Info,
+    ) -> io::Result<(Result<(), Failed>, carveout::Mapping)> {
+        let attr = region.attr()?;
+        let access = if attr == Attr::Wp {
+            Access::Read
+        } else {
+            Access::ReadWrite
+        };
+        let mapping = region.map_placed(self.offset, self.len, access, self.placement)?;
+        for off in (0..mapping.len()).step_by(4096) {
+            let byte = mapping.read_u8(off);
+            if self.write && mapping.is_writable() {
+                mapping.write_u8(off, byte);
+            }
+        }
+        let start = mapping.as_ptr() as u64;
+        let end = start + mapping.len() as u64;
+        let phys = info.base + self.offset;
+        println!(
+            "# {:?} placement: {:#x} bytes of {} at {start:#x}-{end:#x} (physical {phys:#x}, \
+             {}congruent modulo 2 MiB), attr {attr}, PAT slots {}",
+            self.placement,
+            self.len,
+            region.path().display(),
+            if (start ^ phys) % (2 << 20) == 0 {
+                ""
+            } else {
+                "not "
+            },
+            self.pat
+        );
+        let text = std::fs::read_to_string(ptdump::CURRENT)
+            .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", ptdump::CURRENT)))?;
+        let entries = ptdump::parse(&text).map_err(io::Error::other)?;
+        let verdict = match ptdump::covering(&entries, start, end) {
+            Err(why) => Err(Failed(format!("the page tables: {why}"))),
+            Ok(covering) => self.judge(attr, &covering),
+        };
+        Ok((verdict, mapping))
+    }
+
+    /// Every entry must select one of the attribute's memory types and sit at the level
+    /// asked for.
+    fn judge(&self, attr: Attr, covering: &[ptdump::Entry]) -> Result<(), Failed> {
+        let want = MemType::of_attr(attr);
+        let mut wrong = Vec::new();
+        for e in covering {
+            let got = e.memtype(&self.pat);
+            println!(
+                "# {:#x}-{:#x} {:>6} {} {:<11} slot {} = {got}{}",
+                e.start,
+                e.end,
+                format_size(e.end - e.start),
+                e.level,
+                e.cache_bits(),
+                e.pat_index(),
+                if e.pat_visible() {
+                    ""
+                } else {
+                    " (the dump hides bit 12, the PAT bit of large entries: read as clear)"
+                }
+            );
+            if !want.contains(&got) {
+                wrong.push(format!(
+                    "{:#x}-{:#x} ({}) selects {got}, not {attr}",
+                    e.start, e.end, e.level
+                ));
+            }
+            if self.level.is_some_and(|level| level != e.level) {
+                wrong.push(format!(
+                    "{:#x}-{:#x} is mapped by {} entries, expected {}",
+                    e.start,
+                    e.end,
+                    e.level,
+                    self.level.map_or("", Level::name)
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            println!(
+                "# every entry covering the mapping selects {}",
+                want.iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+            Ok(())
+        } else {
+            Err(Failed(wrong.join("; ")))
+        }
+    }
+}
+
+/// Maps `len` bytes of physical memory at `phys` through `/dev/mem` (`O_SYNC` if `sync`),
+/// touches every page, says so, and keeps the mapping for `seconds`.
+fn devmem_hold(phys: u64, len: u64, sync: bool, seconds: u64) -> io::Result<()> {
+    let mut flags = OFlags::RDWR | OFlags::CLOEXEC;
+    if sync {
+        flags |= OFlags::SYNC;
+    }
+    let fd = open("/dev/mem", flags, Mode::empty())?;
+    let window = usize::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: A new mapping at an address the kernel picks aliases no Rust object; it is
+    // never unmapped (the process ends holding it).
+    let ptr = unsafe {
+        mmap(
+            std::ptr::null_mut(),
+            window,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            &fd,
+            phys,
+        )
+    }
+    .map_err(|errno| {
+        io::Error::other(format!(
+            "/dev/mem: mmap of {len:#x} bytes at {phys:#x}: {}: {errno}",
+            carveout::errno_name(errno)
+        ))
+    })?;
+    for off in (0..window).step_by(4096) {
+        // SAFETY: `off` lies inside the mapping just made; volatile, as for device memory.
+        unsafe { ptr.cast::<u8>().add(off).read_volatile() };
+    }
+    println!(
+        "holding a {len:#x}-byte /dev/mem mapping of {phys:#x}{}",
+        if sync { " (O_SYNC)" } else { "" }
+    );
+    std::thread::sleep(std::time::Duration::from_secs(seconds));
+    Ok(())
 }
 
 fn mismatch(via: &str, m: Mismatch) -> Failed {

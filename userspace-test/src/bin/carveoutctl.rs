@@ -84,7 +84,8 @@ enum Command {
         region: Option<String>,
     },
     /// Create a region (configfs, named memmap<N>) for every memmap=SIZE$BASE on the kernel
-    /// command line that no region holds yet.
+    /// command line that no region holds yet. An entry in memory the firmware itself reserved
+    /// (/sys/firmware/memmap) is skipped unless --force.
     Load {
         /// Read the command line from FILE instead of /proc/cmdline.
         #[arg(long)]
@@ -101,6 +102,9 @@ enum Command {
         /// Group of the new nodes.
         #[arg(long)]
         gid: Option<u32>,
+        /// Also load entries in memory the firmware itself reserved.
+        #[arg(long)]
+        force: bool,
     },
     /// Compare the kernel command line, /proc/iomem and the regions carveout holds; say what
     /// is wrong. Exit 1 on a problem.
@@ -578,7 +582,19 @@ fn region_views() -> (Vec<RegionView>, Vec<String>) {
     (views, errors)
 }
 
-fn cmd_load(cmdline: Option<&Path>, dry_run: bool, opts: &configfs::Options) -> Res<ExitCode> {
+/// The firmware's own memory map, or why it cannot be read.
+fn firmware_memmap() -> Result<FirmwareMap, String> {
+    let dir = Path::new("/sys/firmware/memmap");
+    FirmwareMap::from_sysfs(dir)
+        .map_err(|e| format!("{}: {e} (CONFIG_FIRMWARE_MEMMAP)", dir.display()))
+}
+
+fn cmd_load(
+    cmdline: Option<&Path>,
+    dry_run: bool,
+    force: bool,
+    opts: &configfs::Options,
+) -> Res<ExitCode> {
     let entries = memmap::parse_cmdline(&read_cmdline(cmdline)?)?;
     let reserved: Vec<_> = entries
         .iter()
@@ -593,6 +609,10 @@ fn cmd_load(cmdline: Option<&Path>, dry_run: bool, opts: &configfs::Options) -> 
         eprintln!("carveoutctl: {err}");
     }
     let root = Path::new(configfs::ROOT);
+    let firmware = firmware_memmap();
+    if let Err(why) = &firmware {
+        println!("note: cannot tell memory the firmware reserved from RAM: {why}");
+    }
     let mut failed = 0;
     for (n, (entry, span)) in reserved.iter().enumerate() {
         let name = format!("memmap{n}");
@@ -602,6 +622,24 @@ fn cmd_load(cmdline: Option<&Path>, dry_run: bool, opts: &configfs::Options) -> 
                 r.path.display()
             );
             continue;
+        }
+        if let Some(why) = firmware
+            .as_ref()
+            .ok()
+            .and_then(|m| m.firmware_reserved_note(span))
+        {
+            if !force {
+                println!(
+                    "{name}: {entry} ({}) {why}: not loading it without --force",
+                    span.display()
+                );
+                failed += 1;
+                continue;
+            }
+            println!(
+                "{name}: {entry} ({}) {why}: loading it anyway (--force)",
+                span.display()
+            );
         }
         if let Some(r) = regions.iter().find(|r| r.span.overlaps(span)) {
             println!(
@@ -677,6 +715,7 @@ fn cmd_check(
         iomem,
         regions,
         region_errors,
+        firmware: firmware_memmap(),
         pci: pci
             .iter()
             .map(|bdf| PciIommu::read(bdf).map_err(|e| e.to_string()))
@@ -780,13 +819,31 @@ fn cmd_plan(
         below,
         avoid,
     };
-    let p = match plan::plan(&map, &req) {
+    let mut p = match plan::plan(&map, &req) {
         Ok(p) => p,
         Err(why) => {
             eprintln!("carveoutctl: no plan from {}: {why}", map.source);
             return Ok(ExitCode::from(1));
         }
     };
+    if from.is_none() && map.source == "/sys/firmware/memmap" {
+        // What is in use already, in memory the firmware itself reserved (only the firmware's
+        // own map tells: in /proc/iomem a memmap=$ range is Reserved too).
+        let held: Vec<(String, Span)> = region_views()
+            .0
+            .into_iter()
+            .map(|r| (r.path.display().to_string(), r.span))
+            .chain(
+                fs::read_to_string("/proc/cmdline")
+                    .ok()
+                    .and_then(|c| memmap::parse_cmdline(&c).ok())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|e| e.reserved().map(|s| (e.to_string(), s))),
+            )
+            .collect();
+        p.notes.extend(plan::firmware_reserved_notes(&map, &held));
+    }
     let raw = memmap::reserve_arg(&p.span);
     let prompt = memmap::grub_escape(&raw);
     let default_grub = format!(
@@ -877,9 +934,11 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             attr,
             mode,
             gid,
+            force,
         } => cmd_load(
             cmdline.as_deref(),
             *dry_run,
+            *force,
             &configfs::Options {
                 attr: *attr,
                 mode: *mode,
