@@ -66,7 +66,8 @@ struct carveout_info {
  *   EINVAL      no, several or unknown bits in `flags`, or a non-zero base, len, __pad0
  *               or owner
  *   EBUSY       the region is mapped (changing the memory type under a mapping would
- *               alias two memory types for the same page)
+ *               alias two memory types for the same page), or a read or write of the
+ *               node is under way
  *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded)
  *   EBADF       the device is open read-only
  */
@@ -148,6 +149,25 @@ struct carveout_sync {
  *     dmesg names the type in force;
  *   - an offset + length that overflows is refused by the kernel's mmap core
  *     with EOVERFLOW before the driver sees it, or by the driver with EINVAL.
+ */
+
+/*
+ * read(2), write(2), pread/pwrite, readv/writev and lseek(2) of /dev/carveout*, after
+ * FreeBSD's mem(4): the node is a file whose byte offsets are offsets into the region
+ * (offset 0 is its base, as for mmap), so dd, cmp, hexdump and cp work on it.
+ *   - read: from the file position up to the end; a read that starts at or past the end
+ *     returns 0 (end of file), one that crosses it returns the bytes up to it;
+ *   - write: a write that starts at or past the end fails with ENOSPC, one that crosses it
+ *     writes up to the end and returns that count; a WP region refuses every write (EPERM),
+ *     a file opened read-only too (EBADF);
+ *   - a negative offset is EINVAL (as is an offset + count that overflows);
+ *   - lseek: SEEK_SET, SEEK_CUR and SEEK_END (the region's size); any other whence, or a
+ *     resulting offset below 0, is EINVAL; a position past the end may be set;
+ *   - the copies use the region's cache attribute (a kernel mapping of the same memory type
+ *     as user mappings get), and SET_ATTR returns EBUSY while a read or write is under way;
+ *   - long transfers go in pieces of at most 2 MiB, yield the CPU between them, and a fatal
+ *     signal ends them with the bytes done so far (EINTR if none);
+ *   - only write changes the contents: open, read, lseek and close never do.
  */
 
 #ifndef __cplusplus

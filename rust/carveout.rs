@@ -10,13 +10,14 @@
 //! (`/sys/kernel/config/carveout/<name>`, see `configfs.rs`). The memory is never read, written
 //! or zeroed by the driver.
 //!
-//! The userspace ABI (ioctls and mmap rules) is `include/carveout.h`.
+//! The userspace ABI (ioctls, mmap rules, read/write/lseek) is `include/carveout.h`.
 
 mod abi;
 mod attr;
 mod chardev;
 mod configfs;
 mod driver;
+mod file_io;
 mod kernel_ext;
 mod listing;
 mod node;

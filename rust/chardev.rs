@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The file operations of `/dev/carveout*`: open, mmap and ioctl on a claimed region.
+//! The file operations of `/dev/carveout*`: open, mmap and ioctl on a claimed region; read,
+//! write and lseek (`file_io.rs`).
 
 use kernel::{
     bindings,
     fs::{
         file,
-        File, //
+        File,
+        Kiocb, //
+    },
+    iov::{
+        IovIterDest,
+        IovIterSource, //
     },
     mm::virt::VmaNew,
     prelude::*,
@@ -18,6 +24,7 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    file_io,
     kernel_ext::{
         self,
         configfs_item::ConfigItemDependency,
@@ -179,6 +186,9 @@ static FILE_OPERATIONS: FileOperations = FileOperations(bindings::file_operation
     owner: kernel::module::this_module::<crate::CarveoutModule>().as_ptr(),
     open: Some(open),
     release: Some(release),
+    read_iter: Some(read_iter),
+    write_iter: Some(write_iter),
+    llseek: Some(llseek),
     mmap: Some(mmap),
     get_unmapped_area: Some(get_unmapped_area),
     unlocked_ioctl: Some(ioctl),
@@ -269,5 +279,65 @@ unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong)
     match open.ioctl(file, cmd, arg) {
         Ok(()) => 0,
         Err(err) => err.to_errno() as c_long,
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS for a read of a file between `open` and `release`, with `iter` a valid
+/// destination `iov_iter`.
+unsafe extern "C" fn read_iter(
+    kiocb: *mut bindings::kiocb,
+    iter: *mut bindings::iov_iter,
+) -> isize {
+    // SAFETY: The kiocb is valid for the call, and its file's private data is the
+    // `KBox<OpenRegion>` that `open` stored.
+    let mut kiocb = unsafe { Kiocb::<KBox<OpenRegion>>::from_raw(kiocb) };
+    // SAFETY: The VFS hands `read_iter` a valid destination iterator, used only here.
+    let dest = unsafe { IovIterDest::from_raw(iter) };
+    let open = kiocb.file();
+    match file_io::read(&open.region, kiocb.ki_pos_mut(), dest) {
+        Ok(done) => done as isize,
+        Err(err) => err.to_errno() as isize,
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS for a write of a file between `open` and `release`, with `iter` a valid
+/// source `iov_iter`.
+unsafe extern "C" fn write_iter(
+    kiocb: *mut bindings::kiocb,
+    iter: *mut bindings::iov_iter,
+) -> isize {
+    // SAFETY: As in `read_iter`.
+    let mut kiocb = unsafe { Kiocb::<KBox<OpenRegion>>::from_raw(kiocb) };
+    // SAFETY: The VFS hands `write_iter` a valid source iterator, used only here.
+    let src = unsafe { IovIterSource::from_raw(iter) };
+    let open = kiocb.file();
+    match file_io::write(&open.region, kiocb.ki_pos_mut(), src) {
+        Ok(done) => done as isize,
+        Err(err) => err.to_errno() as isize,
+    }
+}
+
+/// # Safety
+///
+/// Called by the VFS between `open` and `release` of `file`.
+unsafe extern "C" fn llseek(
+    file: *mut bindings::file,
+    offset: bindings::loff_t,
+    whence: c_int,
+) -> bindings::loff_t {
+    // SAFETY: `open` stored a `KBox<OpenRegion>` there, which `release` frees only later. (No
+    // `File` is made: `lseek` runs inside the caller's `fdget_pos` region.)
+    let open = unsafe { KBox::<OpenRegion>::borrow((*file).private_data) };
+    match file_io::seek_end(&open.region, whence) {
+        // SAFETY: `file` is valid for the call; the helper takes the file's own lock to move
+        // its position. Any offset up to `i64::MAX` may be set; `SEEK_END` is the size.
+        Ok(eof) => unsafe {
+            bindings::generic_file_llseek_size(file, offset, whence, i64::MAX, eof)
+        },
+        Err(err) => err.to_errno().into(),
     }
 }

@@ -70,6 +70,8 @@ struct State {
     maps: u64,
     /// Open files of the region.
     opens: u64,
+    /// File reads and writes in progress (`Transfer`): the attribute cannot change meanwhile.
+    transfers: u64,
 }
 
 /// A carve-out that this driver holds. Shared by the bound device and every open file, so the
@@ -113,6 +115,10 @@ impl Claimed for Claim {
             Self::Requested(claim) => claim.claimed_range(),
             Self::Inserted(claim) => claim.claimed_range(),
         }
+    }
+
+    fn is_ram(&self) -> bool {
+        matches!(self, Self::Inserted(_))
     }
 }
 
@@ -238,6 +244,7 @@ impl Region {
                     attr,
                     maps: 0,
                     opens: 0,
+                    transfers: 0,
                 }),
                 memtype <- new_mutex!(None),
                 unlisted,
@@ -321,11 +328,28 @@ impl Region {
             return Err(EOPNOTSUPP);
         }
         let mut state = self.state.lock();
-        if state.maps > 0 {
+        if state.maps > 0 || state.transfers > 0 {
             return Err(EBUSY);
         }
         state.attr = attr;
         Ok(())
+    }
+
+    /// The region's name (its node's name).
+    pub(crate) fn name(&self) -> &CStr {
+        &self.name
+    }
+
+    /// Starts a file read or write of the region (`file_io.rs`): until the returned value is
+    /// dropped, `set_attr` refuses with `EBUSY`, so the memory type the transfer maps the
+    /// memory with stays the region's.
+    pub(crate) fn start_transfer(&self) -> Transfer<'_> {
+        let attr = {
+            let mut state = self.state.lock();
+            state.transfers += 1;
+            state.attr
+        };
+        Transfer { region: self, attr }
     }
 
     /// Where to map `len` bytes from page `pgoff` of the region when the caller lets the kernel
@@ -556,6 +580,31 @@ impl Region {
             in_force.map_or("another memory type", CacheMode::name)
         );
         EBUSY
+    }
+}
+
+/// A file read or write of a region in progress ([`Region::start_transfer`]).
+pub(crate) struct Transfer<'a> {
+    region: &'a Region,
+    attr: CacheAttr,
+}
+
+impl<'a> Transfer<'a> {
+    /// The region's attribute, which stays as it is until the transfer ends.
+    pub(crate) fn attr(&self) -> CacheAttr {
+        self.attr
+    }
+
+    /// The region's claim on its memory, which the transfer maps piece by piece.
+    pub(crate) fn claim(&self) -> &'a impl Claimed {
+        &self.region._claim
+    }
+}
+
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        let mut state = self.region.state.lock();
+        state.transfers = state.transfers.saturating_sub(1);
     }
 }
 

@@ -30,6 +30,12 @@ use crate::range::PhysRange;
 pub(crate) trait Claimed {
     /// The claimed range.
     fn claimed_range(&self) -> PhysRange;
+
+    /// Whether the claimed memory is System RAM (set aside by `reserve_mem=`), which the
+    /// kernel's direct map covers write-back.
+    fn is_ram(&self) -> bool {
+        false
+    }
 }
 
 /// Why a device could not be given the range.

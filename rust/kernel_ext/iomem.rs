@@ -176,6 +176,10 @@ impl Claimed for InsertedClaim {
     fn claimed_range(&self) -> PhysRange {
         self.range
     }
+
+    fn is_ram(&self) -> bool {
+        true
+    }
 }
 
 impl InsertedClaim {

@@ -111,7 +111,8 @@ impl CacheMode {
         }
     }
 
-    fn pgprot(self) -> bindings::pgprot_t {
+    /// The page protection of a kernel mapping of this type.
+    pub(crate) fn pgprot(self) -> bindings::pgprot_t {
         bindings::pgprot_t {
             pgprot: self.pte_bits(),
         }

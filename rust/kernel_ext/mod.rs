@@ -18,5 +18,8 @@ pub(crate) mod iomem;
 pub(crate) mod memtype;
 pub(crate) mod pci;
 pub(crate) mod pfn_vma;
+pub(crate) mod phys_window;
 pub(crate) mod platform_device;
+pub(crate) mod ratelimit;
 pub(crate) mod string_params;
+pub(crate) mod task;

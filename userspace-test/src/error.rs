@@ -18,6 +18,16 @@ pub enum Op {
         len: u64,
         access: Access,
     },
+    /// `pread` through the region's file interface.
+    Read {
+        offset: u64,
+        len: u64,
+    },
+    /// `pwrite` through the region's file interface.
+    Write {
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl fmt::Display for Op {
@@ -40,6 +50,12 @@ impl fmt::Display for Op {
                     Access::ReadWrite => "read-write",
                 }
             ),
+            Op::Read { offset, len } => {
+                write!(f, "read of {len:#x} bytes at offset {offset:#x}")
+            }
+            Op::Write { offset, len } => {
+                write!(f, "write of {len:#x} bytes at offset {offset:#x}")
+            }
         }
     }
 }
@@ -87,7 +103,9 @@ pub fn errno_name(errno: Errno) -> String {
         (Errno::NXIO, "ENXIO"),
         (Errno::BADF, "EBADF"),
         (Errno::AGAIN, "EAGAIN"),
+        (Errno::INTR, "EINTR"),
         (Errno::NOMEM, "ENOMEM"),
+        (Errno::FAULT, "EFAULT"),
         (Errno::ACCESS, "EACCES"),
         (Errno::BUSY, "EBUSY"),
         (Errno::EXIST, "EEXIST"),
@@ -140,6 +158,11 @@ fn meaning(op: &Op, errno: Errno) -> Option<&'static str> {
             "a write-protected (wp) region refuses writable mappings, or the device is open \
              read-only"
         }
+        (Op::Write { .. }, Errno::NOSPC) => "the offset is at or past the end of the region",
+        (Op::Write { .. }, Errno::PERM) => "a write-protected (wp) region refuses writes",
+        (Op::Write { .. }, Errno::BADF) => "the device is open read-only",
+        (Op::Read { .. } | Op::Write { .. }, Errno::INVAL) => "a negative or overflowing offset",
+        (Op::Read { .. } | Op::Write { .. }, Errno::INTR) => "interrupted before any byte moved",
         _ => return None,
     })
 }

@@ -12,7 +12,8 @@
 //! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
 //! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
 //! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
-//! time).
+//! time). [`transfer`] copies between a region and a file through the region's own file
+//! interface (`read`/`write` of the node): `carveoutctl save` and `restore`.
 
 pub mod abi;
 pub mod check;
@@ -27,6 +28,7 @@ pub mod pattern;
 pub mod plan;
 pub mod ptdump;
 mod region;
+pub mod transfer;
 pub mod vfio;
 
 pub use error::{errno_name, Error, Op, Result};

@@ -2,7 +2,7 @@ use std::{
     ffi::c_void,
     fmt, fs,
     ops::Range,
-    os::fd::OwnedFd,
+    os::fd::{AsFd, BorrowedFd, OwnedFd},
     path::{Path, PathBuf},
     ptr::NonNull,
     str::FromStr,
@@ -589,6 +589,43 @@ impl Region {
     /// The access the region was opened with.
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// `pread` of the region's file interface: copies the bytes at `offset` into `buf` and
+    /// returns how many; fewer than asked when the region ends first, 0 at or past its end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let len = buf.len() as u64;
+        loop {
+            match rustix::io::pread(&self.fd, &mut *buf, offset) {
+                Err(Errno::INTR) => continue,
+                Err(errno) => return Err(self.refused(Op::Read { offset, len }, errno)),
+                Ok(n) => return Ok(n),
+            }
+        }
+    }
+
+    /// `pwrite` of the region's file interface: copies `buf` to `offset` and returns how many
+    /// bytes it wrote; fewer than given when the region ends first (`ENOSPC` at its end).
+    pub fn write_at(&self, offset: u64, buf: &[u8]) -> Result<usize> {
+        loop {
+            match rustix::io::pwrite(&self.fd, buf, offset) {
+                Err(Errno::INTR) => continue,
+                Err(errno) => {
+                    let op = Op::Write {
+                        offset,
+                        len: buf.len() as u64,
+                    };
+                    return Err(self.refused(op, errno));
+                }
+                Ok(n) => return Ok(n),
+            }
+        }
+    }
+}
+
+impl AsFd for Region {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

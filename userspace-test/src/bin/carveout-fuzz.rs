@@ -7,10 +7,15 @@
 //! random offset/length/prot/flags (MAP_PRIVATE, MAP_FIXED over a live mapping), munmap,
 //! mremap, mprotect, fork with mappings alive, and now and then `rmmod` / `insmod`.
 //!
-//! The region must hold the pattern for `--pattern-seed` (`carveout-test fill`). Every read
-//! through a mapping checks the pattern word for its region offset, and every write stores
-//! that same word: the fuzzer itself never changes the contents, so a changed word afterwards
-//! (`carveout-test verify`) is a bug, and so is a mapping that shows the wrong memory.
+//! The region must hold the pattern for `--pattern-seed` (`carveout-test fill`): that is the
+//! model of its contents. Every read through a mapping checks the pattern word for its region
+//! offset, and every write stores that same word: the fuzzer itself never changes the
+//! contents, so a changed word afterwards (`carveout-test verify`) is a bug, and so is a
+//! mapping that shows the wrong memory. The file interface is held to the same model: every
+//! byte that read/pread/readv/preadv returns must be the pattern's, write/pwrite/writev/pwritev
+//! store the pattern's own bytes, and each call at a random offset (inside, at or past the end,
+//! across 2 MiB pieces, negative, near 2^63) must return the count or errno the bounds give,
+//! with the file position (random lseek whence values included) where the model puts it.
 //!
 //! It also checks what must be refused: private or out-of-range mappings, growing a device
 //! mapping, unknown ioctls, ioctls and reads/writes with kernel pointers. A violation is
@@ -32,7 +37,7 @@ use carveout::parse_u64;
 use carveout::{abi, pattern};
 use clap::Parser;
 use rustix::{
-    fs::{open, seek, Mode, OFlags, SeekFrom},
+    fs::{open, Mode, OFlags},
     io::Errno,
     ioctl::{ioctl, opcode, Ioctl, IoctlOutput, Opcode},
     mm::{
@@ -155,6 +160,8 @@ struct File {
     fd: OwnedFd,
     readable: bool,
     writable: bool,
+    /// The file position the model expects.
+    pos: i64,
 }
 
 /// A live mapping of the region, as the fuzzer believes it to be.
@@ -189,6 +196,8 @@ struct Worker {
     hole: usize,
     /// A buffer the kernel may fill.
     buf: Vec<u8>,
+    /// The buffer of file reads and writes (up to two 2 MiB pieces and some).
+    big: Vec<u8>,
     op: u64,
     findings: u64,
     refused: u64,
@@ -296,6 +305,7 @@ impl Worker {
                 fd,
                 readable,
                 writable,
+                pos: 0,
             }),
             // The module is unloaded (another worker's rmmod): expected now and then.
             Err(Errno::NOENT | Errno::NODEV | Errno::NXIO) => self.refused += 1,
@@ -759,62 +769,284 @@ impl Worker {
         }
     }
 
+    /// The file interface (read, write, pread/pwrite, readv/writev, preadv/pwritev, lseek)
+    /// at random offsets, lengths and whence values, against the model: the region holds the
+    /// pattern (every byte read must be the pattern's, every write stores the pattern's own
+    /// bytes), each open file has the position the model computed, and each call returns the
+    /// count or errno the bounds say (`include/carveout.h`).
     fn file_io(&mut self) {
         let Some(i) = self.file() else { return };
-        let raw = self.files[i].fd.as_raw_fd();
-        match self.rng.below(4) {
-            0 => {
-                let whence = self.rng.below(5);
-                let v = self.rng.next() >> self.rng.below(64);
-                let pos = match whence {
-                    0 => SeekFrom::Start(v),
-                    1 => SeekFrom::Current(v as i64),
-                    2 => SeekFrom::End(v as i64),
-                    3 => SeekFrom::Data(v),
-                    _ => SeekFrom::Hole(v),
-                };
-                if seek(&self.files[i].fd, pos).is_err() {
-                    self.refused += 1;
-                }
+        match self.rng.below(10) {
+            0..=1 => self.lseek(i),
+            2 => self.hostile_read(i),
+            3 => self.hostile_write(i),
+            4..=6 => self.checked_read(i),
+            _ => self.checked_write(i),
+        }
+    }
+
+    /// A file offset: inside, near the end, at it, past it, near 2 MiB piece boundaries,
+    /// near `i64::MAX`, or negative.
+    fn random_offset(&mut self) -> i64 {
+        let size = self.size as i64;
+        match self.rng.below(9) {
+            0 => 0,
+            1 | 2 => self.rng.below(self.size) as i64,
+            3 => size - 1 - self.rng.below(3 * PAGE as u64) as i64,
+            4 => size,
+            5 => size + self.rng.below(1 << 40) as i64,
+            6 => i64::MAX - self.rng.below(3 * PAGE as u64) as i64,
+            7 => {
+                let blocks = (self.size >> 21).max(1);
+                ((self.rng.below(blocks) << 21) as i64 + self.rng.below(128) as i64 - 64).max(0)
             }
-            1 => {
-                let len = self.rng.below(PAGE as u64 * 2) as usize;
-                let (ptr, bad) = self.hostile_pointer(len);
-                let len = if bad { len } else { len.min(PAGE) };
-                // SAFETY: raw read(2) (rustix takes only valid slices, and these pointers are
-                // the point); `ptr` is our own buffer of at least `len` bytes, or an address the
-                // kernel must refuse.
-                let n = unsafe { libc::read(raw, ptr as *mut c_void, len) };
-                if n > 0 && bad {
-                    self.finding(format!("read into {ptr:#x} returned {n}"));
-                } else if n < 0 {
-                    self.refused += 1;
-                }
+            _ => -1 - self.rng.below(1 << 20) as i64,
+        }
+    }
+
+    /// A length: mostly small, sometimes across several 2 MiB pieces.
+    fn random_len(&mut self) -> usize {
+        match self.rng.below(200) {
+            0..=9 => 0,
+            10..=149 => self.rng.below(2 * PAGE as u64) as usize,
+            150..=197 => self.rng.below(96 << 10) as usize,
+            _ => self.rng.below(self.big.len() as u64) as usize,
+        }
+    }
+
+    /// What a read (or write) of `len` bytes at `pos` must return: the count up to the end,
+    /// 0 (read) or ENOSPC (write) at or past it, EINVAL for a negative or overflowing offset.
+    fn expected(&self, write: bool, pos: i64, len: usize) -> Result<usize, Errno> {
+        if pos < 0 || pos.checked_add(len as i64).is_none() {
+            return Err(Errno::INVAL);
+        }
+        let size = self.size as i64;
+        if len == 0 {
+            Ok(0)
+        } else if pos >= size {
+            if write {
+                Err(Errno::NOSPC)
+            } else {
+                Ok(0)
             }
-            2 => {
-                // write(2) only from addresses that hold no data for the region.
-                let len = self.rng.below(PAGE as u64 * 2) as usize;
-                let (ptr, bad) = self.hostile_pointer(len);
-                if !bad {
-                    return;
-                }
-                // SAFETY: as for read; the kernel must refuse `ptr`.
-                let n = unsafe { libc::write(raw, ptr as *const c_void, len) };
-                if n > 0 {
-                    self.finding(format!("write from {ptr:#x} returned {n}"));
-                } else {
-                    self.refused += 1;
-                }
+        } else {
+            Ok(len.min((size - pos) as usize))
+        }
+    }
+
+    /// Checks a call's result against the model; true if it matched.
+    fn matches(
+        &mut self,
+        what: &str,
+        got: Result<usize, Errno>,
+        want: Result<usize, Errno>,
+    ) -> bool {
+        match (got, want) {
+            (Ok(n), Ok(m)) if n == m => true,
+            (Err(e), Err(f)) if e == f => {
+                self.refused += 1;
+                true
+            }
+            // Another worker may have made the region write-protected.
+            (Err(Errno::PERM), _) if what.contains("write") => {
+                self.refused += 1;
+                false
             }
             _ => {
-                // pwrite of the pattern's own bytes, should the driver ever accept writes.
-                let off = self.rng.below(self.size);
-                let len = self.rng.below(256) as usize;
-                let data = pattern::bytes(self.pattern_seed, off, len);
-                if rustix::io::pwrite(&self.files[i].fd, &data, off).is_err() {
-                    self.refused += 1;
+                self.finding(format!("{what}: returned {got:?}, the model says {want:?}"));
+                false
+            }
+        }
+    }
+
+    /// Checks `data` read from region offset `pos` against the pattern.
+    fn bytes_ok(&mut self, what: &str, pos: i64, data: &[u8]) {
+        let want = pattern_bytes(self.pattern_seed, pos as u64, data.len());
+        if let Some(k) = data.iter().zip(&want).position(|(a, b)| a != b) {
+            self.finding(format!(
+                "{what}: the byte at region offset {:#x} is {:#04x}, the pattern's is {:#04x}",
+                pos as u64 + k as u64,
+                data[k],
+                want[k]
+            ));
+        }
+    }
+
+    fn lseek(&mut self, i: usize) {
+        let size = self.size as i64;
+        let pos = self.files[i].pos;
+        let whence = self.rng.pick(&[0, 0, 1, 1, 2, 2, 3, 4, 5, -1, 77]);
+        let off = match self.rng.below(3) {
+            0 => self.random_offset(),
+            1 => self.rng.below(1 << 22) as i64 - (1 << 21),
+            _ => self.rng.next() as i64,
+        };
+        let want = match whence {
+            0 => Some(off),
+            1 => pos.checked_add(off),
+            2 => size.checked_add(off),
+            _ => None,
+        }
+        .filter(|p| *p >= 0);
+        // SAFETY: lseek on our own descriptor; any offset and whence may be passed.
+        let got = unsafe { libc::lseek(self.files[i].fd.as_raw_fd(), off, whence) };
+        match want {
+            Some(p) if got == p => self.files[i].pos = p,
+            None if got == -1 => {
+                let errno = Errno::from_io_error(&io::Error::last_os_error());
+                if errno != Some(Errno::INVAL) {
+                    self.finding(format!(
+                        "lseek({off}, {whence}) failed with {errno:?}, not EINVAL"
+                    ));
+                }
+                self.refused += 1;
+            }
+            _ => {
+                self.finding(format!(
+                    "lseek({off}, {whence}) from {pos} returned {got}, the model says {want:?}"
+                ));
+                if got >= 0 {
+                    self.files[i].pos = got;
                 }
             }
+        }
+    }
+
+    /// read/pread/readv/preadv into our own buffer: the count the model says, the pattern's
+    /// bytes, the position moved by read and readv only.
+    fn checked_read(&mut self, i: usize) {
+        let len = self.random_len();
+        let how = self.rng.below(4);
+        let pos = if how % 2 == 0 {
+            self.files[i].pos
+        } else {
+            self.random_offset()
+        };
+        // pread/preadv refuse a negative offset before they look at the file.
+        let want = if self.files[i].readable || (how % 2 == 1 && pos < 0) {
+            self.expected(false, pos, len)
+        } else {
+            Err(Errno::BADF)
+        };
+        let mut big = std::mem::take(&mut self.big);
+        let split = self.rng.below(len as u64 + 1) as usize;
+        let fd = &self.files[i].fd;
+        let got = match how {
+            0 => rustix::io::read(fd, &mut big[..len]),
+            1 => pread_raw(fd, &mut big[..len], pos),
+            2 => {
+                let (a, b) = big[..len].split_at_mut(split);
+                rustix::io::readv(fd, &mut [io::IoSliceMut::new(a), io::IoSliceMut::new(b)])
+            }
+            _ => {
+                let (a, b) = big[..len].split_at_mut(split);
+                preadv_raw(
+                    fd,
+                    &mut [io::IoSliceMut::new(a), io::IoSliceMut::new(b)],
+                    pos,
+                )
+            }
+        };
+        let what = ["read", "pread", "readv", "preadv"][how as usize];
+        let what = format!("{what} of {len:#x} at {pos:#x}");
+        if self.matches(&what, got, want) {
+            if let Ok(n) = got {
+                self.bytes_ok(&what, pos, &big[..n]);
+                if how % 2 == 0 {
+                    self.files[i].pos += n as i64;
+                }
+            }
+        } else if let (Ok(n), 0 | 2) = (got, how) {
+            self.files[i].pos = pos + n as i64;
+        }
+        self.big = big;
+    }
+
+    /// write/pwrite/writev/pwritev of the pattern's own bytes: the count the model says (or
+    /// EPERM if the region was made write-protected), the position moved by write and writev.
+    fn checked_write(&mut self, i: usize) {
+        let len = self.random_len();
+        let how = self.rng.below(4);
+        let pos = if how % 2 == 0 {
+            self.files[i].pos
+        } else {
+            self.random_offset()
+        };
+        // pwrite/pwritev refuse a negative offset before they look at the file.
+        let want = if self.files[i].writable || (how % 2 == 1 && pos < 0) {
+            self.expected(true, pos, len)
+        } else {
+            Err(Errno::BADF)
+        };
+        let mut big = std::mem::take(&mut self.big);
+        let inside = if pos >= 0 {
+            len.min(self.size.saturating_sub(pos as u64) as usize)
+        } else {
+            0
+        };
+        pattern_into(self.pattern_seed, pos.max(0) as u64, &mut big[..inside]);
+        let split = self.rng.below(len as u64 + 1) as usize;
+        let fd = &self.files[i].fd;
+        let got = match how {
+            0 => rustix::io::write(fd, &big[..len]),
+            1 => pwrite_raw(fd, &big[..len], pos),
+            2 => {
+                let (a, b) = big[..len].split_at(split);
+                rustix::io::writev(fd, &[io::IoSlice::new(a), io::IoSlice::new(b)])
+            }
+            _ => {
+                let (a, b) = big[..len].split_at(split);
+                pwritev_raw(fd, &[io::IoSlice::new(a), io::IoSlice::new(b)], pos)
+            }
+        };
+        self.big = big;
+        let what = ["write", "pwrite", "writev", "pwritev"][how as usize];
+        let what = format!("{what} of {len:#x} at {pos:#x}");
+        if self.matches(&what, got, want) || got.is_ok() {
+            if let (Ok(n), 0 | 2) = (got, how) {
+                self.files[i].pos = pos + n as i64;
+            }
+        }
+    }
+
+    /// read(2) into NULL, kernel addresses, unmapped pages, or a buffer cut short by a guard
+    /// page: nothing may land outside our own memory, and what lands is the pattern.
+    fn hostile_read(&mut self, i: usize) {
+        let len = self.rng.below(PAGE as u64 * 2) as usize;
+        let (ptr, bad) = self.hostile_pointer(len);
+        let len = if bad { len } else { len.min(PAGE) };
+        let pos = self.files[i].pos;
+        let raw = self.files[i].fd.as_raw_fd();
+        // SAFETY: raw read(2) (rustix takes only valid slices, and these pointers are the
+        // point); `ptr` is our own buffer of at least `len` bytes, or an address the kernel
+        // must refuse.
+        let n = unsafe { libc::read(raw, ptr as *mut c_void, len) };
+        if n > 0 && bad {
+            self.finding(format!("read into {ptr:#x} returned {n}"));
+        } else if n > 0 {
+            self.files[i].pos += n as i64;
+            // SAFETY: the kernel wrote `n` bytes of our own buffer at `ptr`.
+            let data = unsafe { std::slice::from_raw_parts(ptr as *const u8, n as usize) }.to_vec();
+            self.bytes_ok("read into a short buffer", pos, &data);
+        } else if n < 0 {
+            self.refused += 1;
+        }
+    }
+
+    /// write(2) from addresses that hold no data for the region: refused, nothing written.
+    fn hostile_write(&mut self, i: usize) {
+        let len = 1 + self.rng.below(PAGE as u64 * 2) as usize;
+        let (ptr, bad) = self.hostile_pointer(len);
+        if !bad {
+            return;
+        }
+        let raw = self.files[i].fd.as_raw_fd();
+        // SAFETY: as for read; the kernel must refuse `ptr`.
+        let n = unsafe { libc::write(raw, ptr as *const c_void, len) };
+        if n > 0 {
+            self.finding(format!("write from {ptr:#x} returned {n}"));
+        } else {
+            self.refused += 1;
         }
     }
 
@@ -882,6 +1114,57 @@ impl Worker {
     }
 }
 
+/// The pattern's bytes for region offsets `[off, off + buf.len())`, a word at a time.
+fn pattern_into(seed: u64, off: u64, buf: &mut [u8]) {
+    let mut k = 0;
+    while k < buf.len() {
+        let o = off + k as u64;
+        let word = pattern::word(seed, o / 8).to_ne_bytes();
+        let start = (o % 8) as usize;
+        let n = (8 - start).min(buf.len() - k);
+        buf[k..k + n].copy_from_slice(&word[start..start + n]);
+        k += n;
+    }
+}
+
+fn pattern_bytes(seed: u64, off: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    pattern_into(seed, off, &mut buf);
+    buf
+}
+
+/// A raw call's result: the count, or the errno.
+fn count(ret: isize) -> Result<usize, Errno> {
+    if ret < 0 {
+        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+// pread/pwrite/preadv/pwritev with any offset, negative ones included (rustix takes only
+// non-negative offsets, and refusing negative ones is what is tested).
+
+fn pread_raw(fd: &OwnedFd, buf: &mut [u8], pos: i64) -> Result<usize, Errno> {
+    // SAFETY: `buf` is valid for writes of its length.
+    count(unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), pos) })
+}
+
+fn pwrite_raw(fd: &OwnedFd, buf: &[u8], pos: i64) -> Result<usize, Errno> {
+    // SAFETY: `buf` is valid for reads of its length.
+    count(unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), pos) })
+}
+
+fn preadv_raw(fd: &OwnedFd, bufs: &mut [io::IoSliceMut<'_>], pos: i64) -> Result<usize, Errno> {
+    // SAFETY: `IoSliceMut` is ABI-compatible with `struct iovec`; each is valid for writes.
+    count(unsafe { libc::preadv(fd.as_raw_fd(), bufs.as_ptr().cast(), bufs.len() as i32, pos) })
+}
+
+fn pwritev_raw(fd: &OwnedFd, bufs: &[io::IoSlice<'_>], pos: i64) -> Result<usize, Errno> {
+    // SAFETY: `IoSlice` is ABI-compatible with `struct iovec`; each is valid for reads.
+    count(unsafe { libc::pwritev(fd.as_raw_fd(), bufs.as_ptr().cast(), bufs.len() as i32, pos) })
+}
+
 fn unmap(addr: usize, len: usize) {
     // SAFETY: only ever called with ranges of our own mappings or reservations.
     let _ = unsafe { munmap(addr as *mut c_void, len) };
@@ -932,6 +1215,7 @@ fn worker(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
         guard: guard as usize,
         hole: hole as usize,
         buf: vec![0u8; PAGE],
+        big: vec![0u8; (4 << 20) + 3 * PAGE],
         op: 0,
         findings: 0,
         refused: 0,

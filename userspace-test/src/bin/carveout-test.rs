@@ -4,6 +4,9 @@
 
 use std::{io, process::ExitCode};
 
+#[path = "carveout-test/files.rs"]
+mod files;
+
 use carveout::parse_u64;
 use carveout::{
     abi, devmem,
@@ -131,6 +134,12 @@ enum Command {
         #[arg(long)]
         max_mib: Option<u64>,
     },
+    /// The region as a file: read, write, pread/pwrite, readv/writev and lseek, checked
+    /// through a mapping and /dev/mem.
+    File {
+        #[command(subcommand)]
+        check: files::FileCheck,
+    },
     /// Check physical memory at PHYS against the pattern through /dev/mem (no region needed).
     DevmemVerify {
         #[arg(long, value_parser = parse_u64)]
@@ -185,6 +194,9 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     } = cli.command
     {
         return devmem_hold(phys, len, sync, seconds).map(Ok);
+    }
+    if let Command::File { check } = &cli.command {
+        return files::run(&cli.dev, check);
     }
     let region = Region::open(&cli.dev)?;
     let info = region.info()?;
@@ -325,7 +337,10 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             verdict
         }
         Command::WpCheck => wp_check(&region, info.size),
-        Command::DevmemVerify { .. } | Command::DevmemHold { .. } | Command::Hog { .. } => {
+        Command::DevmemVerify { .. }
+        | Command::DevmemHold { .. }
+        | Command::Hog { .. }
+        | Command::File { .. } => {
             unreachable!("handled above")
         }
     })

@@ -21,7 +21,7 @@ use carveout::{
     iommu::PciIommu,
     memmap::{self, format_addr, format_size, parse_size, Kind, Span},
     plan::{self, FirmwareMap},
-    resolve, Access, Attr, Region,
+    resolve, transfer, Access, Attr, Region,
 };
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -38,7 +38,7 @@ use serde_json::json;
                   Sizes and addresses are written as memmap= writes them: 64M, 2G, 0x10000000."
 )]
 struct Cli {
-    /// Print JSON (list, info, attr get, verify, dump, check, plan).
+    /// Print JSON (list, info, attr get, verify, dump, save, restore, check, plan).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -75,12 +75,34 @@ enum Command {
         range: Option<Span>,
         region: Option<String>,
     },
-    /// Hexdump part of a region.
+    /// Hexdump part of a region (--raw: the bytes themselves, to standard output).
     Dump {
         #[arg(long, default_value = "0", value_parser = parse_sz)]
         offset: u64,
-        #[arg(long, default_value = "256", value_parser = parse_sz)]
-        len: u64,
+        /// Bytes to show (default 256; with --raw, the rest of the region).
+        #[arg(long, value_parser = parse_sz)]
+        len: Option<u64>,
+        /// Write the raw bytes to standard output (read through the node's read()).
+        #[arg(long)]
+        raw: bool,
+        region: Option<String>,
+    },
+    /// Save a region (or part of it) to FILE, raw bytes, through the node's read().
+    Save {
+        file: PathBuf,
+        #[arg(long, default_value = "0", value_parser = parse_sz)]
+        offset: u64,
+        /// Bytes to save (default: the rest of the region).
+        #[arg(long, value_parser = parse_sz)]
+        len: Option<u64>,
+        region: Option<String>,
+    },
+    /// Write FILE's raw bytes into a region at OFFSET through the node's write(); a file
+    /// larger than the space left from OFFSET is refused.
+    Restore {
+        file: PathBuf,
+        #[arg(long, default_value = "0", value_parser = parse_sz)]
+        offset: u64,
         region: Option<String>,
     },
     /// Create a region (configfs, named memmap<N>) for every memmap=SIZE$BASE on the kernel
@@ -557,6 +579,105 @@ fn cmd_dump(offset: u64, len: u64, spec: Option<&str>, json: bool) -> Res<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// `save FILE` (or `dump --raw` to standard output when `file` is `None`).
+fn cmd_save(
+    file: Option<&Path>,
+    offset: u64,
+    len: Option<u64>,
+    spec: Option<&str>,
+    json: bool,
+) -> Res<ExitCode> {
+    let path = region_path(spec)?;
+    let region = Region::open_with(&path, Access::Read)?;
+    let size = region.info()?.size;
+    let len = len.unwrap_or(size.saturating_sub(offset));
+    let span = Span::new(offset, len).map_err(fail)?;
+    let (_, span) = window(&region, Some(span), false)?;
+    let summary = match file {
+        None => {
+            let mut out = io::stdout().lock();
+            transfer::save(&region, span.base, span.size, &mut out, "-", |_| {})?
+        }
+        Some(file) => {
+            let name = file.display().to_string();
+            let mut out = fs::File::create(file).map_err(|e| fail(format!("{name}: {e}")))?;
+            let bar = progress(span.size, "save", json);
+            let summary = transfer::save(&region, span.base, span.size, &mut out, &name, |n| {
+                if let Some(bar) = &bar {
+                    bar.set_position(n);
+                }
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            summary
+        }
+    };
+    if file.is_none() {
+        // Standard output holds the bytes; the summary goes nowhere.
+    } else if json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{}: saved {} from offset {} to {} (sha256 {})",
+            path.display(),
+            approx(summary.bytes),
+            format_addr(summary.offset),
+            summary.file,
+            summary.checksum
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_restore(file: &Path, offset: u64, spec: Option<&str>, json: bool) -> Res<ExitCode> {
+    let path = region_path(spec)?;
+    let region = Region::open_with(&path, Access::ReadWrite)?;
+    let size = region.info()?.size;
+    if offset >= size {
+        return Err(fail(format!(
+            "{}: offset {} is not inside the region ({} long)",
+            path.display(),
+            format_addr(offset),
+            format_size(size)
+        )));
+    }
+    let name = file.display().to_string();
+    let mut src = fs::File::open(file).map_err(|e| fail(format!("{name}: {e}")))?;
+    let meta = src.metadata().map_err(|e| fail(format!("{name}: {e}")))?;
+    let file_len = meta.is_file().then_some(meta.len());
+    let bar = progress(file_len.unwrap_or(0), "restore", json);
+    let summary = transfer::restore(
+        &region,
+        offset,
+        size - offset,
+        &mut src,
+        file_len,
+        &name,
+        |n| {
+            if let Some(bar) = &bar {
+                bar.set_position(n);
+            }
+        },
+    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{}: restored {} from {} at offset {} (sha256 {})",
+            path.display(),
+            approx(summary.bytes),
+            summary.file,
+            format_addr(summary.offset),
+            summary.checksum
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn read_cmdline(file: Option<&Path>) -> Res<String> {
     let path = file.unwrap_or(Path::new("/proc/cmdline"));
     fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))
@@ -926,8 +1047,26 @@ fn run(cli: &Cli) -> Res<ExitCode> {
         Command::Dump {
             offset,
             len,
+            raw: false,
             region,
-        } => cmd_dump(*offset, *len, region.as_deref(), json),
+        } => cmd_dump(*offset, len.unwrap_or(256), region.as_deref(), json),
+        Command::Dump {
+            offset,
+            len,
+            raw: true,
+            region,
+        } => cmd_save(None, *offset, *len, region.as_deref(), json),
+        Command::Save {
+            file,
+            offset,
+            len,
+            region,
+        } => cmd_save(Some(file), *offset, *len, region.as_deref(), json),
+        Command::Restore {
+            file,
+            offset,
+            region,
+        } => cmd_restore(file, *offset, region.as_deref(), json),
         Command::Load {
             cmdline,
             dry_run,

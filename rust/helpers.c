@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Kernel calls the Rust module needs that are inline functions, macros or static objects in C
+ * (and, with PREEMPT_DYNAMIC, static calls), which Rust cannot call or define directly:
+ * the scheduling point and fatal-signal test of long file transfers (`kernel_ext/task.rs`)
+ * and the rate limit of the lines that say why a request was refused
+ * (`kernel_ext/ratelimit.rs`).
+ */
+#include <linux/ratelimit.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+
+void carveout_cond_resched(void);
+bool carveout_fatal_signal_pending(void);
+bool carveout_refusal_ratelimit(void);
+
+void carveout_cond_resched(void)
+{
+	cond_resched();
+}
+
+bool carveout_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
+/* printk's own default: 10 lines in 5 s, then "N callbacks suppressed". */
+static DEFINE_RATELIMIT_STATE(carveout_refusals, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
+
+bool carveout_refusal_ratelimit(void)
+{
+	return __ratelimit(&carveout_refusals);
+}
