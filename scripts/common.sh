@@ -16,11 +16,11 @@ export CARVEOUT_ROOT CARVEOUT_CACHE
 
 # qemu_guest MEMORY KERNEL INITRD APPEND [MACHINE]: sets the array `qemu` to the command that
 # boots the guest: TCG by default (KVM guests hang on these machines; CARVEOUT_KVM=1 opts in),
-# no default devices, isa-debug-exit for a clean exit. Callers add the serial port and devices.
-# Under TCG the guest's clock arguments (tcg_clock_args) join APPEND.
+# no default devices, isa-debug-exit for a clean exit. MACHINE is QEMU's -machine (default
+# pc; q35 for the guest with an IOMMU). Callers add the serial port and devices. Under TCG the
+# CPU has 4-level paging (la57=off) and tcg_clock_args join APPEND: see below.
 qemu_guest() {
-    # QEMU's options are comma-separated (SC2054).
-    # shellcheck disable=SC2054
+    # shellcheck disable=SC2054 # QEMU's options are comma-separated
     local accel=(-accel tcg -cpu max,la57=off) append=$4
     if [[ ${CARVEOUT_KVM:-0} == 1 ]]; then
         accel=(-accel kvm -cpu host)
