@@ -151,7 +151,9 @@ boot_guest() {
         sleep 1
         if grep -q 'Kernel panic' "$console"; then
             # Before /init said @@boot, carveout was not even loaded: the kernel itself failed.
-            if grep -q '^@@boot' "$console"; then
+            # That boot may be the one after a warm reset (@@rebooting), so only @@boot lines
+            # since the last reset count.
+            if awk '/^@@rebooting/ { up = 0 } /^@@boot/ { up = 1 } END { exit !up }' "$console"; then
                 verdict="the guest kernel panicked"
             else
                 verdict="the guest kernel failed before carveout was loaded (early boot)"

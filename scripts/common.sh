@@ -17,18 +17,72 @@ export CARVEOUT_ROOT CARVEOUT_CACHE
 # qemu_guest MEMORY KERNEL INITRD APPEND [MACHINE]: sets the array `qemu` to the command that
 # boots the guest: TCG by default (KVM guests hang on these machines; CARVEOUT_KVM=1 opts in),
 # no default devices, isa-debug-exit for a clean exit. MACHINE is QEMU's -machine (default
-# pc; q35 for the guest with an IOMMU). Callers add the serial port and devices.
+# pc; q35 for the guest with an IOMMU). Callers add the serial port and devices. Under TCG the
+# CPU has 4-level paging (la57=off) and tcg_clock_args join APPEND: see below.
 qemu_guest() {
-    local accel=(-accel tcg -cpu max)
-    [[ ${CARVEOUT_KVM:-0} == 1 ]] && accel=(-accel kvm -cpu host)
+    # shellcheck disable=SC2054 # QEMU's options are comma-separated
+    local accel=(-accel tcg -cpu max,la57=off) append=$4
+    if [[ ${CARVEOUT_KVM:-0} == 1 ]]; then
+        accel=(-accel kvm -cpu host)
+    else
+        append+=" $(tcg_clock_args)"
+    fi
     # The array is the function's result (SC2034); QEMU's options are comma-separated (SC2054).
     # shellcheck disable=SC2034,SC2054
     qemu=(
         qemu-system-x86_64 -machine "${5:-pc}" "${accel[@]}" -m "$1" -smp 1
         -nodefaults -no-user-config -display none
-        -kernel "$2" -initrd "$3" -append "$4"
+        -kernel "$2" -initrd "$3" -append "$append"
         -device isa-debug-exit,iobase=0xf4,iosize=0x04
     )
+}
+
+# What keeps a TCG guest's early boot independent of the host's load. Under TCG (no -icount)
+# the guest's TSC is the host's and QEMU's PIT, HPET and APIC timer follow the host's clock, so
+# whenever the host deschedules QEMU the guest sees time jump:
+#  - its TSC calibration against the PIT fails and falls back on the HPET with an error
+#    ("tsc: Fast TSC calibration failed", "tsc: Unable to calibrate against PIT"), or takes
+#    a PIT run the host interrupted before it began for good: once here "PIT calibration
+#    deviates from HPET", 134 MHz for a 2445 MHz TSC, udelay() and the clock 18 times off.
+#    The host measures its TSC (scripts/host-tsc-khz.c) and hands the rate on:
+#    tsc_early_khz= skips the calibration, loops_per_jiffy follows from it, and tsc=reliable
+#    keeps the clocksource watchdog (TSC against an HPET read late) from switching
+#    clocksources mid-suite. A host whose TSC is not invariant gets neither (logged).
+#  - the IO-APIC timer check (timer_irq_works) wants 5 ticks within 160M TSC cycles (65 ms
+#    here); ticks QEMU raises while it is descheduled coalesce into one, the check fails and
+#    the boot panics "IO-APIC + timer doesn't work!" (seen on a warm reboot under load).
+#    no_timer_check skips it, as the kernel does itself on KVM, Hyper-V and VMware.
+#  - its timer interrupts land wherever the host's scheduler puts them, also inside
+#    identify_cpu(), which clears boot_cpu_data's feature bits and sets them again while
+#    interrupts are on and before alternatives are patched. A handler there sees "no LA57":
+#    with 5-level paging, KASAN's bounds of the kernel's address space (from
+#    pgtable_l5_enabled()) exclude the direct map and every per-cpu access is a
+#    "wild-memory-access" (the debug kernel's panic in rcu_is_watching). Hence la57=off in
+#    qemu_guest: with 4-level paging the cleared bit is the right answer.
+# CARVEOUT_GUEST_CLOCK=calibrate adds none of these (the guest as before, for comparison).
+tcg_clock_args() {
+    local khz
+    [[ ${CARVEOUT_GUEST_CLOCK:-host} == calibrate ]] && return 0
+    if khz=$("$(host_tool host-tsc-khz)"); then
+        echo "tsc_early_khz=$khz tsc=reliable no_timer_check"
+    else
+        log "the host's TSC is not invariant: the guest calibrates its own (boot timing may vary)"
+        echo no_timer_check
+    fi
+}
+
+# host_tool NAME: the path of scripts/NAME.c built for the host (cached by the source's hash,
+# so checkouts with different versions do not rebuild each other's).
+host_tool() {
+    local src="$CARVEOUT_ROOT/scripts/$1.c" bin
+    bin="$CARVEOUT_CACHE/bin/$1-$(sha256sum "$src" | cut -c1-16)"
+    if [[ ! -x $bin ]]; then
+        mkdir -p "$CARVEOUT_CACHE/bin"
+        gcc -O2 -Wall -Wextra -Werror -o "$bin.$$" "$src" >&2 ||
+            die "building scripts/$1.c failed" "apt-get install gcc"
+        mv -f "$bin.$$" "$bin"
+    fi
+    echo "$bin"
 }
 
 log() { printf '[carveout] %s\n' "$*" >&2; }

@@ -522,6 +522,52 @@ fn bench_map_touch(
     Ok(())
 }
 
+/// The first mapping after a load against the later ones: `reloads` times the module is
+/// loaded, the 1 GiB region mapped with 4 KiB entries and written once per page `1 + STEADY`
+/// times, and the module unloaded. Per load, the first time over the median of the later
+/// ones is one sample of `first_map_over_steady`. The first load's first mapping is also the
+/// first write to these guest pages since the guest booted (QEMU backs guest RAM with host
+/// memory on first write, unless the bench guest preallocates it):
+/// `first_map_since_boot_over_steady`. Leaves the module unloaded.
+fn bench_first_map(
+    report: &mut Report,
+    clock: Clock,
+    dev: &str,
+    module: &str,
+    base: u64,
+    size: u64,
+    reloads: usize,
+) -> Res<()> {
+    const STEADY: usize = 3;
+    let len = usize::try_from(size).map_err(|e| e.to_string())?;
+    let small = Source::Carveout { dev, huge: false };
+    let (mut firsts, mut ratios) = (Vec::new(), Vec::new());
+    for load in 0..reloads {
+        insmod(module, base, size)?;
+        let times = time_map_and_write(clock, small, len, PAGE, 1 + STEADY);
+        rmmod()?;
+        let times = times?.0;
+        let steady = Stat::of("steady", "s", times[1..].to_vec()).median;
+        println!(
+            "# load {load}: first map + touch {:.3} s, then {:.3?} s",
+            times[0],
+            &times[1..]
+        );
+        firsts.push(times[0]);
+        ratios.push(times[0] / steady);
+    }
+    if let Some(&since_boot) = ratios.first() {
+        report.add(Stat::of(
+            "first_map_since_boot_over_steady",
+            "ratio",
+            vec![since_boot],
+        ));
+    }
+    report.add(Stat::of("map_touch_first_after_load", "s", firsts));
+    report.add(Stat::of("first_map_over_steady", "ratio", ratios));
+    Ok(())
+}
+
 /// Page-table setup alone: `mmap` and one write per 2 MiB, so that every entry exists (the
 /// 4 KiB path fills all its PTEs in `mmap`; the 2 MiB path one PMD entry per fault), without
 /// the per-page first touch that dominates `map_touch_*` under TCG.
@@ -757,6 +803,9 @@ fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Res<
     println!("# load: insmod of 4 MiB and 1 GiB regions");
     let sizes = [("insmod_4m", 4 << 20), ("insmod_1g", gib)];
     bench_load(&mut report, clock, module, base, &sizes, runs)?;
+
+    println!("# the first map after a load, {} reloads", runs.max(5));
+    bench_first_map(&mut report, clock, dev, module, base, gib, runs.max(5))?;
 
     insmod(module, base, gib)?;
     let huge = Source::Carveout { dev, huge: true };
