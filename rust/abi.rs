@@ -2,17 +2,13 @@
 
 //! The userspace ABI, mirrored from `include/carveout.h` (the one source of truth).
 
-use kernel::{
-    ioctl::{
-        _IOR,
-        _IOW,
-        _IOWR, //
-    },
-    transmute::{
-        AsBytes,
-        FromBytes, //
-    },
+use kernel::ioctl::{
+    _IOR,
+    _IOW,
+    _IOWR, //
 };
+
+use crate::kernel_ext::uapi::uapi_struct;
 
 pub(crate) const ABI_VERSION: u32 = 1;
 
@@ -29,53 +25,53 @@ pub(crate) const MR_UNLISTED: u32 = 1 << 7;
 pub(crate) const MR_ACTIVE: u32 = 1 << 27;
 pub(crate) const MR_BUSY: u32 = 1 << 30;
 
-/// `struct carveout_info`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Info {
-    pub(crate) abi_version: u32,
-    pub(crate) info_size: u32,
-    pub(crate) base: u64,
-    pub(crate) size: u64,
-    pub(crate) flags: u32,
-    pub(crate) pad0: u32,
-    pub(crate) name: [u8; 32],
-    pub(crate) reserved: [u64; 4],
+uapi_struct! {
+    /// `struct carveout_info`.
+    pub(crate) struct Info {
+        pub(crate) abi_version: u32,
+        pub(crate) info_size: u32,
+        pub(crate) base: u64,
+        pub(crate) size: u64,
+        pub(crate) flags: u32,
+        pub(crate) pad0: u32,
+        pub(crate) name: [u8; 32],
+        pub(crate) reserved: [u64; 4],
+    }
 }
 
-/// `struct carveout_range_desc`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RangeDesc {
-    pub(crate) base: u64,
-    pub(crate) len: u64,
-    pub(crate) flags: u32,
-    pub(crate) pad0: u32,
-    pub(crate) owner: [u8; 8],
+uapi_struct! {
+    /// `struct carveout_range_desc`.
+    pub(crate) struct RangeDesc {
+        pub(crate) base: u64,
+        pub(crate) len: u64,
+        pub(crate) flags: u32,
+        pub(crate) pad0: u32,
+        pub(crate) owner: [u8; 8],
+    }
 }
 
-/// `struct carveout_attach`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Attach {
-    pub(crate) device: [u8; 32],
-    pub(crate) bus_addr: u64,
-    pub(crate) flags: u32,
-    pub(crate) pad0: u32,
-    pub(crate) reserved: [u64; 2],
+uapi_struct! {
+    /// `struct carveout_attach`.
+    pub(crate) struct Attach {
+        pub(crate) device: [u8; 32],
+        pub(crate) bus_addr: u64,
+        pub(crate) flags: u32,
+        pub(crate) pad0: u32,
+        pub(crate) reserved: [u64; 2],
+    }
 }
 
 /// `CARVEOUT_ATTACH_TRANSLATED`: an IOMMU translates the device's DMA.
 pub(crate) const ATTACH_TRANSLATED: u32 = 1 << 0;
 
-/// `struct carveout_sync`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Sync {
-    pub(crate) offset: u64,
-    pub(crate) len: u64,
-    pub(crate) direction: u32,
-    pub(crate) pad0: u32,
+uapi_struct! {
+    /// `struct carveout_sync`.
+    pub(crate) struct Sync {
+        pub(crate) offset: u64,
+        pub(crate) len: u64,
+        pub(crate) direction: u32,
+        pub(crate) pad0: u32,
+    }
 }
 
 pub(crate) const SYNC_FOR_DEVICE: u32 = 1;
@@ -85,20 +81,6 @@ const _: () = assert!(core::mem::size_of::<Info>() == 96);
 const _: () = assert!(core::mem::size_of::<Attach>() == 64);
 const _: () = assert!(core::mem::size_of::<Sync>() == 24);
 const _: () = assert!(core::mem::size_of::<RangeDesc>() == 32);
-
-// SAFETY: `Info` is `repr(C)` with only integer fields laid out without padding (checked by
-// the size assertion above), so every byte is initialised.
-unsafe impl AsBytes for Info {}
-// SAFETY: As for `Info`: integers only, no padding.
-unsafe impl AsBytes for RangeDesc {}
-// SAFETY: Any bit pattern is a valid `RangeDesc` (integers and bytes only).
-unsafe impl FromBytes for RangeDesc {}
-// SAFETY: `repr(C)`, integers and bytes only, no padding (checked above).
-unsafe impl AsBytes for Attach {}
-// SAFETY: Any bit pattern is a valid `Attach`.
-unsafe impl FromBytes for Attach {}
-// SAFETY: Any bit pattern is a valid `Sync` (integers only, no padding: checked above).
-unsafe impl FromBytes for Sync {}
 
 const IOCTL_MAGIC: u32 = 0xCA;
 

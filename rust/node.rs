@@ -106,10 +106,9 @@ impl NodeClass {
     /// Allocates the device numbers, adds the `cdev` and creates the class. Call once.
     pub(crate) fn register(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
-            numbers <- CharDevRegion::register(
+            numbers <- CharDevRegion::register::<chardev::OpenRegion>(
                 CLASS_NAME,
                 MINORS as u32,
-                chardev::file_operations(),
                 module,
             )?,
         })

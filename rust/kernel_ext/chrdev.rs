@@ -3,6 +3,11 @@
 //! A range of character-device numbers (`alloc_chrdev_region`) and the one `cdev` that serves
 //! all of them.
 
+use super::file_ops::{
+    FileOperations,
+    FileOps, //
+};
+
 use kernel::{
     bindings,
     error::to_result,
@@ -62,17 +67,13 @@ unsafe impl Sync for CharDevRegion {}
 
 impl CharDevRegion {
     /// Allocates `count` device numbers named `name` (`/proc/devices`) and adds a cdev for
-    /// them with `fops`, owned by `module`.
-    ///
-    /// `fops` is a table of `unsafe extern "C"` functions, each written for being called by
-    /// the VFS on files of these device numbers: that is the contract they carry themselves.
-    /// (Kept as the C table until the file operations have a `#[vtable]` trait of their own.)
-    pub(crate) fn register(
+    /// them whose files are `T`s ([`FileOps`]), owned by `module`.
+    pub(crate) fn register<T: FileOps>(
         name: &'static CStr,
         count: u32,
-        fops: &'static bindings::file_operations,
         module: &'static ThisModule,
     ) -> Result<impl PinInit<Self, Error>> {
+        let fops = FileOperations::<T>::get();
         let numbers = DevNumbers::alloc(name, count)?;
         let (first, count) = (numbers.first, numbers.count);
         Ok(try_pin_init!(Self {
