@@ -59,17 +59,17 @@ expect_refused() {
     reason=$2
     shift 2
     cat /proc/iomem >/tmp/iomem.before
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     if insmod "$MOD" "$@" 2>/tmp/insmod.err; then
         say "insmod $* succeeded; /proc/iomem and dmesg:"
         sed 's/^/# /' /proc/iomem
-        dmesg | tail -n +"$((seen + 1))" | sed 's/^/# dmesg: /'
+        dmesg_since_mark | sed 's/^/# dmesg: /'
         rmmod carveout
         return 1
     fi
     say "insmod: $(cat /tmp/insmod.err)"
     grep -q "$errno_text" /tmp/insmod.err || { say "expected '$errno_text'"; return 1; }
-    dmesg | tail -n +"$((seen + 1))" >/tmp/dmesg.new
+    dmesg_since_mark >/tmp/dmesg.new
     sed 's/^/# dmesg: /' /tmp/dmesg.new
     grep -qE "carveout.*$reason" /tmp/dmesg.new || { say "no dmesg line saying '$reason'"; return 1; }
     cmp -s /tmp/iomem.before /proc/iomem || { say "/proc/iomem changed"; return 1; }

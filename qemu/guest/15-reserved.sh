@@ -109,10 +109,10 @@ case_unlisted_opt_in_maps_uc() {
     unload_quietly
     hole=$(iomem_hole)
     last=$((hole + HOLE_SIZE - 1))
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     insmod "$MOD" "base=$(hex "$hole")" "size=$HOLE_SIZE" allow_unlisted=1 ||
         { say "insmod with allow_unlisted=1 failed"; return 1; }
-    dmesg | tail -n +"$((seen + 1))" >/tmp/dmesg.new
+    dmesg_since_mark >/tmp/dmesg.new
     sed 's/^/# dmesg: /' /tmp/dmesg.new
     ok=0
     grep -q "carveout.*is not listed as reserved memory.*; claimed because allow_unlisted=1" /tmp/dmesg.new ||
@@ -138,7 +138,7 @@ case_unlisted_opt_in_maps_uc() {
     mkdir "$CFS/u" || return 1
     hex "$hole" >"$CFS/u/base"
     echo "$HOLE_SIZE" >"$CFS/u/size"
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     if echo 1 2>/tmp/enable.err >"$CFS/u/enable"; then
         say "configfs enabled the hole without allow_unlisted"
         echo 0 >"$CFS/u/enable"
@@ -146,7 +146,7 @@ case_unlisted_opt_in_maps_uc() {
     else
         say "enable: $(cat /tmp/enable.err)"
         grep -q 'Invalid argument' /tmp/enable.err || { say "expected EINVAL"; ok=1; }
-        dmesg | tail -n +"$((seen + 1))" | grep -q 'not reserved memory: .*hole' ||
+        dmesg_since_mark | grep -q 'not reserved memory: .*hole' ||
             { say "no dmesg line naming the hole"; ok=1; }
     fi
     if echo 1 >"$CFS/u/allow_unlisted" && echo 1 >"$CFS/u/enable"; then

@@ -56,7 +56,7 @@ case_attr_conflict_refused() {
     for attr in wb wc; do
         carveout-test attr-set "$attr" || ok=1
         for placement in kernel small; do
-            seen=$(dmesg | wc -l)
+            dmesg_mark
             if carveout-test pte --placement "$placement" >/tmp/map.out 2>&1; then
                 say "a $attr mapping ($placement placement) succeeded while uncached-minus holds the range:"
                 sed 's/^/# /' /tmp/map.out
@@ -68,7 +68,7 @@ case_attr_conflict_refused() {
             else
                 say "$(cat /tmp/map.out)"
             fi
-            dmesg | tail -n +"$((seen + 1))" >/tmp/dmesg.new
+            dmesg_since_mark >/tmp/dmesg.new
             sed 's/^/# dmesg: /' /tmp/dmesg.new
             lines=$(grep -cE "carveout.*refusing a $attr mapping of 0x[0-9a-f]+-0x[0-9a-f]+: uncached-minus is in force" /tmp/dmesg.new)
             [ "$lines" = 1 ] || { say "$lines dmesg lines name uncached-minus for it, expected 1"; ok=1; }

@@ -44,7 +44,7 @@ case_region_overlap_refused() {
     mkdir "$CFS/c" || return 1
     hex $((region_a + 8 * MIB)) >"$CFS/c/base"
     echo 16M >"$CFS/c/size"
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     if echo 1 2>/tmp/enable.err >"$CFS/c/enable"; then
         say "an overlapping region was enabled"
         return 1
@@ -52,7 +52,7 @@ case_region_overlap_refused() {
     say "enable: $(cat /tmp/enable.err)"
     ok=0
     grep -q 'busy' /tmp/enable.err || { say "expected EBUSY"; ok=1; }
-    dmesg | tail -n +"$((seen + 1))" | grep -q 'already claimed' || { say "no dmesg line"; ok=1; }
+    dmesg_since_mark | grep -q 'already claimed' || { say "no dmesg line"; ok=1; }
     [ ! -e /dev/carveout/c ] || { say "a node appeared"; ok=1; }
     [ "$(cat "$CFS/c/enable")" = 0 ] || ok=1
     rmdir "$CFS/c"

@@ -29,18 +29,18 @@ probe_region_ok() {
 class_nodes() { find /sys/class/carveout/ -mindepth 1 -maxdepth 1 | wc -l; }
 
 case_async_probe_load() {
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     ok=0
     if insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")" async_probe=1 2>/tmp/insmod.err; then
         # Loaded: the claim and the node are both there, and the device is bound.
         probe_region_ok "$DEV" carveout0 "$BASE" "$SIZE" || ok=1
         [ -e /sys/bus/platform/drivers/carveout/carveout.0 ] || { say "carveout.0 not bound"; ok=1; }
-        dmesg | tail -n +"$((seen + 1))" | grep -q 'carveout.*claimed' || { say "no 'claimed' line"; ok=1; }
+        dmesg_since_mark | grep -q 'carveout.*claimed' || { say "no 'claimed' line"; ok=1; }
     else
         # Refused: a reason in dmesg, and neither a claim nor a node.
         say "insmod: $(cat /tmp/insmod.err)"
-        dmesg | tail -n +"$((seen + 1))" | sed 's/^/# dmesg: /'
-        dmesg | tail -n +"$((seen + 1))" | grep -q carveout || { say "no dmesg line"; ok=1; }
+        dmesg_since_mark | sed 's/^/# dmesg: /'
+        dmesg_since_mark | grep -q carveout || { say "no dmesg line"; ok=1; }
         if iomem_has_name carveout || [ -e "$DEV" ] || [ -e /sys/class/carveout/carveout0 ]; then
             say "a claim or a node was left behind"
             ok=1
@@ -52,7 +52,7 @@ case_async_probe_load() {
         ok=1
     fi
     # A refusal made on the probe's thread reaches insmod, with its reason.
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     if insmod "$MOD" base=0x1000000 size=0x100000 async_probe=1 2>/tmp/insmod.err; then
         say "an asynchronous load of System RAM succeeded"
         rmmod carveout
@@ -60,7 +60,7 @@ case_async_probe_load() {
     fi
     say "insmod (System RAM): $(cat /tmp/insmod.err)"
     grep -q 'Invalid argument' /tmp/insmod.err || { say "expected EINVAL"; ok=1; }
-    dmesg | tail -n +"$((seen + 1))" | grep -q 'carveout.*overlaps System RAM' || { say "no dmesg reason"; ok=1; }
+    dmesg_since_mark | grep -q 'carveout.*overlaps System RAM' || { say "no dmesg reason"; ok=1; }
     if iomem_has_name carveout || [ -e "$DEV" ] || module_loaded; then
         say "the refused load left a claim, a node or the module"
         ok=1

@@ -28,7 +28,7 @@ case_survives_memory_pressure() {
     say "tmpfs: $(tail -n 1 /tmp/dd.err); $(du -m /mnt/pressure/fill | cut -f1) MiB"
     grep -q 'No space left' /tmp/dd.err || { say "tmpfs did not fill up"; ok=1; }
 
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     # The OOM report goes to dmesg only (dmesg_clean knows it), not the console, where the
     # host would take its stack dump for a warning.
     dmesg -n 1
@@ -36,7 +36,7 @@ case_survives_memory_pressure() {
     hog_status=$?
     dmesg -n 5
     say "$(tail -n 1 /tmp/hog.out) (exit status $hog_status)"
-    if dmesg | tail -n +"$((seen + 1))" | grep -q 'Out of memory: Killed process'; then
+    if dmesg_since_mark | grep -q 'Out of memory: Killed process'; then
         say "$(dmesg | grep 'Out of memory: Killed process' | tail -n 1)"
     elif ! grep -q 'allocation failed' /tmp/hog.out; then
         say "the hog neither hit a failed allocation nor the OOM killer"
@@ -44,7 +44,7 @@ case_survives_memory_pressure() {
     fi
     say "MemAvailable at the edge: $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) kB"
     # The report's headline (its stack dump stays out of the console: see above).
-    dmesg | tail -n +"$((seen + 1))" | grep -E 'invoked oom-killer|oom-kill:|allocation failure' |
+    dmesg_since_mark | grep -E 'invoked oom-killer|oom-kill:|allocation failure' |
         sed 's/^/# dmesg: /'
 
     rm -f /mnt/pressure/fill

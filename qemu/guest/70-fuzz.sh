@@ -44,12 +44,12 @@ refused_with_message() {
     shift
     cat /proc/iomem >/tmp/iomem.before
     nodes_before=$(ls /dev/carveout* 2>/dev/null)
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     if "$@" 2>/tmp/refused.err; then
         say "$what: accepted"
         return 1
     fi
-    dmesg | tail -n +"$((seen + 1))" | grep carveout >/tmp/refused.dmesg
+    dmesg_since_mark | grep carveout >/tmp/refused.dmesg
     say "$what: $(tr '\n' ' ' </tmp/refused.err)| dmesg: $(tr '\n' ' ' </tmp/refused.dmesg)"
     [ -s /tmp/refused.dmesg ] || { say "$what: refused without a message in dmesg"; return 1; }
     cmp -s /tmp/iomem.before /proc/iomem || { say "$what: /proc/iomem changed"; return 1; }

@@ -169,12 +169,12 @@ refused() {
     errno=$1
     pattern=$2
     shift 2
-    seen=$(dmesg | wc -l)
+    dmesg_mark
     if "$@" >/tmp/refused.out 2>&1; then
         say "$* succeeded"
         return 1
     fi
-    new=$(dmesg | tail -n +"$((seen + 1))")
+    new=$(dmesg_since_mark)
     say "$*: $(cat /tmp/refused.out) | dmesg: $new"
     grep -qE "$errno" /tmp/refused.out || { say "expected $errno"; return 1; }
     [ "$(printf '%s\n' "$new" | grep -c .)" = 1 ] || { say "expected one dmesg line"; return 1; }

@@ -126,3 +126,19 @@ unload_quietly() {
         rmmod carveout 2>/dev/null || say "could not unload carveout"
     fi
 }
+
+# dmesg_mark: writes a unique line to the kernel log; dmesg_since_mark prints the log lines
+# after it. (Counting lines does not work once the log buffer is full and old lines drop out.)
+dmesg_mark() {
+    mark_n=$((${mark_n:-0} + 1))
+    DMESG_MARK="carveout-test: mark $$.$mark_n at $(cut -d' ' -f1 /proc/uptime)."
+    echo "$DMESG_MARK" >/dev/kmsg
+}
+
+# The lines after the last occurrence of the mark (none if it has dropped out of the log).
+dmesg_since_mark() {
+    dmesg | awk -v mark="$DMESG_MARK" '
+        index($0, mark) { n = 0; next }
+        { line[++n] = $0 }
+        END { for (i = 1; i <= n; i++) print line[i] }'
+}
