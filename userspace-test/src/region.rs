@@ -454,6 +454,18 @@ impl Region {
             )
         }
         .map_err(|errno| self.refused(op(), errno))?;
+        self.whole_mapping(ptr, window_len, offset, access, op)
+    }
+
+    /// The [`Mapping`] of all of a fresh `mmap` result of `window_len` bytes at `offset`.
+    fn whole_mapping(
+        &self,
+        ptr: *mut c_void,
+        window_len: usize,
+        offset: u64,
+        access: Access,
+        op: impl Fn() -> Op,
+    ) -> Result<Mapping> {
         let window =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
         Ok(Mapping {
@@ -498,16 +510,7 @@ impl Region {
             )
         }
         .map_err(|errno| self.refused(op(), errno))?;
-        let window =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| self.refused(op(), Errno::NOMEM))?;
-        Ok(Mapping {
-            window,
-            window_len,
-            start: 0,
-            len: window_len,
-            offset,
-            writable: access == Access::ReadWrite,
-        })
+        self.whole_mapping(ptr, window_len, offset, access, op)
     }
 
     /// Maps `len` bytes at region offset `offset` (both page aligned), shared, at a user
