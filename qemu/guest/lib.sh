@@ -12,7 +12,9 @@ mount_all() {
 }
 
 # hold_mapping [--dev DEV] [--read-only]: maps the whole region in the background (device
-# closed, mapping kept) and waits until it is mapped; the holder's pid is in $holder.
+# closed, mapping kept) and waits until it is mapped; the holder's pid is in $holder. It holds
+# until release_mapping ends it (at most 30 minutes: the debug kernel's file-I/O cases run
+# for minutes under one mapping).
 hold_mapping() {
     dev_arg=""
     if [ "${1:-}" = --dev ]; then
@@ -20,7 +22,7 @@ hold_mapping() {
         shift 2
     fi
     # shellcheck disable=SC2086 # dev_arg is empty or two words
-    start_holder carveout-test $dev_arg hold --seconds 120 "$@"
+    start_holder carveout-test $dev_arg hold --seconds 1800 "$@"
 }
 
 # start_holder COMMAND...: runs a command that maps a region and prints "holding" in the
