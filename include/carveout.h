@@ -89,20 +89,29 @@ struct carveout_range_desc {
  * Never a bounce buffer. The driver keeps a reference to the device; detach, disabling the
  * region, unloading the module and removing the device each unmap it. ATTACH and DETACH need
  * the device opened for writing and CAP_SYS_ADMIN; BUS_ADDR reports an attached device.
- * `device` is the PCI name, "DDDD:BB:DD.F"; every other input field must be zero. Errors:
- *   EINVAL   a malformed name or non-zero fields
+ * `device` is the PCI name, "DDDD:BB:DD.F"; every other input field must be zero, but for
+ * ATTACH's `reach_bits`.
+ *
+ * What the device can address is its DMA mask, which its driver sets. A device with no driver
+ * (driven from userspace through sysfs or UIO) has the PCI default of 32 bits, whatever it
+ * decodes: `reach_bits` (12 to 64) states what it does decode. The mask is set to that while
+ * the region is mapped and put back after: an IOMMU's IOVA is allocated below it, or without
+ * one the region must lie below it. 0: the device's mask. Errors:
+ *   EINVAL   a malformed name, non-zero fields, a reach outside 12-64
  *   ENODEV   no such PCI device (BUS_ADDR: the device was removed while attached)
  *   EEXIST   ATTACH: already attached          ENOENT  DETACH, BUS_ADDR: not attached
- *   ERANGE   ATTACH: the device cannot reach the region (DMA mask, no IOMMU translating), or
- *            its transfers would be bounced
- *   ENOMEM   ATTACH: the DMA API refused (no IOVA space)
+ *   EBUSY    ATTACH: a reach stated for a device with a driver (its driver's mask rules)
+ *   ERANGE   ATTACH: the device cannot reach the region (DMA mask or reach, no IOMMU
+ *            translating), or its transfers would be bounced
+ *   EIO      ATTACH: the DMA API refuses the stated reach for the device
+ *   ENOMEM   ATTACH: the DMA API refused (no IOVA space below the mask or reach)
  *   EBADF, EPERM  ATTACH/DETACH: opened read-only; no CAP_SYS_ADMIN
  */
 struct carveout_attach {
 	char device[32];        /* in: "0000:00:03.0", NUL-terminated */
 	__u64 bus_addr;         /* out: the address the device must use for the region's base */
 	__u32 flags;            /* out: CARVEOUT_ATTACH_TRANSLATED */
-	__u32 __pad0;           /* zero */
+	__u32 reach_bits;       /* in, ATTACH: 0, or the address bits a driverless device decodes */
 	__u64 __reserved[2];    /* zero */
 };
 #define CARVEOUT_ATTACH_TRANSLATED (1u << 0) /* an IOMMU translates the device's DMA */
@@ -164,8 +173,10 @@ struct carveout_sync {
  *   - a negative offset is EINVAL (as is an offset + count that overflows);
  *   - lseek: SEEK_SET, SEEK_CUR and SEEK_END (the region's size); any other whence, or a
  *     resulting offset below 0, is EINVAL; a position past the end may be set;
- *   - the copies use the region's cache attribute (a kernel mapping of the same memory type
- *     as user mappings get), and SET_ATTR returns EBUSY while a read or write is under way;
+ *   - the copies use the region's cache attribute (a kernel mapping of the whole region with
+ *     the memory type user mappings get, made by the first read or write and kept until the
+ *     last file that read or wrote closes or SET_ATTR changes the type), and SET_ATTR
+ *     returns EBUSY while a read or write is under way;
  *   - long transfers go in pieces of at most 2 MiB, yield the CPU between them, and a fatal
  *     signal ends them with the bytes done so far (EINTR if none);
  *   - only write changes the contents: open, read, lseek and close never do.

@@ -55,7 +55,7 @@ iommu_console="$out/iommu-console.log"
 log "booting the IOMMU bench guest (q35, intel-iommu; 512 MiB): ${iommu_append[*]}"
 status=0
 qemu_guest 512M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${iommu_append[*]}" q35
-edu_dev=edu,dma_mask=0xffffffff
+edu_dev=edu,dma_mask=0xffffffffffffffff
 qemu+=(-device intel-iommu -device "$edu_dev")
 timeout --foreground "$timeout_s" "${qemu[@]}" -serial "file:$iommu_console" || status=$?
 tr -d '\r' <"$iommu_console" >"$iommu_console.txt"

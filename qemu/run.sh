@@ -2,7 +2,8 @@
 # Boots the test kernel in QEMU (TCG) with a reserved range and runs the guest side.
 #   run.sh test   the suite (host cargo test, then the guest, then a second guest with an
 #                 IOMMU: q35, intel-iommu, qemu/guest/iommu-*.sh): KTAP on stdout, ending
-#                 "N passed, N failed"; exit 1 on a failure
+#                 "N passed, N failed" (", N skipped" for cases the kernel cannot run, such
+#                 as kmemleak's on the test kernel); exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
 # Environment: CARVEOUT_TIMEOUT (seconds, default 600), CARVEOUT_KVM=1 to opt in to KVM,
 # CARVEOUT_KDIR (a kernel build to boot instead of the test kernel: make test-debug),
@@ -217,6 +218,7 @@ if selected rpm; then
 fi
 passed=0
 failed=0
+skipped=0
 echo "KTAP version 1"
 echo "1..$((${#host_names[@]} + ${#cases[@]} + ${#iommu_cases[@]}))"
 n=0
@@ -227,7 +229,10 @@ for i in "${!host_names[@]}"; do
         echo "ok $n ${host_names[i]}"
         passed=$((passed + 1))
         ;;
-    ignored) echo "ok $n ${host_names[i]} # SKIP ignored" ;;
+    ignored)
+        echo "ok $n ${host_names[i]} # SKIP ignored"
+        skipped=$((skipped + 1))
+        ;;
     FAILED)
         echo "not ok $n ${host_names[i]} # see $host_log"
         failed=$((failed + 1))
@@ -248,7 +253,7 @@ for name in "${cases[@]}" "${iommu_cases[@]}"; do
     if printf '%s\n' "${iommu_cases[@]}" | grep -qx "$name"; then
         file=$iommu_console.txt verdict=$iommu_verdict
     fi
-    result=$(grep -E "^@@case (ok|not ok) $name\$" "$file" | tail -n 1 || true)
+    result=$(grep -E "^@@case (ok|not ok) $name\$|^@@case skip $name " "$file" | tail -n 1 || true)
     diag=""
     if [[ -n $iommu_dirty && $file == "$iommu_console.txt" && $result == "@@case ok $name" ]]; then
         result="" diag=$iommu_dirty
@@ -263,6 +268,9 @@ for name in "${cases[@]}" "${iommu_cases[@]}"; do
     if [[ $result == "@@case ok $name" ]]; then
         echo "ok $n $name"
         passed=$((passed + 1))
+    elif [[ $result == "@@case skip $name "* ]]; then
+        echo "ok $n $name # SKIP ${result#"@@case skip $name "}"
+        skipped=$((skipped + 1))
     else
         [[ -n $result ]] || diag=${diag:-"not reported by the guest${verdict:+: $verdict}"}
         echo "not ok $n $name${diag:+ # $diag}"
@@ -282,5 +290,7 @@ if ((failed)); then
     [[ -z $main_verdict ]] || echo "# the guest: $main_verdict"
     [[ -z $iommu_verdict ]] || echo "# the IOMMU guest: $iommu_verdict"
 fi
-echo "$passed passed, $failed failed"
+summary="$passed passed, $failed failed"
+((skipped == 0)) || summary+=", $skipped skipped"
+echo "$summary"
 ((failed == 0))

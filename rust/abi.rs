@@ -56,7 +56,7 @@ uapi_struct! {
         pub(crate) device: [u8; 32],
         pub(crate) bus_addr: u64,
         pub(crate) flags: u32,
-        pub(crate) pad0: u32,
+        pub(crate) reach_bits: u32,
         pub(crate) reserved: [u64; 2],
     }
 }

@@ -116,11 +116,9 @@ impl kernel::InPlaceModule for CarveoutModule {
 fn param_region(spec: &RegionSpec) -> Result<(PlatformDeviceRegistration, Arc<Region>)> {
     let created = driver::create_region(spec, Some(0), None)?;
     if let Some(list) = kernel_ext::string_params::attach() {
-        for device in list.to_bytes().split(|b| *b == b',') {
-            let device = core::str::from_utf8(device.trim_ascii()).map_err(|_| EINVAL)?;
-            created
-                .1
-                .attach(&CString::try_from_fmt(fmt!("{device}"))?)?;
+        for spec in list.to_bytes().split(|b| *b == b',') {
+            let (device, reach) = crate::chardev::attach_spec("attach=", spec)?;
+            created.1.attach(&device, reach)?;
         }
     }
     Ok(created)

@@ -3,6 +3,11 @@
 //! The file operations of `/dev/carveout*`: open, mmap and ioctl on a claimed region; read,
 //! write and lseek (`file_io.rs`).
 
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
+
 use kernel::{
     fs::{
         file,
@@ -14,6 +19,7 @@ use kernel::{
     },
     mm::virt::VmaNew,
     prelude::*,
+    str::CString,
     sync::Arc,
     uaccess::UserSlice,
 };
@@ -21,9 +27,16 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
+    configfs::BStrLossy,
     file_io,
     kernel_ext::{
-        self, configfs_item::ConfigItemDependency, dma_attachment::Translation, file_ops::FileOps,
+        self,
+        configfs_item::ConfigItemDependency,
+        dma_attachment::{
+            Reach,
+            Translation, //
+        },
+        file_ops::FileOps,
     },
     node,
     region::Region, //
@@ -35,6 +48,8 @@ use crate::{
 pub(crate) struct OpenRegion {
     region: Arc<Region>,
     _dependency: Option<ConfigItemDependency>,
+    /// The file has read or written the region (counted once in the region's copiers).
+    copied: AtomicBool,
 }
 
 impl OpenRegion {
@@ -54,6 +69,7 @@ impl OpenRegion {
             Self {
                 region,
                 _dependency: dependency,
+                copied: AtomicBool::new(false),
             },
             GFP_KERNEL,
         )?)
@@ -94,7 +110,9 @@ impl OpenRegion {
                 let (mut reader, mut writer) =
                     UserSlice::new(user, core::mem::size_of::<abi::Attach>()).reader_writer();
                 let mut req: abi::Attach = reader.read()?;
-                if req.bus_addr != 0 || req.flags != 0 || req.pad0 != 0 || req.reserved != [0; 2] {
+                // A reach only for ATTACH.
+                let reach_given = req.reach_bits != 0 && cmd != abi::CARVEOUT_ATTACH;
+                if req.bus_addr != 0 || req.flags != 0 || reach_given || req.reserved != [0; 2] {
                     return Err(EINVAL);
                 }
                 let device = pci_device_name(&req.device)?;
@@ -111,7 +129,7 @@ impl OpenRegion {
                         if cmd == abi::CARVEOUT_DETACH {
                             return self.region.detach(device);
                         }
-                        self.region.attach(device)?
+                        self.region.attach(device, reach(req.reach_bits)?)?
                     }
                 };
                 req.bus_addr = reached.0;
@@ -134,6 +152,59 @@ impl OpenRegion {
             _ => Err(ENOTTY),
         }
     }
+}
+
+/// The reach an attach states in address bits (0: the device's DMA mask): `EINVAL`, with a
+/// line saying so, outside 12 to 64.
+fn reach(bits: u32) -> Result<Reach> {
+    match bits {
+        0 => Ok(Reach::Mask),
+        bits if Reach::BITS.contains(&bits) => Ok(Reach::Bits(bits)),
+        bits => {
+            pr_err!("attach: a reach of {bits} address bits: give 12 to 64 (0: the device's DMA mask)\n");
+            Err(EINVAL)
+        }
+    }
+}
+
+/// What is written to configfs `attach` or named in the `attach=` parameter: a PCI device
+/// name, and after `@` the address bits it decodes if it has no driver (`0000:03:00.0@40`).
+/// `EINVAL`, with a line naming `what`, for anything else.
+pub(crate) fn attach_spec(what: &str, text: &[u8]) -> Result<(CString, Reach)> {
+    let text = text.trim_ascii();
+    let (name, bits) = match text.iter().position(|&b| b == b'@') {
+        Some(at) => (&text[..at], Some(&text[at + 1..])),
+        None => (text, None),
+    };
+    if !is_pci_device_name(name) {
+        pr_err!(
+            "{what}: not a PCI device name (DDDD:BB:DD.F[@BITS]): {:?}\n",
+            BStrLossy(text)
+        );
+        return Err(EINVAL);
+    }
+    let reach = match bits {
+        None => Reach::Mask,
+        Some(bits) => {
+            let bits = core::str::from_utf8(bits)
+                .ok()
+                .and_then(|bits| bits.parse::<u32>().ok())
+                .filter(|bits| *bits != 0);
+            match bits {
+                Some(bits) => reach(bits)?,
+                None => {
+                    pr_err!(
+                        "{what}: the reach after @ is a number of address bits (12 to 64): {:?}\n",
+                        BStrLossy(text)
+                    );
+                    return Err(EINVAL);
+                }
+            }
+        }
+    };
+    // Checked above: ASCII digits, letters, ':' and '.'.
+    let name = CString::try_from_fmt(fmt!("{}", core::str::from_utf8(name).map_err(|_| EINVAL)?))?;
+    Ok((name, reach))
 }
 
 /// The PCI device name in an attach request (`DDDD:BB:DD.F`, NUL-terminated): `EINVAL`, with
@@ -160,8 +231,20 @@ pub(crate) fn is_pci_device_name(bytes: &[u8]) -> bool {
         })
 }
 
+impl OpenRegion {
+    /// Counts the file among the region's copiers on its first read or write.
+    fn copying(&self) {
+        if !self.copied.swap(true, Ordering::Relaxed) {
+            self.region.copier_opened();
+        }
+    }
+}
+
 impl Drop for OpenRegion {
     fn drop(&mut self) {
+        if *self.copied.get_mut() {
+            self.region.copier_closed();
+        }
         self.region.file_closed();
     }
 }
@@ -194,10 +277,12 @@ impl FileOps for OpenRegion {
     }
 
     fn read(&self, pos: &mut i64, dest: &mut IovIterDest<'_>) -> Result<usize> {
+        self.copying();
         file_io::read(&self.region, pos, dest)
     }
 
     fn write(&self, pos: &mut i64, src: &mut IovIterSource<'_>) -> Result<usize> {
+        self.copying();
         file_io::write(&self.region, pos, src)
     }
 

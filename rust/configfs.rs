@@ -203,7 +203,7 @@ fn stored_u64(page: &[u8]) -> Result<u64> {
 }
 
 /// Bytes shown as text, for error lines.
-struct BStrLossy<'a>(&'a [u8]);
+pub(crate) struct BStrLossy<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Debug for BStrLossy<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -424,12 +424,12 @@ fn enabled_region(this: &RegionConfig) -> Result<Arc<Region>> {
     }
 }
 
-/// A PCI device name written to `attach` or `detach`, without the newline.
+/// A PCI device name written to `detach`, without the newline.
 fn stored_device(page: &[u8]) -> Result<CString> {
     let text = page.trim_ascii();
     if !crate::chardev::is_pci_device_name(text) {
         pr_err!(
-            "configfs: attach/detach take a PCI device name (DDDD:BB:DD.F), not {:?}\n",
+            "configfs: detach takes a PCI device name (DDDD:BB:DD.F), not {:?}\n",
             BStrLossy(page)
         );
         return Err(EINVAL);
@@ -454,10 +454,11 @@ impl AttributeOperations<8> for RegionConfig {
         Ok(out.bytes_written())
     }
 
-    /// Maps the region for the PCI device written (`0000:00:03.0`).
+    /// Maps the region for the PCI device written (`0000:00:03.0`; `0000:00:03.0@28` states
+    /// the address bits a device with no driver decodes).
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
-        let device = stored_device(page)?;
-        enabled_region(this)?.attach(&device).map(|_| ())
+        let (device, reach) = crate::chardev::attach_spec("configfs: attach", page)?;
+        enabled_region(this)?.attach(&device, reach).map(|_| ())
     }
 }
 

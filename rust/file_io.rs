@@ -12,20 +12,20 @@
 //!   values are `EINVAL`.
 //! - A write-protected (`wp`) region refuses `write` with `EPERM`; a file opened read-only
 //!   is refused with `EBADF` by the VFS before the driver sees the call.
-//! - The cache attribute holds for these accesses too. The bytes are copied through a
-//!   temporary kernel mapping of the piece being copied that has the region's own memory type
-//!   (`ioremap_prot` with the type's page protection; PAT records it for the piece while it
-//!   is mapped): never through a write-back alias of a UC, WC or WT region, which PAT forbids.
-//!   `reserve_mem` RAM is write-back only, and is copied through the kernel's direct map (also
-//!   write-back). The attribute cannot change during a transfer: `CARVEOUT_SET_ATTR` returns
-//!   `EBUSY` meanwhile.
-//! - A transfer proceeds in pieces of at most [`PIECE`] bytes, aligned to physical 2 MiB
-//!   boundaries; each maps the region's part of its aligned 2 MiB block (so that a whole block
-//!   takes one 2 MiB kernel page-table entry). Each piece is mapped, copied and unmapped
-//!   before the next: nothing proportional to the request is
-//!   allocated and no mapping outlives the call. Between pieces the task yields the CPU if
-//!   another should run, and a fatal signal ends the transfer with the bytes done so far (or
-//!   `EINTR` when none were).
+//! - The cache attribute holds for these accesses too. The bytes are copied through a kernel
+//!   mapping of the whole region that has the region's own memory type (`ioremap_prot` with
+//!   the type's page protection; PAT records the type while it is mapped): never through a
+//!   write-back alias of a UC, WC or WT region, which PAT forbids. `reserve_mem` RAM is
+//!   write-back only, and is copied through the kernel's direct map (also write-back). The
+//!   attribute cannot change during a transfer: `CARVEOUT_SET_ATTR` returns `EBUSY`
+//!   meanwhile. The first transfer makes the mapping; it is kept for the next ones (mapping
+//!   and unmapping per call cost a vmap area, page-table entries, a PAT record and a flush of
+//!   the whole TLB each time) until the last open file that read or wrote the region closes,
+//!   or the attribute changes (`kernel_ext::phys_window::ClaimWindow`).
+//! - A transfer proceeds in pieces of at most [`PIECE`] bytes, ending at physical 2 MiB
+//!   boundaries: nothing proportional to the request is allocated. Between pieces the task
+//!   yields the CPU if another should run, and a fatal signal ends the transfer with the bytes
+//!   done so far (or `EINTR` when none were).
 //! - Nothing but a `write` changes the contents: opening, reading, seeking and closing never
 //!   touch them.
 
@@ -49,8 +49,8 @@ use crate::{
     },
 };
 
-/// The most bytes one piece of a transfer maps and copies: 2 MiB. Pieces end at physical
-/// 2 MiB boundaries, so a piece is one aligned block (or part of one) of physical memory.
+/// The most bytes one piece of a transfer copies between checks for a signal and for another
+/// task to run: 2 MiB. Pieces end at physical 2 MiB boundaries.
 pub(crate) const PIECE: u64 = 2 << 20;
 
 /// Says why a request was refused, in one `dmesg` line, unless too many were said lately.
@@ -97,24 +97,10 @@ fn piece_len(phys: u64, remaining: u64) -> u64 {
     (PIECE - phys % PIECE).min(remaining)
 }
 
-/// What a piece at offset `at` of a region (`base`, `size`) maps, as an offset and a length:
-/// the part of the region inside the aligned 2 MiB block of physical memory that holds `at`.
-/// A whole block takes one 2 MiB kernel page-table entry, cheaper to set up and tear down than
-/// 512 entries of 4 KiB, even when the piece copies only part of it.
-fn block(base: u64, size: u64, at: u64) -> (u64, u64) {
-    let phys = base + at;
-    let first = phys - phys % PIECE;
-    let start = first.saturating_sub(base);
-    let end = first
-        .checked_add(PIECE)
-        .map_or(size, |end| (end - base).min(size));
-    (start, end - start)
-}
-
 /// Copies `len` bytes at `offset` of the region, piece by piece, with `copy` (which copies
-/// the bytes `[at, at + len)` of a mapped window and returns how much it copied). Returns the bytes done; `EFAULT` when
-/// the first piece copied nothing, `EINTR` when a fatal signal came before any byte was done,
-/// `ENOMEM` when the first piece could not be mapped.
+/// the bytes `[at, at + len)` of the window on the region and returns how much it copied).
+/// Returns the bytes done; `EFAULT` when the first piece copied nothing, `EINTR` when a fatal
+/// signal came before any byte was done, `ENOMEM` when the region could not be mapped.
 fn transfer(
     region: &Region,
     transfer: &Transfer<'_>,
@@ -122,8 +108,17 @@ fn transfer(
     len: u64,
     mut copy: impl FnMut(&PhysWindow<'_>, usize, usize) -> usize,
 ) -> Result<usize> {
-    let mode = transfer.attr().cache_mode();
-    let (base, size) = (region.range().base(), region.range().size());
+    let base = region.range().base();
+    let window = transfer.window().inspect_err(|err| {
+        refused!(
+            "{}: cannot map {:#x}+{:#x} {} to copy it ({:?})\n",
+            region.name().to_str().unwrap_or("?"),
+            base,
+            region.range().size(),
+            transfer.attr().name(),
+            err
+        );
+    })?;
     let mut done = 0u64;
     while done < len {
         if done > 0 {
@@ -134,27 +129,9 @@ fn transfer(
         }
         let at = offset + done;
         let piece = piece_len(base + at, len - done);
-        let (start, mapped) = block(base, size, at);
-        // `piece` and `mapped` are at most 2 MiB, and `at - start` less: they fit in `usize`.
-        let window = match PhysWindow::map(transfer.claim(), start, mapped as usize, mode) {
-            Ok(window) => window,
-            Err(err) => {
-                refused!(
-                    "{}: cannot map {:#x}+{:#x} {} to copy it ({:?})\n",
-                    region.name().to_str().unwrap_or("?"),
-                    base + start,
-                    mapped,
-                    transfer.attr().name(),
-                    err
-                );
-                if done == 0 {
-                    return Err(err);
-                }
-                break;
-            }
-        };
-        let copied = copy(&window, (at - start) as usize, piece as usize) as u64;
-        drop(window);
+        // Offsets into the region and pieces of at most 2 MiB fit in `usize`: the window maps
+        // the whole region.
+        let copied = copy(&window, at as usize, piece as usize) as u64;
         done += copied;
         if copied < piece {
             if done == 0 {
@@ -276,23 +253,5 @@ mod tests {
         }
         assert_eq!(at, base + SIZE);
         assert_eq!(pieces, SIZE / PIECE);
-    }
-
-    #[test]
-    fn blocks_are_the_region_inside_2m() {
-        let base = 128 * MIB;
-        assert_eq!(block(base, SIZE, 0), (0, PIECE));
-        assert_eq!(block(base, SIZE, MIB + 5), (0, PIECE));
-        assert_eq!(block(base, SIZE, 5 * MIB), (4 * MIB, PIECE));
-        assert_eq!(block(base, SIZE, SIZE - 1), (SIZE - PIECE, PIECE));
-        // A region that starts and ends inside blocks: cut to it.
-        let base = 128 * MIB + 4096;
-        let size = 3 * MIB;
-        assert_eq!(block(base, size, 0), (0, PIECE - 4096));
-        assert_eq!(block(base, size, PIECE - 4096), (PIECE - 4096, MIB + 4096));
-        assert_eq!(block(base, size, size - 1), (PIECE - 4096, MIB + 4096));
-        // Near the top of the address space.
-        let base = u64::MAX - 2 * MIB + 1;
-        assert_eq!(block(base, 2 * MIB, 10), (0, 2 * MIB));
     }
 }

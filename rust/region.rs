@@ -30,6 +30,7 @@ use crate::{
             AttachError,
             Claimed,
             DmaAttachment,
+            Reach,
             Translation, //
         },
         iomem::{
@@ -48,6 +49,10 @@ use crate::{
             self,
             MapError,
             PfnSource, //
+        },
+        phys_window::{
+            ClaimWindow,
+            PhysWindow, //
         },
         string_params,
     },
@@ -72,11 +77,14 @@ struct State {
     opens: u64,
     /// File reads and writes in progress (`Transfer`): the attribute cannot change meanwhile.
     transfers: u64,
+    /// Open files that have read or written the region: the kernel mapping those transfers
+    /// copy through is kept until the last of them closes.
+    copiers: u64,
 }
 
 /// A carve-out that this driver holds. Shared by the bound device and every open file, so the
 /// claim outlives the last user even if the device goes first.
-#[pin_data]
+#[pin_data(PinnedDrop)]
 pub(crate) struct Region {
     range: PhysRange,
     /// RAM reserved by `reserve_mem=`: the kernel's direct map covers it write-back, so no
@@ -97,8 +105,11 @@ pub(crate) struct Region {
     /// Unmapped (dropped) before the claim goes.
     #[pin]
     attachments: Mutex<KVec<Pin<KBox<DmaAttachment>>>>,
-    /// Released (and the range handed back to the iomem tree) on drop.
-    _claim: Claim,
+    /// The claim, released (and the range handed back to the iomem tree) on drop, with the
+    /// kernel mapping of it that file reads and writes copy through (made by the first, kept
+    /// while files that copied are open, dropped when the attribute changes).
+    #[pin]
+    claim: ClaimWindow<Claim>,
 }
 
 /// A region's entry in the iomem tree.
@@ -245,11 +256,12 @@ impl Region {
                     maps: 0,
                     opens: 0,
                     transfers: 0,
+                    copiers: 0,
                 }),
                 memtype <- new_mutex!(None),
                 unlisted,
                 attachments <- new_mutex!(KVec::new()),
-                _claim: claim,
+                claim <- ClaimWindow::new(claim),
             }),
             GFP_KERNEL,
         )
@@ -285,6 +297,24 @@ impl Region {
     pub(crate) fn file_closed(&self) {
         let mut state = self.state.lock();
         state.opens = state.opens.saturating_sub(1);
+    }
+
+    /// An open file read or wrote the region for the first time.
+    pub(crate) fn copier_opened(&self) {
+        self.state.lock().copiers += 1;
+    }
+
+    /// An open file that read or wrote the region closed: the last one takes the kernel
+    /// mapping the transfers copied through with it, and with it its PAT record.
+    pub(crate) fn copier_closed(&self) {
+        let last = {
+            let mut state = self.state.lock();
+            state.copiers = state.copiers.saturating_sub(1);
+            state.copiers == 0
+        };
+        if last {
+            self.claim.release();
+        }
     }
 
     /// The `CARVEOUT_MR_*` flags: the attribute bit and the state.
@@ -327,12 +357,16 @@ impl Region {
         if unsupported(attr, self.reserved_ram).is_some() {
             return Err(EOPNOTSUPP);
         }
-        let mut state = self.state.lock();
-        if state.maps > 0 || state.transfers > 0 {
-            return Err(EBUSY);
-        }
-        state.attr = attr;
-        Ok(())
+        // The kernel mapping file transfers copy through has the old type: it goes with it,
+        // and no transfer maps the old type meanwhile.
+        self.claim.release_after(|| {
+            let mut state = self.state.lock();
+            if state.maps > 0 || state.transfers > 0 {
+                return Err(EBUSY);
+            }
+            state.attr = attr;
+            Ok(())
+        })
     }
 
     /// The region's name (its node's name).
@@ -442,14 +476,17 @@ impl Region {
         }
     }
 
-    /// Maps the whole region for the PCI device `device` (`0000:00:03.0`) and returns the
-    /// address the device must use for its first byte, and whether an IOMMU translates it.
+    /// Maps the whole region for the PCI device `device` (`0000:00:03.0`), which can address
+    /// what `reach` says, and returns the address the device must use for its first byte, and
+    /// whether an IOMMU translates it.
     ///
-    /// `EINVAL` for a name that is not one, `ENODEV` for no such PCI device, `EEXIST` for a
-    /// device already attached, `ERANGE` for a device that cannot reach the region (its DMA
-    /// mask, with no IOMMU translating) or whose transfers would be bounced, `ENOMEM` when the
-    /// DMA API refuses. Each says why in one line.
-    pub(crate) fn attach(&self, device: &CStr) -> Result<(u64, Translation)> {
+    /// `EINVAL` for a name that is not one or a reach outside 12 to 64 bits, `ENODEV` for no
+    /// such PCI device, `EEXIST` for a device already attached, `EBUSY` for a reach stated
+    /// for a device with a driver, `ERANGE` for a device that cannot reach the region (its DMA
+    /// mask or stated reach, with no IOMMU translating) or whose transfers would be bounced,
+    /// `EIO` for a reach the DMA API refuses, `ENOMEM` when the DMA API refuses to map. Each
+    /// says why in one line.
+    pub(crate) fn attach(&self, device: &CStr, reach: Reach) -> Result<(u64, Translation)> {
         let name = device.to_str().unwrap_or("?");
         let mut attachments = self.attachments.lock();
         if attachments.iter().any(|a| a.name() == device) {
@@ -460,9 +497,19 @@ impl Region {
             );
             return Err(EEXIST);
         }
-        let attachment = DmaAttachment::new(device, &self._claim).map_err(|err| {
+        let attachment = DmaAttachment::new(device, self.claim.claim(), reach).map_err(|err| {
             let (errno, why, mask) = match err {
                 AttachError::NoDevice => (ENODEV, "no such PCI device", None),
+                AttachError::HasDriver => (
+                    EBUSY,
+                    "a driver is bound to it and its DMA mask rules: state a reach only for a device with no driver",
+                    None,
+                ),
+                AttachError::ReachRefused => (
+                    EIO,
+                    "the DMA API refuses the reach stated for it",
+                    None,
+                ),
                 AttachError::OutOfReach(mask) => (
                     ERANGE,
                     "no IOMMU translates for it and its DMA mask does not reach the region",
@@ -613,9 +660,26 @@ impl<'a> Transfer<'a> {
         self.attr
     }
 
-    /// The region's claim on its memory, which the transfer maps piece by piece.
-    pub(crate) fn claim(&self) -> &'a impl Claimed {
-        &self.region._claim
+    /// A kernel mapping of the whole region with its attribute's memory type, to copy
+    /// through (the one kept since an earlier transfer, or a new one).
+    pub(crate) fn window(&self) -> Result<PhysWindow<'a>> {
+        self.region.claim.window(self.attr.cache_mode())
+    }
+}
+
+/// A region that goes (`enable` = 0, `rmdir`, unbinding, `rmmod`) while mapped for devices
+/// says so for each: its attachments are unmapped, and their device references dropped, as the
+/// fields drop after this.
+#[pinned_drop]
+impl PinnedDrop for Region {
+    fn drop(self: Pin<&mut Self>) {
+        for attachment in self.attachments.lock().iter() {
+            pr_info!(
+                "{}: released while attached to {}: no longer mapped for it\n",
+                self.display_name(),
+                attachment.name().to_str().unwrap_or("?")
+            );
+        }
     }
 }
 

@@ -36,7 +36,7 @@ int main(void)
 	FIELD(ATTACH, carveout_attach, device);
 	FIELD(ATTACH, carveout_attach, bus_addr);
 	FIELD(ATTACH, carveout_attach, flags);
-	FIELD(ATTACH, carveout_attach, __pad0);
+	FIELD(ATTACH, carveout_attach, reach_bits);
 	FIELD(ATTACH, carveout_attach, __reserved);
 	SIZE(SYNC, carveout_sync);
 	FIELD(SYNC, carveout_sync, offset);

@@ -163,6 +163,65 @@ case_iommu_device_removed_while_attached() {
     [ "$ok" = 1 ] && dmesg_clean
 }
 
+# attach_configfs_region NAME: loads the module without a param region and makes configfs
+# region NAME of the same range, write-back, attached to edu through configfs; sets bdf and
+# bus.
+attach_configfs_region() {
+    bdf=$(edu_bdf) || return 1
+    insmod "$MOD" || return 1
+    make_region "$1" "$(hex "$BASE")" "$(hex "$SIZE")" || return 1
+    echo wb >"$CFS/$1/attr" || return 1
+    echo "$bdf" >"$CFS/$1/attach" || return 1
+    shown=$(cat "$CFS/$1/attach")
+    bus=${shown#"$bdf "}
+    say "configfs region $1 attached: $shown"
+    [ "$shown" = "$bdf $bus" ] && [ -n "$bus" ]
+}
+
+# released_while_attached NAME: the region went while attached to edu; it said so, and once
+# made again (not attached) edu's DMA through the old bus address is stopped: nothing arrives.
+released_while_attached() {
+    ok=1
+    dmesg_since_mark | grep -q ": released while attached to $bdf: no longer mapped for it\$" ||
+        { say "no dmesg line for the release: $(dmesg_since_mark)"; ok=0; }
+    [ -d "$CFS/$1" ] || make_region "$1" "$(hex "$BASE")" "$(hex "$SIZE")" || return 1
+    [ "$(cat "$CFS/$1/enable")" = 1 ] || echo 1 >"$CFS/$1/enable" || return 1
+    [ -z "$(cat "$CFS/$1/attach")" ] || { say "attached again: $(cat "$CFS/$1/attach")"; ok=0; }
+    # DMA-FQ unmaps lazily (within 10 ms), as in iommu_detach_revokes.
+    sleep 1
+    edu-dma --dev "/dev/carveout/$1" --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" blocked \
+        --seed 0xb10c || ok=0
+    drop_region "$1"
+    [ "$ok" = 1 ]
+}
+
+# enable = 0 while attached: the region is released, its mapping for edu with it.
+case_iommu_disable_while_attached() {
+    attach_configfs_region io || { drop_region io; return 1; }
+    edu-dma --dev /dev/carveout/io --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout \
+        --seed 0xd15a || { drop_region io; return 1; }
+    dmesg_mark
+    echo 0 >"$CFS/io/enable" || { say "enable=0 while attached failed"; drop_region io; return 1; }
+    released_while_attached io && dmesg_clean
+}
+
+# rmdir while attached (enabled, nothing open): the same. Then edu is removed and found again:
+# the device reference went with the region (kmemleak, last in this guest, would report a
+# pci_dev whose reference leaked).
+case_iommu_rmdir_while_attached() {
+    attach_configfs_region io || { drop_region io; return 1; }
+    edu-dma --dev /dev/carveout/io --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" \
+        from-carveout --seed 0x4d1a || { drop_region io; return 1; }
+    dmesg_mark
+    rmdir "$CFS/io" || { say "rmdir while attached failed"; drop_region io; return 1; }
+    ok=1
+    released_while_attached io || ok=0
+    echo 1 >"/sys/bus/pci/devices/$bdf/remove" || ok=0
+    echo 1 >/sys/bus/pci/rescan
+    bdf=$(edu_bdf) || return 1
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
 # refused ERRNO DMESG_PATTERN COMMAND...: COMMAND (a carveoutctl call) fails naming ERRNO, the
 # kernel logs exactly one line, matching the pattern, and nothing is attached afterwards.
 refused() {
@@ -197,7 +256,7 @@ case_attach_bad_input_refused() {
     carveoutctl detach "$bdf" >/dev/null || ok=0
     # configfs checks the name the same way.
     make_high_region || return 1
-    refused "Invalid argument" "take a PCI device name" sh -c "echo edu >$CFS/hi/attach" || ok=0
+    refused "Invalid argument" "configfs: attach: not a PCI device name" sh -c "echo edu >$CFS/hi/attach" || ok=0
     # Out of reach: with an identity domain edu's DMA is untranslated, and its 32-bit mask
     # does not reach 64 GiB. Never bounced: refused.
     grp=/sys/bus/pci/devices/$bdf/iommu_group
@@ -217,6 +276,54 @@ case_attach_bad_input_refused() {
     carveoutctl detach "$bdf" >/dev/null || ok=0
     echo "$before" >"$grp/type"
     drop_region hi
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
+# A stated reach (carveoutctl attach --reach-bits, configfs DEVICE@BITS): edu has no driver,
+# so its DMA mask is the PCI default of 32 bits (sysfs dma_mask_bits). Stated 28 bits, its
+# IOMMU maps the region below 2^28 and edu reaches it there; the mask is put back after.
+# Stated 64 bits under an identity domain, edu reaches the region at 64 GiB directly, which
+# its own mask does not (attach_bad_input_refused). Refused: a reach outside 12 to 64 bits,
+# one the region does not fit below, a reach for a device with a driver (vfio-pci).
+case_attach_reach_bits() {
+    iommu_load || return 1
+    bdf=$(edu_bdf) || return 1
+    mask_bits=/sys/bus/pci/devices/$bdf/dma_mask_bits
+    before=$(cat "$mask_bits")
+    ok=1
+    carveoutctl --json attach --reach-bits 28 "$bdf" >/tmp/attach.json 2>&1 ||
+        { cat /tmp/attach.json; return 1; }
+    bus=$(json_file_num bus_addr /tmp/attach.json)
+    say "reach 28 bits: $(cat /tmp/attach.json); dma_mask_bits $before, now $(cat "$mask_bits")"
+    [ $((bus + SIZE)) -le $((1 << 28)) ] || { say "$(hex "$bus") + $(hex "$SIZE") is beyond 2^28"; ok=0; }
+    [ "$(cat "$mask_bits")" = "$before" ] || { say "edu's DMA mask was not put back"; ok=0; }
+    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout --seed 0x28b1 || ok=0
+    carveoutctl detach "$bdf" >/dev/null || ok=0
+
+    refused ENOMEM "attach $bdf: the DMA API refused to map the region" \
+        carveoutctl attach --reach-bits 12 "$bdf" || ok=0
+    [ "$(cat "$mask_bits")" = "$before" ] || { say "the mask changed after a refusal"; ok=0; }
+    make_high_region || return 1
+    refused "Invalid argument" "a reach of 65 address bits: give 12 to 64" \
+        sh -c "echo $bdf@65 >$CFS/hi/attach" || ok=0
+    refused "Invalid argument" "the reach after @ is a number of address bits" \
+        sh -c "echo $bdf@x >$CFS/hi/attach" || ok=0
+    grp=/sys/bus/pci/devices/$bdf/iommu_group
+    type=$(group_type "$bdf")
+    echo identity >"$grp/type" || { drop_region hi; return 1; }
+    echo "$bdf@64" >"$CFS/hi/attach" || ok=0
+    shown=$(dma_devices carveout-hi)
+    say "identity domain, reach 64 bits, region at $(hex "$HIGH_BASE"): $shown"
+    [ "$shown" = "$bdf $(hex "$HIGH_BASE") direct" ] || ok=0
+    echo "$bdf" >"$CFS/hi/detach" || ok=0
+    echo "$type" >"$grp/type" || ok=0
+    drop_region hi
+
+    bind_vfio "$bdf" || return 1
+    refused EBUSY "attach $bdf: a driver is bound to it and its DMA mask rules" \
+        carveoutctl attach --reach-bits 32 "$bdf" || ok=0
+    unbind_vfio "$bdf"
+    [ -z "$(dma_devices)" ] || { say "attached: $(dma_devices)"; ok=0; }
     [ "$ok" = 1 ] && dmesg_clean
 }
 
@@ -259,9 +366,15 @@ suite_attach() {
     unload_quietly
     run_case attach_bad_input_refused case_attach_bad_input_refused
     unload_quietly
+    run_case attach_reach_bits case_attach_reach_bits
+    unload_quietly
     run_case iommu_domain_changed_while_attached case_iommu_domain_changed_while_attached
     unload_quietly
     run_case iommu_device_removed_while_attached case_iommu_device_removed_while_attached
+    unload_quietly
+    run_case iommu_disable_while_attached case_iommu_disable_while_attached
+    unload_quietly
+    run_case iommu_rmdir_while_attached case_iommu_rmdir_while_attached
     unload_quietly
 }
 IOMMU_SUITES="$IOMMU_SUITES attach"

@@ -7,6 +7,12 @@
 //!
 //! Never a bounce buffer: where no IOMMU translates, the range must lie within the device's
 //! DMA mask, and the address the DMA API hands back must be the physical one.
+//!
+//! What the device can address is its DMA mask, which its driver sets. A device with no
+//! driver (driven from userspace through sysfs or UIO) has its bus's default, 32 bits for
+//! PCI, whatever it decodes; for it the caller may state the reach instead ([`Reach::Bits`]):
+//! the mask is set to it while the range is mapped, under the device's lock (no driver binds
+//! meanwhile), and put back afterwards.
 
 use core::ptr::NonNull;
 
@@ -38,11 +44,30 @@ pub(crate) trait Claimed {
     }
 }
 
+/// What a device can address, for [`DmaAttachment::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Its DMA mask, as its driver (or, with none bound, its bus) set it.
+    Mask,
+    /// The low address bits it decodes (12 to 64), as the caller states them: only for a device
+    /// with no driver bound.
+    Bits(u32),
+}
+
+impl Reach {
+    /// The fewest and most address bits a stated reach may have.
+    pub(crate) const BITS: core::ops::RangeInclusive<u32> = 12..=64;
+}
+
 /// Why a device could not be given the range.
 #[derive(Debug)]
 pub(crate) enum AttachError {
     /// No PCI device of that name.
     NoDevice,
+    /// A reach was stated for a device that has a driver, whose DMA mask rules.
+    HasDriver,
+    /// The DMA API does not let the device have the stated reach (`dma_set_mask` refused).
+    ReachRefused,
     /// The device's DMA mask does not reach the range and no IOMMU translates for it; the
     /// mask is given.
     OutOfReach(u64),
@@ -190,6 +215,71 @@ fn translation(dev: &Device) -> Translation {
     }
 }
 
+/// The lock of a device (`device_lock`): no driver binds to it or unbinds while it is held.
+///
+/// # Invariants
+///
+/// The device's mutex is held by this task from construction until drop.
+struct DeviceLock<'a> {
+    dev: &'a Device,
+}
+
+impl<'a> DeviceLock<'a> {
+    /// Takes `dev`'s lock, sleeping until it is free.
+    fn new(dev: &'a Device) -> Self {
+        // SAFETY: `dev` is a live device, whose mutex was initialised with it.
+        unsafe { bindings::mutex_lock(&raw mut (*raw(dev)).mutex) };
+        // INVARIANT: Locked above.
+        Self { dev }
+    }
+
+    /// Whether a driver is bound to the device.
+    fn has_driver(&self) -> bool {
+        // SAFETY: The device is live; `driver` changes only under its lock, which is held.
+        unsafe { !(*raw(self.dev)).driver.is_null() }
+    }
+
+    /// Sets the device's streaming DMA mask to `mask` until the returned value is dropped,
+    /// which puts the old one back. `None` if the DMA API refuses the mask. Only for a
+    /// device with no driver (whose mask nobody else sets while the lock is held).
+    fn override_mask(&self, mask: u64) -> Option<MaskOverride<'_, 'a>> {
+        if self.has_driver() {
+            return None;
+        }
+        let old = dma_mask(self.dev);
+        // SAFETY: The device is live, has no driver and is locked: nobody else sets its mask
+        // meanwhile.
+        let ret = unsafe { bindings::dma_set_mask(raw(self.dev), mask) };
+        (ret == 0).then_some(MaskOverride { lock: self, old })
+    }
+}
+
+impl Drop for DeviceLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Held by the type invariant; released only here.
+        unsafe { bindings::mutex_unlock(&raw mut (*raw(self.dev)).mutex) };
+    }
+}
+
+/// A DMA mask set on a locked device without a driver; the old one is put back on drop.
+struct MaskOverride<'l, 'a> {
+    lock: &'l DeviceLock<'a>,
+    old: u64,
+}
+
+impl Drop for MaskOverride<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: The device is live and still locked (`lock` outlives `self`) with no driver;
+        // `old` is the mask it had, which the DMA API took before.
+        unsafe { bindings::dma_set_mask(raw(self.lock.dev), self.old) };
+    }
+}
+
+/// `DMA_BIT_MASK(bits)` for `bits` in [`Reach::BITS`].
+fn bit_mask(bits: u32) -> u64 {
+    u64::MAX.checked_shr(64 - bits).unwrap_or(0)
+}
+
 /// The device's DMA mask (all it can address), 0 if it has none.
 fn dma_mask(dev: &Device) -> u64 {
     // SAFETY: `dev` is a valid device; `dma_mask` is NULL or points to the mask its bus set up.
@@ -203,16 +293,35 @@ fn dma_mask(dev: &Device) -> u64 {
 }
 
 impl DmaAttachment {
-    /// Maps the whole of `claim` for the PCI device `name`.
-    pub(crate) fn new(name: &CStr, claim: &impl Claimed) -> Result<Pin<KBox<Self>>, AttachError> {
+    /// Maps the whole of `claim` for the PCI device `name`, which can address what `reach`
+    /// says.
+    pub(crate) fn new(
+        name: &CStr,
+        claim: &impl Claimed,
+        reach: Reach,
+    ) -> Result<Pin<KBox<Self>>, AttachError> {
         let range = claim.claimed_range();
         let dev = find_pci_device(name).ok_or(AttachError::NoDevice)?;
+        let lock = DeviceLock::new(&dev);
+        let stated = match reach {
+            Reach::Mask => None,
+            Reach::Bits(_) if lock.has_driver() => return Err(AttachError::HasDriver),
+            Reach::Bits(bits) if Reach::BITS.contains(&bits) => Some(bit_mask(bits)),
+            Reach::Bits(_) => return Err(AttachError::Failed(EINVAL)),
+        };
         let translation = translation(&dev);
-        let mask = dma_mask(&dev);
+        let mask = stated.unwrap_or_else(|| dma_mask(&dev));
         if translation == Translation::Direct && range.last() > mask {
             return Err(AttachError::OutOfReach(mask));
         }
         let size = usize::try_from(range.size()).map_err(|_| AttachError::Failed(EINVAL))?;
+        // The stated reach is the device's mask while it is mapped (the DMA API allocates an
+        // IOVA below it, or checks the physical address against it); the old one comes back
+        // after.
+        let overridden = match stated {
+            Some(mask) => Some(lock.override_mask(mask).ok_or(AttachError::ReachRefused)?),
+            None => None,
+        };
         // SAFETY: `dev` is a live device; the range is memory the caller claimed, given to the
         // device for both directions; x86 DMA is cache coherent, so no sync is needed.
         let bus_addr = unsafe {
@@ -224,6 +333,8 @@ impl DmaAttachment {
                 bindings::DMA_ATTR_SKIP_CPU_SYNC as c_ulong,
             )
         };
+        drop(overridden);
+        drop(lock);
         // `dma_mapping_error` is inline: the DMA API's error value is all ones.
         if bus_addr == !0 {
             return Err(AttachError::Refused);

@@ -88,7 +88,8 @@ pub struct Attach {
     pub device: [u8; 32],
     pub bus_addr: u64,
     pub flags: u32,
-    pub pad0: u32,
+    /// ATTACH: 0, or the address bits a device with no driver decodes (12 to 64).
+    pub reach_bits: u32,
     pub reserved: [u64; 2],
 }
 
@@ -140,7 +141,7 @@ const _: () = {
     assert!(offset_of!(Attach, device) == c::OFFSET_ATTACH_device);
     assert!(offset_of!(Attach, bus_addr) == c::OFFSET_ATTACH_bus_addr);
     assert!(offset_of!(Attach, flags) == c::OFFSET_ATTACH_flags);
-    assert!(offset_of!(Attach, pad0) == c::OFFSET_ATTACH___pad0);
+    assert!(offset_of!(Attach, reach_bits) == c::OFFSET_ATTACH_reach_bits);
     assert!(offset_of!(Attach, reserved) == c::OFFSET_ATTACH___reserved);
     assert!(size_of::<Sync>() == c::SIZEOF_SYNC);
     assert!(offset_of!(Sync, offset) == c::OFFSET_SYNC_offset);

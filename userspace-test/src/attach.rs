@@ -89,7 +89,10 @@ impl Refusal {
     pub fn meaning(&self) -> &'static str {
         let attach = self.request != "CARVEOUT_SYNC";
         match self.errno {
-            Errno::INVAL if attach => "not a PCI device name (DDDD:BB:DD.F), or non-zero fields",
+            Errno::INVAL if attach => {
+                "not a PCI device name (DDDD:BB:DD.F), a reach outside 12 to 64 bits, or \
+                 non-zero fields"
+            }
             Errno::NODEV if self.request == "CARVEOUT_BUS_ADDR" => {
                 "the device was removed while attached (detach it)"
             }
@@ -101,6 +104,10 @@ impl Refusal {
                  it), or the DMA API would bounce its transfers"
             }
             Errno::NOMEM => "the DMA API refused to map the region (no I/O address space)",
+            Errno::BUSY if attach => {
+                "a driver is bound to the device: its DMA mask rules, state no reach"
+            }
+            Errno::IO if attach => "the DMA API refuses the stated reach for the device",
             Errno::BADF => "the region is open read-only",
             Errno::PERM => "needs CAP_SYS_ADMIN",
             Errno::INVAL => {
@@ -165,10 +172,19 @@ fn refused(request: &'static str) -> impl Fn(Errno) -> Refusal {
     move |errno| Refusal { request, errno }
 }
 
-/// Maps the whole region for `device` (`CARVEOUT_ATTACH`).
-pub fn attach(region: &Region, device: &str) -> Result<Attached, crate::Failure> {
+/// Maps the whole region for `device` (`CARVEOUT_ATTACH`), which decodes `reach_bits` address
+/// bits if given (a device with no driver), else its DMA mask's.
+pub fn attach(
+    region: &Region,
+    device: &str,
+    reach_bits: Option<u32>,
+) -> Result<Attached, crate::Failure> {
     let info = region.info()?;
-    let reply = region.attach(device).map_err(refused("CARVEOUT_ATTACH"))?;
+    let reply = match reach_bits {
+        Some(bits) => region.attach_reaching(device, bits),
+        None => region.attach(device),
+    }
+    .map_err(refused("CARVEOUT_ATTACH"))?;
     Ok(Attached {
         region: region.path().display().to_string(),
         device: device.to_owned(),

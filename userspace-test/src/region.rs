@@ -295,24 +295,38 @@ impl Region {
     /// holds the address the device must use for the region's base and, in `flags`, whether
     /// an IOMMU translates it.
     pub fn attach(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
-        self.attach_call::<{ abi::ATTACH }>(device)
+        self.attach_call::<{ abi::ATTACH }>(device, 0)
+    }
+
+    /// [`Region::attach`] for a device with no driver that decodes `reach_bits` address bits
+    /// (12 to 64), not its default DMA mask's 32.
+    pub fn attach_reaching(
+        &self,
+        device: &str,
+        reach_bits: u32,
+    ) -> std::result::Result<abi::Attach, Errno> {
+        self.attach_call::<{ abi::ATTACH }>(device, reach_bits)
     }
 
     /// Takes `device`'s access back (`CARVEOUT_DETACH`).
     pub fn detach(&self, device: &str) -> std::result::Result<(), Errno> {
-        self.attach_call::<{ abi::DETACH }>(device).map(|_| ())
+        self.attach_call::<{ abi::DETACH }>(device, 0).map(|_| ())
     }
 
     /// The address an attached `device` must use (`CARVEOUT_BUS_ADDR`).
     pub fn bus_addr(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
-        self.attach_call::<{ abi::BUS_ADDR }>(device)
+        self.attach_call::<{ abi::BUS_ADDR }>(device, 0)
     }
 
     fn attach_call<const OPCODE: rustix::ioctl::Opcode>(
         &self,
         device: &str,
+        reach_bits: u32,
     ) -> std::result::Result<abi::Attach, Errno> {
-        let mut req = abi::Attach::default();
+        let mut req = abi::Attach {
+            reach_bits,
+            ..Default::default()
+        };
         let name = device.as_bytes();
         if name.len() >= req.device.len() || name.contains(&0) {
             return Err(Errno::INVAL);

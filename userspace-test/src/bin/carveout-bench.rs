@@ -81,6 +81,10 @@ enum Cmd {
         /// The PCI device to attach the regions to (edu).
         #[arg(long)]
         device: String,
+        /// The address bits the device decodes, stated with each attach (it has no driver, so
+        /// its DMA mask is 32 bits): its IOVAs may then lie above 4 GiB.
+        #[arg(long)]
+        reach_bits: Option<u32>,
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
@@ -941,17 +945,17 @@ fn size_name(size: u64) -> String {
 }
 
 /// `iommu_attach_<size>`: CARVEOUT_ATTACH time of regions of `size`, `size / 4`, `size / 16`
-/// and `size / 64` at `base`, for `device`, each after the IOVA of the one before is free
-/// again. A size the DMA API cannot map (the device's DMA
-/// mask leaves too little I/O address space: a driverless PCI device has 32 bits, less the
-/// PCI windows) is reported and left out; the ratio is then of the largest size that could be
+/// and `size / 64` at `base`, for `device` (stating `reach_bits` if given), each after the
+/// IOVA of the one before is free again. A size the DMA API cannot map (the device's DMA mask
+/// leaves too little I/O address space: a driverless PCI device has 32 bits, less the PCI
+/// windows) is reported and left out; the ratio is then of the largest size that could be
 /// mapped over the one 16 times smaller.
 fn bench_iommu_attach(
     dev: &str,
     module: &str,
-    base: u64,
-    size: u64,
+    (base, size): (u64, u64),
     device: &str,
+    reach_bits: Option<u32>,
     runs: usize,
 ) -> Res<()> {
     let mut report = Report::default();
@@ -984,7 +988,10 @@ fn bench_iommu_attach(
             let mut samples = Vec::new();
             for _ in 0..runs.max(11) {
                 let watch = clock.start();
-                let reply = region.attach(device);
+                let reply = match reach_bits {
+                    Some(bits) => region.attach_reaching(device, bits),
+                    None => region.attach(device),
+                };
                 let secs = watch.secs();
                 let reply = reply.map_err(|e| {
                     format!("CARVEOUT_ATTACH of {} for {device}: {e}", size_name(len))
@@ -1167,8 +1174,10 @@ fn main() -> ExitCode {
             base,
             size,
             device,
+            reach_bits,
             runs,
-        } => bench_iommu_attach(&cli.dev, &module, base, size, &device, runs).map(|()| true),
+        } => bench_iommu_attach(&cli.dev, &module, (base, size), &device, reach_bits, runs)
+            .map(|()| true),
         Cmd::HugeUsed => huge_check(&cli.dev, true),
         Cmd::HugeMatches => huge_check(&cli.dev, false),
         Cmd::Hold { seconds, read_only } => hold(&cli.dev, seconds, read_only).map(|()| true),

@@ -530,7 +530,8 @@ impl Worker {
     }
 
     /// `CARVEOUT_ATTACH`, `DETACH` or `BUS_ADDR` for a device that is not there: a malformed
-    /// or unterminated name, non-zero reserved fields (`EINVAL`), or a well-formed name of no
+    /// or unterminated name, non-zero reserved fields, a reach other than 0 or 12 to 64 bits
+    /// (ATTACH) or any reach (the others) (`EINVAL`), or a well-formed name of no
     /// device (`ENODEV` to attach, `ENOENT` otherwise; `EBADF` to attach or detach through a
     /// read-only file). The fuzz guest has no device a name could hit by chance.
     fn attach_no_device(&mut self) {
@@ -572,13 +573,20 @@ impl Worker {
         };
         let dirty = self.rng.chance(100_000);
         if dirty {
-            match self.rng.below(4) {
+            match self.rng.below(3) {
                 0 => req.bus_addr = self.rng.next() | 1,
                 1 => req.flags = 1 + self.rng.below(u32::MAX as u64) as u32,
-                2 => req.pad0 = 1,
                 _ => req.reserved[1] = self.rng.next() | 1,
             }
         }
+        // A reach: ATTACH takes 12 to 64 address bits (or 0), the others only 0.
+        req.reach_bits = match self.rng.below(8) {
+            0 => self.rng.next() as u32,
+            1 => 12 + self.rng.below(53) as u32,
+            2 => self.rng.pick(&[1, 11, 65, u32::MAX]),
+            _ => 0,
+        };
+        let reach_valid = req.reach_bits == 0 || (12..=64).contains(&req.reach_bits);
         // The name check accepts exactly DDDD:BB:DD.F in hex.
         let name = req
             .device
@@ -598,12 +606,14 @@ impl Worker {
             return;
         }
         let writable = self.files[i].writable;
-        let expected = if dirty || !valid_name {
+        let expected = if dirty || (cmd != abi::ATTACH && req.reach_bits != 0) || !valid_name {
             Errno::INVAL
         } else if cmd == abi::BUS_ADDR {
             Errno::NOENT
         } else if !writable {
             Errno::BADF
+        } else if cmd == abi::ATTACH && !reach_valid {
+            Errno::INVAL
         } else if cmd == abi::ATTACH {
             Errno::NODEV
         } else {

@@ -155,6 +155,12 @@ enum Command {
     Attach {
         device: String,
         region: Option<String>,
+        /// The address bits the device decodes, for a device with no driver bound (whose DMA
+        /// mask is the PCI default, 32 bits): its IOMMU maps the region below 2^BITS, or
+        /// without one the region must lie below it. A device with a driver is refused
+        /// (EBUSY): its driver's DMA mask rules.
+        #[arg(long, value_name = "BITS", value_parser = clap::value_parser!(u32).range(12..=64))]
+        reach_bits: Option<u32>,
     },
     /// Unmap the region for PCI DEVICE (CARVEOUT_DETACH).
     Detach {
@@ -1421,9 +1427,13 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             below,
             from,
         } => cmd_plan(*size, *align, *below, from.as_deref(), json),
-        Command::Attach { device, region } => {
-            let done =
-                carveout::attach::attach(&Region::open(region_path(region.as_deref())?)?, device)?;
+        Command::Attach {
+            device,
+            region,
+            reach_bits,
+        } => {
+            let region = Region::open(region_path(region.as_deref())?)?;
+            let done = carveout::attach::attach(&region, device, *reach_bits)?;
             print_or_json(&done, json)
         }
         Command::Detach { device, region } => {
