@@ -75,6 +75,13 @@ impl OpenRegion {
         )?)
     }
 
+    /// Counts the file among the region's copiers on its first read or write.
+    fn copying(&self) {
+        if !self.copied.swap(true, Ordering::Relaxed) {
+            self.region.copier_opened();
+        }
+    }
+
     fn ioctl(&self, file: &File, cmd: u32, arg: c_ulong) -> Result {
         let user = UserPtr::from_addr(arg);
         match cmd {
@@ -229,15 +236,6 @@ pub(crate) fn is_pci_device_name(bytes: &[u8]) -> bool {
             10 => *b == b'.',
             _ => b.is_ascii_hexdigit(),
         })
-}
-
-impl OpenRegion {
-    /// Counts the file among the region's copiers on its first read or write.
-    fn copying(&self) {
-        if !self.copied.swap(true, Ordering::Relaxed) {
-            self.region.copier_opened();
-        }
-    }
 }
 
 impl Drop for OpenRegion {

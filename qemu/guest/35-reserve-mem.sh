@@ -18,6 +18,14 @@ case_reserve_mem_by_name() {
     grep -q "^ *$claim\$" /proc/iomem || { say "no '$claim' in /proc/iomem"; return 1; }
     grep -B2 "$claim" /proc/iomem | sed 's/^/# /'
     carveout-test roundtrip --seed 0x4e5e || return 1
+    # The firmware's map shows this RAM as usable: carveoutctl plan must not propose it while
+    # carveout holds it. Asked for the highest 4 MiB ending at its end, it proposes one below.
+    carveoutctl --json plan --size 4M --align 4K --below $((mem_base + RESERVE_MEM_SIZE)) \
+        >/tmp/plan.json || { cat /tmp/plan.json; return 1; }
+    planned=$(grep -o '"base":[0-9]*' /tmp/plan.json | head -n 1 | cut -d: -f2)
+    say "plan below the end of $(hex "$mem_base")+$(hex "$RESERVE_MEM_SIZE"): $(hex "$planned")"
+    [ -n "$planned" ] && [ $((planned + 4194304)) -le $((mem_base)) ] ||
+        { say "the plan overlaps the reserve_mem region carveout holds"; return 1; }
 }
 
 case_reserve_mem_survives_reload() {

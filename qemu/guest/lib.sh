@@ -165,7 +165,9 @@ case_kmemleak_clean() {
     fi
     unload_quietly
     sleep 6
-    { echo scan >"$KMEMLEAK" && sleep 1 && echo scan >"$KMEMLEAK"; } || return 1
+    # A disabled kmemleak refuses the scan.
+    { echo scan >"$KMEMLEAK" && sleep 1 && echo scan >"$KMEMLEAK"; } ||
+        { say "kmemleak refused to scan: $(dmesg | grep -m 2 'kmemleak:')"; return 1; }
     cat "$KMEMLEAK" >/tmp/kmemleak.txt
     awk '
         /^unreferenced object/ { n++; if (ours) print report; report = $0; ours = 0; next }

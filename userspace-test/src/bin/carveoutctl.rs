@@ -1071,7 +1071,9 @@ fn firmware_map(from: Option<&Path>) -> Res<(FirmwareMap, Vec<Span>)> {
         return Ok((map, Vec::new()));
     }
     // The live system: /sys/firmware/memmap is the firmware's table before memmap= changed
-    // it, so the command line's own entries are avoided too.
+    // it, so the command line's own entries are avoided too, and so are the regions carveout
+    // holds: RAM that reserve_mem= set aside shows as usable in both maps.
+    let held = region_views().0.into_iter().map(|r| r.span);
     let avoid = fs::read_to_string("/proc/cmdline")
         .ok()
         .and_then(|c| memmap::parse_cmdline(&c).ok())
@@ -1087,6 +1089,7 @@ fn firmware_map(from: Option<&Path>) -> Res<(FirmwareMap, Vec<Span>)> {
             )
         })
         .filter_map(|e| e.span())
+        .chain(held)
         .collect();
     let sysfs = Path::new("/sys/firmware/memmap");
     if sysfs.is_dir() {
