@@ -24,8 +24,10 @@ case_reserve_mem_by_name() {
         >/tmp/plan.json || { cat /tmp/plan.json; return 1; }
     planned=$(grep -o '"base":[0-9]*' /tmp/plan.json | head -n 1 | cut -d: -f2)
     say "plan below the end of $(hex "$mem_base")+$(hex "$RESERVE_MEM_SIZE"): $(hex "$planned")"
-    [ -n "$planned" ] && [ $((planned + 4194304)) -le $((mem_base)) ] ||
-        { say "the plan overlaps the reserve_mem region carveout holds"; return 1; }
+    if [ -z "$planned" ] || [ $((planned + 4194304)) -gt $((mem_base)) ]; then
+        say "the plan overlaps the reserve_mem region carveout holds"
+        return 1
+    fi
 }
 
 case_reserve_mem_survives_reload() {
