@@ -3,7 +3,7 @@
 #
 #   make              build carveout.ko against KDIR (default: the project's test kernel)
 #   make run          boot the QEMU guest with a reservation and show the region in use
-#   make test         the QEMU test suite: KTAP, ending "N passed, N failed"
+#   make test         the QEMU test suite: KTAP, ending "N passed, N failed[, N skipped]"
 #   make bench        carveout against anonymous memory and /dev/mem: bench/results.{json,md}
 #   make test-debug   the same suite on a debug kernel (lockdep, KASAN, DEBUG_VM, ...; clang)
 #   make lint         clippy with the kernel's settings, rustfmt, shellcheck

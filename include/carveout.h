@@ -93,10 +93,10 @@ struct carveout_range_desc {
  * ATTACH's `reach_bits`.
  *
  * What the device can address is its DMA mask, which its driver sets. A device with no driver
- * (driven from userspace through sysfs or UIO) has the PCI default of 32 bits, whatever it
- * decodes: `reach_bits` (12 to 64) states what it does decode. The mask is set to that while
- * the region is mapped and put back after: an IOMMU's IOVA is allocated below it, or without
- * one the region must lie below it. 0: the device's mask. Errors:
+ * (driven from userspace through its sysfs resource files) has the PCI default of 32 bits,
+ * whatever it decodes: `reach_bits` (12 to 64) states what it does decode. The mask is set to
+ * that while the region is mapped and put back after: an IOMMU's IOVA is allocated below it,
+ * or without one the region must lie below it. 0: the device's mask. Errors:
  *   EINVAL   a malformed name, non-zero fields, a reach outside 12-64
  *   ENODEV   no such PCI device (BUS_ADDR: the device was removed while attached)
  *   EEXIST   ATTACH: already attached          ENOENT  DETACH, BUS_ADDR: not attached

@@ -327,6 +327,36 @@ case_attach_reach_bits() {
     [ "$ok" = 1 ] && dmesg_clean
 }
 
+# The attach= parameter: the param region is mapped for the devices it names at load
+# (DEVICE@BITS states a reach as configfs does); a name that is not one, or a device not
+# there, fails the load with a line saying why, and nothing is claimed.
+case_attach_param_at_load() {
+    bdf=$(edu_bdf) || return 1
+    ok=1
+    insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")" "attach=$bdf@28" || return 1
+    line=$(dma_devices)
+    say "loaded with attach=$bdf@28: $line"
+    bus=$(echo "$line" | cut -d' ' -f2)
+    case $line in "$bdf 0x"*" translated") ;; *) ok=0 ;; esac
+    [ $((bus + SIZE)) -le $((1 << 28)) ] || { say "$bus + $(hex "$SIZE") is beyond 2^28"; ok=0; }
+    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$bus" to-carveout --seed 0xa77a || ok=0
+    rmmod carveout || ok=0
+    for spec in "$bdf@7" "edu" "0000:00:1e.7"; do
+        dmesg_mark
+        if insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")" "attach=$spec" 2>/dev/null; then
+            say "attach=$spec loaded"
+            rmmod carveout
+            ok=0
+            continue
+        fi
+        why=$(dmesg_since_mark | grep -m 1 -E 'attach|PCI')
+        say "attach=$spec refused: ${why#*] }"
+        [ -n "$why" ] || { say "no line says why"; ok=0; }
+        ! iomem_has_name carveout || { say "claimed after a refused load"; ok=0; }
+    done
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
 # The group's default domain changed under a live attachment (no driver is bound, so sysfs lets
 # root do it): the mapping went with the old domain, and detach must not unmap through the new
 # one (the DMA API would WARN and free an IOVA it never handed out).
@@ -367,6 +397,8 @@ suite_attach() {
     run_case attach_bad_input_refused case_attach_bad_input_refused
     unload_quietly
     run_case attach_reach_bits case_attach_reach_bits
+    unload_quietly
+    run_case attach_param_at_load case_attach_param_at_load
     unload_quietly
     run_case iommu_domain_changed_while_attached case_iommu_domain_changed_while_attached
     unload_quietly

@@ -9,10 +9,10 @@
 //! DMA mask, and the address the DMA API hands back must be the physical one.
 //!
 //! What the device can address is its DMA mask, which its driver sets. A device with no
-//! driver (driven from userspace through sysfs or UIO) has its bus's default, 32 bits for
-//! PCI, whatever it decodes; for it the caller may state the reach instead ([`Reach::Bits`]):
-//! the mask is set to it while the range is mapped, under the device's lock (no driver binds
-//! meanwhile), and put back afterwards.
+//! driver (driven from userspace through its sysfs `resource` files) has its bus's default,
+//! 32 bits for PCI, whatever it decodes; for it the caller may state the reach instead
+//! ([`Reach::Bits`]): the mask is set to it while the range is mapped, under the device's lock
+//! (no driver binds meanwhile), and put back afterwards.
 
 use core::ptr::NonNull;
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * carveout_vfio: hands a carveout region to a PCI device behind an IOMMU, through VFIO. The
- * README's IOMMU section shows the body of vfio_map_region() as it is.
+ * README's IOMMU section shows vfio_map_region() without its checks and messages.
  *
  *   carveout_vfio DEV BDF -- COMMAND...
  *
