@@ -183,13 +183,7 @@ pub(crate) fn attach_spec(what: &str, text: &[u8]) -> Result<(CString, Reach)> {
         Some(at) => (&text[..at], Some(&text[at + 1..])),
         None => (text, None),
     };
-    if !is_pci_device_name(name) {
-        pr_err!(
-            "{what}: not a PCI device name (DDDD:BB:DD.F[@BITS]): {:?}\n",
-            BStrLossy(text)
-        );
-        return Err(EINVAL);
-    }
+    let name = device_name(what, "DDDD:BB:DD.F[@BITS]", name)?;
     let reach = match bits {
         None => Reach::Mask,
         Some(bits) => {
@@ -209,9 +203,22 @@ pub(crate) fn attach_spec(what: &str, text: &[u8]) -> Result<(CString, Reach)> {
             }
         }
     };
-    // Checked above: ASCII digits, letters, ':' and '.'.
-    let name = CString::try_from_fmt(fmt!("{}", core::str::from_utf8(name).map_err(|_| EINVAL)?))?;
     Ok((name, reach))
+}
+
+/// A PCI device name (`DDDD:BB:DD.F`) written to `what`, whose form is `form`, without the
+/// blanks around it: `EINVAL`, with a line saying so, for anything else.
+pub(crate) fn device_name(what: &str, form: &str, text: &[u8]) -> Result<CString> {
+    let text = text.trim_ascii();
+    if !is_pci_device_name(text) {
+        pr_err!(
+            "{what}: not a PCI device name ({form}): {:?}\n",
+            BStrLossy(text)
+        );
+        return Err(EINVAL);
+    }
+    // Checked: ASCII digits, letters, ':' and '.'.
+    CString::try_from_fmt(fmt!("{}", core::str::from_utf8(text).map_err(|_| EINVAL)?))
 }
 
 /// The PCI device name in an attach request (`DDDD:BB:DD.F`, NUL-terminated): `EINVAL`, with

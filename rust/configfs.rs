@@ -424,19 +424,6 @@ fn enabled_region(this: &RegionConfig) -> Result<Arc<Region>> {
     }
 }
 
-/// A PCI device name written to `detach`, without the newline.
-fn stored_device(page: &[u8]) -> Result<CString> {
-    let text = page.trim_ascii();
-    if !crate::chardev::is_pci_device_name(text) {
-        pr_err!(
-            "configfs: detach takes a PCI device name (DDDD:BB:DD.F), not {:?}\n",
-            BStrLossy(page)
-        );
-        return Err(EINVAL);
-    }
-    CString::try_from_fmt(fmt!("{}", core::str::from_utf8(text)?))
-}
-
 #[vtable]
 impl AttributeOperations<8> for RegionConfig {
     type Data = RegionConfig;
@@ -472,7 +459,7 @@ impl AttributeOperations<9> for RegionConfig {
 
     /// Unmaps the region for the PCI device written.
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
-        let device = stored_device(page)?;
+        let device = crate::chardev::device_name("configfs: detach", "DDDD:BB:DD.F", page)?;
         enabled_region(this)?.detach(&device)
     }
 }

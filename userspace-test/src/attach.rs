@@ -180,11 +180,9 @@ pub fn attach(
     reach_bits: Option<u32>,
 ) -> Result<Attached, crate::Failure> {
     let info = region.info()?;
-    let reply = match reach_bits {
-        Some(bits) => region.attach_reaching(device, bits),
-        None => region.attach(device),
-    }
-    .map_err(refused("CARVEOUT_ATTACH"))?;
+    let reply = region
+        .attach(device, reach_bits)
+        .map_err(refused("CARVEOUT_ATTACH"))?;
     Ok(Attached {
         region: region.path().display().to_string(),
         device: device.to_owned(),

@@ -293,19 +293,14 @@ impl Region {
     /// Gives the PCI device `device` (`0000:00:03.0`) DMA access to the whole region
     /// (`CARVEOUT_ATTACH`; needs the region open for writing and CAP_SYS_ADMIN). The answer
     /// holds the address the device must use for the region's base and, in `flags`, whether
-    /// an IOMMU translates it.
-    pub fn attach(&self, device: &str) -> std::result::Result<abi::Attach, Errno> {
-        self.attach_call::<{ abi::ATTACH }>(device, 0)
-    }
-
-    /// [`Region::attach`] for a device with no driver that decodes `reach_bits` address bits
-    /// (12 to 64), not its default DMA mask's 32.
-    pub fn attach_reaching(
+    /// an IOMMU translates it. `reach_bits`, for a device with no driver: the address bits it
+    /// decodes (12 to 64), instead of its default DMA mask's 32.
+    pub fn attach(
         &self,
         device: &str,
-        reach_bits: u32,
+        reach_bits: Option<u32>,
     ) -> std::result::Result<abi::Attach, Errno> {
-        self.attach_call::<{ abi::ATTACH }>(device, reach_bits)
+        self.attach_call::<{ abi::ATTACH }>(device, reach_bits.unwrap_or(0))
     }
 
     /// Takes `device`'s access back (`CARVEOUT_DETACH`).

@@ -1047,10 +1047,7 @@ fn bench_iommu_attach(
             let mut samples = Vec::new();
             for _ in 0..runs.max(11) {
                 let watch = clock.start();
-                let reply = match reach_bits {
-                    Some(bits) => region.attach_reaching(device, bits),
-                    None => region.attach(device),
-                };
+                let reply = region.attach(device, reach_bits);
                 let secs = watch.secs();
                 let reply = reply.map_err(|e| {
                     format!("CARVEOUT_ATTACH of {} for {device}: {e}", size_name(len))
