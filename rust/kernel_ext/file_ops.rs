@@ -109,8 +109,10 @@ impl<T: FileOps> FileOperations<T> {
             None
         },
         #[cfg(CONFIG_COMPAT)]
+        // `compat_ptr_ioctl` is bound as an `Option` already: the ABI's structures have one
+        // layout for 32- and 64-bit callers, so the pointer argument only needs widening.
         compat_ioctl: if T::HAS_IOCTL {
-            Some(bindings::compat_ptr_ioctl)
+            bindings::compat_ptr_ioctl
         } else {
             None
         },
