@@ -16,6 +16,9 @@
 #   make dkms-source  the module's sources and dkms.conf to /usr/src/carveout-VERSION, then
 #                     the same udev rule, modprobe.d example and header
 #   make check-kernel whether KDIR can build carveout (CONFIG_RUST, Rust build files, rustc)
+#   make sign KEY=key.pem CERT=cert.der   sign carveout.ko (Secure Boot, module.sig_enforce)
+#                     with the kernel's scripts/sign-file; make install KEY=… CERT=… signs what
+#                     it installs
 #   make clean
 #
 # Your own Rust-enabled kernel: make KDIR=/lib/modules/$(uname -r)/build
@@ -31,7 +34,7 @@ SCRIPTS := $(ROOT)/scripts
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: all modules clippy setup kernel run test test-debug bench kernel-debug fmt check-fmt shellcheck lint clean \
-	check-kernel install install-files install-tools tools uninstall dkms-source
+	check-kernel install install-files install-tools tools uninstall dkms-source sign
 
 VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)
 DESTDIR ?=
@@ -57,11 +60,12 @@ kernel-debug: setup
 	@CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)
 
 ifeq ($(origin KDIR),undefined)
-# No KDIR: build (once) and use the project's test kernel; install for the running kernel.
+# No KDIR: build (once) and use the project's test kernel; install (and sign) for the running
+# kernel.
 modules clippy check-kernel: setup
 	@$(MAKE) --no-print-directory $@ KDIR="$$($(SCRIPTS)/build-kernel.sh)"
 
-install:
+install sign:
 	@$(MAKE) --no-print-directory $@ KDIR="/lib/modules/$$(uname -r)/build"
 else
 check-kernel:
@@ -76,12 +80,19 @@ clippy: check-kernel
 # modules_install puts carveout.ko in lib/modules/RELEASE/updates; the kernel runs depmod
 # only with a System.map, which headers packages lack: then depmod runs here. Everything
 # installed is listed in the install manifest, for make uninstall (scripts/manifest.sh).
-# One step after the other: they share the manifest.
+# One step after the other: they share the manifest. With KEY and CERT the module is signed
+# first (make sign).
 install: modules
+	$(if $(KEY)$(CERT),@$(SCRIPTS)/sign-module.sh "$(KDIR)" "$(KEY)" "$(CERT)" "$(ROOT)/carveout.ko")
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-files.sh
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" $(SCRIPTS)/install-tools.sh
 	+@INSTALL_MOD_PATH="$(INSTALL_MOD_PATH)" DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" \
 		MAKE="$(MAKE)" $(SCRIPTS)/install-module.sh "$(KDIR)"
+
+# The module signed with KEY (a PEM file or a pkcs11: URI) and its certificate CERT: the key
+# enrolled with `mokutil --import CERT` (README, "Secure Boot"), or the kernel's own.
+sign: modules
+	@$(SCRIPTS)/sign-module.sh "$(KDIR)" "$(KEY)" "$(CERT)" "$(ROOT)/carveout.ko"
 endif
 
 # The udev rule, the modprobe.d example and the userspace header (scripts/install-files.sh).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds everything the guest runs and packs it into an initramfs (uncompressed cpio):
-# busybox, /init, carveout.ko (against KDIR), the C test programs and the Rust tools
+# busybox, /init, carveout.ko (against KDIR), the C test programs (one of them 32-bit) and the Rust tools
 # (carveout-test, carveoutctl, carveout-bench, edu-dma, carveout-fuzz; static), and the
 # documentation's examples marked `run` (scripts/readme-examples.sh). Prints the initramfs path.
 #   usage: build-guest.sh KDIR OUTDIR
@@ -27,6 +27,10 @@ gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
 gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
     -o "$out/carveout_vfio" "$CARVEOUT_ROOT/userspace-test/c/carveout_vfio.c" ||
     die "building the C VFIO program failed"
+# The 32-bit caller (case compat_32bit_caller): i386, static, through the kernel's compat layer.
+gcc -m32 -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
+    -o "$out/carveout_compat32" "$CARVEOUT_ROOT/userspace-test/c/carveout_compat32.c" ||
+    die "building the 32-bit C program failed" "apt-get install gcc-multilib"
 cargo build --quiet --release --locked --target x86_64-unknown-linux-musl \
     --manifest-path "$CARVEOUT_ROOT/userspace-test/Cargo.toml" ||
     die "building the Rust test tool failed" "check that crates.io is reachable"
@@ -51,6 +55,7 @@ install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
 install -m 0755 "$out/carveout_vfio" "$root/bin/carveout_vfio"
+install -m 0755 "$out/carveout_compat32" "$root/bin/carveout_compat32"
 for tool in carveout-test carveoutctl carveout-bench edu-dma carveout-fuzz; do
     install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \
         "$root/bin/$tool"

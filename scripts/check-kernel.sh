@@ -5,8 +5,9 @@
 #   - a prepared build directory (Makefile, .config results, Module.symvers, fixdep, modpost)
 #   - CONFIG_RUST=y, and what the module itself uses: x86-64 (CONFIG_X86_64), PAT
 #     (CONFIG_X86_PAT: cache attributes), transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE:
-#     thp_get_unmapped_area, 2 MiB entries) and configfs (CONFIG_CONFIGFS_FS); each missing one
-#     is named
+#     thp_get_unmapped_area, 2 MiB entries) and configfs (CONFIG_CONFIGFS_FS, built in or a
+#     module: carveout.ko then depends on configfs.ko, which modprobe loads first); each missing
+#     one is named
 #   - the Rust build files: rust/lib*.rmeta for every crate a module links against, the
 #     proc-macro libraries (rust/libmacros.so ...), the target spec (scripts/target.json)
 #   - the rustc the kernel was built with ($RUSTC, default rustc): crate metadata only loads
@@ -23,7 +24,7 @@ kdir=${kdir%/}
 rustc=${RUSTC:-rustc}
 # What fixes missing Rust support: a kernel (and headers package) built by this project.
 get_kernel="build a Rust-enabled kernel and headers package: scripts/build-kernel-packages.sh"
-get_kernel+=" (README: \"Use it on your own machine\"), install both, boot it"
+get_kernel+=" (README: \"Quick start\"), install both, boot it"
 
 [[ -f $kdir/Makefile ]] || die "no kernel build directory at $kdir" \
     "install the headers package of the kernel you build for (linux-headers-REL), or" \
@@ -35,14 +36,16 @@ conf=$kdir/include/config/auto.conf
 grep -q '^CONFIG_RUST=y' "$conf" || die "the kernel in $kdir is built without CONFIG_RUST" \
     "$get_kernel"
 # What the module uses beyond Rust: each option missing is named.
-needed=(X86_64 X86_PAT TRANSPARENT_HUGEPAGE CONFIGFS_FS)
+needed=(X86_64 X86_PAT TRANSPARENT_HUGEPAGE)
 absent=()
 for option in "${needed[@]}"; do
     grep -q "^CONFIG_$option=y" "$conf" || absent+=("CONFIG_$option")
 done
+# configfs may be a module (Debian builds it so): modpost records the dependency.
+grep -qE '^CONFIG_CONFIGFS_FS=[ym]' "$conf" || absent+=(CONFIG_CONFIGFS_FS)
 ((${#absent[@]} == 0)) || die "the kernel in $kdir is built without ${absent[*]}: carveout needs" \
     "x86-64 (CONFIG_X86_64), PAT (CONFIG_X86_PAT), transparent huge pages" \
-    "(CONFIG_TRANSPARENT_HUGEPAGE) and configfs (CONFIG_CONFIGFS_FS)" "$get_kernel"
+    "(CONFIG_TRANSPARENT_HUGEPAGE) and configfs (CONFIG_CONFIGFS_FS, y or m)" "$get_kernel"
 
 for f in Module.symvers scripts/basic/fixdep scripts/mod/modpost; do
     [[ -e $kdir/$f ]] || die "$kdir has no $f: the build directory is not prepared for modules" \

@@ -17,8 +17,22 @@ release=$(cat "$kdir/include/config/kernel.release") ||
     die "$kdir has no include/config/kernel.release" "is KDIR a configured kernel build?"
 moddir=$mod_path/lib/modules/$release
 
+# signed FILE: FILE ends with an appended module signature.
+signed() { [[ $(tail -c 28 "$1") == '~Module signature appended~' ]]; }
+
+# A module signed already (make sign, make install KEY=…) keeps its signature: the kernel's own
+# signing step (CONFIG_MODULE_SIG_ALL, with the kernel's key where the build tree has it) would
+# append a second one, which no kernel accepts.
+sign_args=()
+! signed "$CARVEOUT_ROOT/carveout.ko" || sign_args=(CONFIG_MODULE_SIG_ALL=)
 before=$(manifest_snapshot "$moddir")
-"$make" -C "$kdir" M="$CARVEOUT_ROOT" INSTALL_MOD_PATH="$mod_path" modules_install
+"$make" -C "$kdir" M="$CARVEOUT_ROOT" INSTALL_MOD_PATH="$mod_path" "${sign_args[@]}" modules_install
+if grep -q '^CONFIG_MODULE_SIG=y' "$kdir/include/config/auto.conf" 2>/dev/null &&
+    [[ -f $moddir/updates/carveout.ko ]] && ! signed "$moddir/updates/carveout.ko"; then
+    log "note: carveout.ko is not signed: a kernel that enforces signatures (Secure Boot's" \
+        "lockdown, module.sig_enforce=1) refuses it; sign it with your enrolled key:" \
+        "make install KEY=… CERT=… (README, \"Secure Boot\")"
+fi
 if [[ -e $kdir/System.map ]]; then
     :
 elif command -v depmod >/dev/null; then

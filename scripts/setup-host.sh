@@ -12,6 +12,8 @@ packages=(
     "lld-${LLVM_VERSION}" "llvm-${LLVM_VERSION}"
     qemu-system-x86 busybox-static xz-utils zstd shellcheck
     dpkg-dev debhelper
+    # The 32-bit caller of the compat_ioctl case (gcc -m32 -static); the DKMS case's dkms.
+    gcc-multilib dkms
 )
 
 ensure_debian_packages "${packages[@]}"
