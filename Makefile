@@ -91,8 +91,10 @@ install: modules
 
 # The module signed with KEY (a PEM file or a pkcs11: URI) and its certificate CERT: the key
 # enrolled with `mokutil --import CERT` (README, "Secure Boot"), or the kernel's own.
+# SIGN_MODULE: another copy of the module to sign (the tests sign copies).
+SIGN_MODULE ?= $(ROOT)/carveout.ko
 sign: modules
-	@$(SCRIPTS)/sign-module.sh "$(KDIR)" "$(KEY)" "$(CERT)" "$(ROOT)/carveout.ko"
+	@$(SCRIPTS)/sign-module.sh "$(KDIR)" "$(KEY)" "$(CERT)" "$(SIGN_MODULE)"
 endif
 
 # The udev rule, the modprobe.d example and the userspace header (scripts/install-files.sh).

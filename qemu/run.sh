@@ -10,7 +10,8 @@
 # CARVEOUT_GUEST_ARGS (more kernel command line, e.g. cvt_fuzz_seed=N), CARVEOUT_SUITES
 # (development: only these guest suites, e.g. attrs,huge or iommu,vfio; a guest none of whose
 # suites is named does not boot; the other cases then fail as not reported; `host` runs the
-# host-side cases of scripts/host-cases.sh, `rpm` the RPM packaged kernel's case; the
+# host-side cases of scripts/host-cases.sh, `signed` the boot that enforces module signatures,
+# `rpm` the RPM packaged kernel's case; the
 # Debian-packaged kernel's case is skipped).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -44,7 +45,7 @@ edu_dma_mask=0xffffffff
 guest_dir="$CARVEOUT_ROOT/qemu/guest"
 case_names() { grep -ho '^ *run_case [a-z0-9_]*' "$@" | awk '{print $2}'; }
 mapfile -t cases < <(case_names "$CARVEOUT_ROOT/scripts/host-cases.sh" "$guest_dir"/[0-9]*.sh \
-    "$guest_dir/init" "$guest_dir/extmod.sh")
+    "$guest_dir/init" "$guest_dir/extmod.sh" "$guest_dir/signed.sh")
 mapfile -t iommu_cases < <(case_names "$guest_dir"/iommu-*.sh)
 
 # selected NAME: CARVEOUT_SUITES is unset or names NAME.
@@ -209,6 +210,12 @@ if [[ -z ${CARVEOUT_SUITES:-} ]]; then
     "$CARVEOUT_ROOT/qemu/extmod.sh" "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" "$base" "$size" \
         >>"$console.txt" ||
         log "qemu/extmod.sh stopped (see above): extmod_from_headers_package is not reported"
+fi
+# The booted kernel again, enforcing module signatures (module.sig_enforce=1): carveout.ko
+# signed by make sign loads, unsigned it is refused.
+if selected signed; then
+    "$CARVEOUT_ROOT/qemu/signed.sh" "$kdir" "$out" "$base" "$size" >>"$console.txt" ||
+        log "qemu/signed.sh stopped (see above): signed_module_enforced is not reported"
 fi
 # The same for the RPM packages (make binrpm-pkg; the kernel-devel package unpacked).
 if selected rpm; then
