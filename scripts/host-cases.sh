@@ -158,5 +158,26 @@ case_readme_examples_build() {
     grep -q '^# built ' <<<"$said" || { say "no C or Rust example found"; return 1; }
 }
 
+# carveout through Debian's dkms (scripts/dkms-check.sh) against the headers package of the test
+# configuration (scripts/build-kernel-packages.sh, as extmod_from_headers_package: cached),
+# unpacked into a scratch root; dkms signs with the test kernel's own key as its machine owner
+# key. Stock kernels' headers: call dkms-check.sh with their directory the same way.
+case_dkms_build_install() {
+    local test_kdir pkgs rel deb root
+    test_kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh") || { say "no test kernel"; return 1; }
+    pkgs=$("$CARVEOUT_ROOT/scripts/build-kernel-packages.sh" --config "$test_kdir/.config" \
+        --seed "$test_kdir") || { say "building the kernel packages failed"; return 1; }
+    rel=$(cat "$pkgs/kernel.release")
+    deb=$(find "$pkgs" -maxdepth 1 -name "linux-headers-${rel}_*.deb" -print -quit)
+    [[ -n $deb ]] || { say "no linux-headers package in $pkgs"; return 1; }
+    root=$out/dkms-headers
+    rm -rf "$root"
+    dpkg-deb -x "$deb" "$root"
+    say "$(basename "$deb") unpacked in $root"
+    "$CARVEOUT_ROOT/scripts/dkms-check.sh" "$root/usr/src/linux-headers-$rel" "$rel" "$out/dkms" \
+        "$test_kdir/certs/signing_key.pem" "$test_kdir/certs/signing_key.x509"
+}
+
 run_case install_uninstall_clean case_install_uninstall_clean
 run_case readme_examples_build case_readme_examples_build
+run_case dkms_build_install case_dkms_build_install
