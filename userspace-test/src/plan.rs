@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::{
     iomem::{self, Iomem},
-    memmap::{format_addr, format_size, Span},
+    memmap::{format_addr, format_size, parse_size, Span},
 };
 
 const MIB: u64 = 1 << 20;
@@ -410,6 +410,83 @@ pub fn plan(map: &FirmwareMap, req: &Request) -> Result<Plan, String> {
     })
 }
 
+/// A range the user already chose, as `memmap=` writes it: `SIZE@BASE` (or `SIZE$BASE`),
+/// e.g. `512M@2G`.
+pub fn parse_chosen(s: &str) -> Result<Span, String> {
+    let (size, base) = s
+        .split_once(['@', '$'])
+        .ok_or_else(|| format!("{s:?} is not SIZE@BASE (e.g. 512M@2G)"))?;
+    let size = parse_size(size).map_err(|e| e.to_string())?;
+    let base = parse_size(base).map_err(|e| e.to_string())?;
+    Span::new(base, size)
+}
+
+/// Vets a range the user chose: it must be page aligned, above the first MiB, wholly inside
+/// one usable RAM entry of the map, and clear of every range in `req.avoid` (`req.size`,
+/// `req.align` and `req.below` are not used). Refuses, naming what it hits.
+pub fn vet(map: &FirmwareMap, span: &Span, req: &Request) -> Result<Plan, String> {
+    if span.base % PAGE != 0 || span.size % PAGE != 0 {
+        return Err(format!(
+            "{} is not page aligned (base and size must be multiples of 4K)",
+            span.display()
+        ));
+    }
+    if span.base < MIB {
+        return Err(format!(
+            "{} starts inside the first MiB, which the kernel keeps for itself",
+            span.display()
+        ));
+    }
+    if let Some(hit) = map
+        .entries
+        .iter()
+        .find(|e| !e.usable && e.span.overlaps(span))
+    {
+        return Err(format!(
+            "{} overlaps {} {}: not usable RAM",
+            span.display(),
+            hit.kind,
+            hit.span.display()
+        ));
+    }
+    if let Some(hit) = req.avoid.iter().find(|a| a.overlaps(span)) {
+        return Err(format!(
+            "{} overlaps {}, already reserved (a memmap= on the command line or a region \
+             carveout holds)",
+            span.display(),
+            hit.display()
+        ));
+    }
+    let inside = map
+        .entries
+        .iter()
+        .find(|e| e.usable && e.span.contains(span))
+        .map(|e| e.span)
+        .ok_or_else(|| {
+            format!(
+                "{} does not lie wholly inside one usable RAM entry of {} (a hole, or \
+                 beyond the end of RAM)",
+                span.display(),
+                map.source
+            )
+        })?;
+    let usable_total = map.usable_total();
+    let mut notes = Vec::new();
+    if span.size > usable_total / 2 {
+        notes.push(format!(
+            "this takes {} of {} usable RAM: more than half",
+            format_size(span.size),
+            format_size(usable_total)
+        ));
+    }
+    Ok(Plan {
+        span: *span,
+        inside,
+        usable_total,
+        notes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,5 +737,38 @@ BIOS-e820: 00000000fffc0000 - 0000000100000000 (reserved)
         assert_eq!(default_align(12 * G), G);
         assert_eq!(default_align(3 << 20), 1 << 20);
         assert_eq!(default_align(4096), 4096);
+    }
+
+    #[test]
+    fn a_chosen_range_is_vetted_against_the_map() {
+        let map = FirmwareMap::from_text(PMEM_GUIDE, "guide").expect("parses");
+        let chosen = parse_chosen("512M@2G").expect("parses");
+        assert_eq!(chosen, Span::new(2 * G, 512 << 20).unwrap());
+        assert_eq!(parse_chosen("512M$2G").unwrap(), chosen);
+        let p = vet(&map, &chosen, &req(0)).expect("inside usable RAM");
+        assert_eq!(
+            p.inside,
+            Span::new(0x100000, 0xbffe0000 - 0x100000).unwrap()
+        );
+
+        // Each refusal names what the range hits.
+        let why = |s: &str| vet(&map, &parse_chosen(s).unwrap(), &req(0)).unwrap_err();
+        assert!(why("1G@0xa0000000").contains("overlaps reserved 0xbffe0000-0xbfffffff"));
+        assert!(why("512M@3G").contains("does not lie wholly inside one usable RAM entry"));
+        assert!(why("64K@0x10000").contains("first MiB"));
+        assert!(why("512M@0x80000800").contains("not page aligned"));
+        assert!(why("1G@16G").contains("does not lie wholly inside"));
+        // A memmap= already on the command line (or a region carveout holds).
+        let mut taken = req(0);
+        taken
+            .avoid
+            .push(Span::new(2 * G + (256 << 20), 16 << 20).unwrap());
+        assert!(vet(&map, &chosen, &taken)
+            .unwrap_err()
+            .contains("already reserved"));
+        // Malformed: no @, a bad size, a wrapping range.
+        assert!(parse_chosen("512M").is_err());
+        assert!(parse_chosen("lots@2G").is_err());
+        assert!(parse_chosen("2G@0xffffffffffff0000").is_err());
     }
 }

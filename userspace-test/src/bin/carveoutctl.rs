@@ -178,11 +178,16 @@ enum Command {
         len: Option<u64>,
         region: Option<String>,
     },
-    /// Propose a memmap=SIZE$BASE inside usable RAM, from the firmware memory map.
+    /// Propose a memmap=SIZE$BASE inside usable RAM, from the firmware memory map, or vet a
+    /// range already chosen (SIZE@BASE).
     Plan {
+        /// A range already chosen, as SIZE@BASE (e.g. 512M@2G): checked against the map
+        /// instead of proposing one.
+        #[arg(value_parser = parse_chosen, conflicts_with_all = ["size", "align", "below"])]
+        range: Option<Span>,
         /// Size of the range to reserve (e.g. 512M).
-        #[arg(long, value_parser = parse_sz)]
-        size: u64,
+        #[arg(long, value_parser = parse_sz, required_unless_present = "range")]
+        size: Option<u64>,
         /// Alignment of the base (default: the largest power of two dividing SIZE, 4K..1G).
         #[arg(long, value_parser = parse_sz)]
         align: Option<u64>,
@@ -1106,30 +1111,51 @@ fn firmware_map(from: Option<&Path>) -> Res<(FirmwareMap, Vec<Span>)> {
     Ok((map, avoid))
 }
 
+fn parse_chosen(s: &str) -> Result<Span, String> {
+    plan::parse_chosen(s)
+}
+
 fn cmd_plan(
-    size: u64,
+    chosen: Option<Span>,
+    size: Option<u64>,
     align: Option<u64>,
     below: Option<u64>,
     from: Option<&Path>,
     json: bool,
 ) -> Res<ExitCode> {
     let (map, avoid) = firmware_map(from)?;
+    let size = chosen.map_or(size.unwrap_or(0), |c| c.size);
     let req = plan::Request {
         size,
         align: align.unwrap_or_else(|| plan::default_align(size)),
         below,
         avoid,
     };
-    let mut p = plan::plan(&map, &req).map_err(|why| {
-        // A request no map could satisfy, or one this map has no room for.
-        let malformed = size == 0 || size % 4096 != 0 || !req.align.is_power_of_two();
-        let errno = if malformed || req.align < 4096 {
-            Errno::INVAL
-        } else {
-            Errno::NOSPC
-        };
-        Failure::new(errno, format!("no plan from {}: {why}", map.source)).with_status(1)
-    })?;
+    let mut p = match chosen {
+        // A range the user chose: it holds or it does not, saying what it hits.
+        Some(span) => plan::vet(&map, &span, &req).map_err(|why| {
+            Failure::new(
+                Errno::INVAL,
+                format!("{} does not do: {why}", memmap::reserve_arg(&span)),
+            )
+            .with_status(1)
+        })?,
+        None => plan::plan(&map, &req).map_err(|why| {
+            // A request no map could satisfy, or one this map has no room for.
+            let malformed = size == 0 || size % 4096 != 0 || !req.align.is_power_of_two();
+            let errno = if malformed || req.align < 4096 {
+                Errno::INVAL
+            } else {
+                Errno::NOSPC
+            };
+            Failure::new(errno, format!("no plan from {}: {why}", map.source)).with_status(1)
+        })?,
+    };
+    // What the base is aligned to: as asked for a proposal, as it happens for a chosen range.
+    let (verb, align) = match chosen {
+        Some(span) => ("vetted:  ", 1u64 << span.base.trailing_zeros().min(30)),
+        None => ("proposal:", req.align),
+    };
     if from.is_none() && map.source == "/sys/firmware/memmap" {
         // What is in use already, in memory the firmware itself reserved (only the firmware's
         // own map tells: in /proc/iomem a memmap=$ range is Reserved too).
@@ -1166,16 +1192,19 @@ fn cmd_plan(
         format_addr(p.span.base),
         p.span.size
     );
-    let kaslr = "with KASLR (CONFIG_RANDOMIZE_BASE) the kernel may unpack itself into the range \
-                 before memmap= takes effect; boot with nokaslr if its contents must survive a \
-                 reboot";
+    // Where KASLR puts the kernel (7.3): the EFI stub turns physical randomisation off when
+    // memmap= is on the command line; the decompressor (legacy boot) avoids up to four
+    // memmap= ranges and with more does not randomise at all.
+    let kaslr = "KASLR keeps out of the range: an EFI boot with memmap= does not randomise the \
+                 kernel's physical address, and a legacy boot avoids up to four memmap= ranges \
+                 (with more, the kernel stays where the boot loader put it)";
     if json {
         print_json(&json!({
             "source": map.source,
             "base": p.span.base,
             "size": p.span.size,
             "last": p.span.last(),
-            "align": req.align,
+            "align": align,
             "inside": p.inside,
             "usable_total": p.usable_total,
             "memmap": raw,
@@ -1193,10 +1222,10 @@ fn cmd_plan(
             approx(p.usable_total)
         );
         println!(
-            "proposal: {} at {}, aligned to {}, inside usable {}",
+            "{verb} {} at {}, aligned to {}, inside usable {}",
             format_size(p.span.size),
             p.span.display(),
-            format_size(req.align),
+            format_size(align),
             p.inside.display()
         );
         println!();
@@ -1425,11 +1454,12 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             pci,
         } => cmd_check(cmdline.as_deref(), iomem.as_deref(), pci, json),
         Command::Plan {
+            range,
             size,
             align,
             below,
             from,
-        } => cmd_plan(*size, *align, *below, from.as_deref(), json),
+        } => cmd_plan(*range, *size, *align, *below, from.as_deref(), json),
         Command::Attach {
             device,
             region,
