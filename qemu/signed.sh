@@ -43,7 +43,7 @@ mkdir -p "$work"
 cp -a "$guest/initramfs" "$work/initramfs"
 modules=$work/initramfs/lib/modules
 mv "$modules/carveout.ko" "$modules/carveout-unsigned.ko"
-[[ $(tail -c 28 "$modules/carveout-unsigned.ko") != '~Module signature appended~' ]] ||
+[[ $(tail -c 28 "$modules/carveout-unsigned.ko" | tr -d '\0') != '~Module signature appended~' ]] ||
     fail "the guest's carveout.ko is signed already: no unsigned module to try"
 
 cp "$modules/carveout-unsigned.ko" "$modules/carveout-signed.ko"

@@ -18,7 +18,7 @@ release=$(cat "$kdir/include/config/kernel.release") ||
 moddir=$mod_path/lib/modules/$release
 
 # signed FILE: FILE ends with an appended module signature.
-signed() { [[ $(tail -c 28 "$1") == '~Module signature appended~' ]]; }
+signed() { [[ $(tail -c 28 "$1" | tr -d '\0') == '~Module signature appended~' ]]; }
 
 # A module signed already (make sign, make install KEY=…) keeps its signature: the kernel's own
 # signing step (CONFIG_MODULE_SIG_ALL, with the kernel's key where the build tree has it) would

@@ -34,7 +34,7 @@ hash=${hash:-sha512}
 # An appended signature ends with this marker, after a 12-byte struct module_signature whose
 # last 4 bytes are the signature's length (big-endian): the module's own bytes come before.
 marker='~Module signature appended~'
-if [[ $(tail -c $((${#marker} + 1)) "$module") == "$marker" ]]; then
+if [[ $(tail -c $((${#marker} + 1)) "$module" | tr -d '\0') == "$marker" ]]; then
     size=$(stat -c %s "$module")
     siglen=$(tail -c $((${#marker} + 1 + 4)) "$module" | head -c 4 | od -An -tu1 |
         awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
