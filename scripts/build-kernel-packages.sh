@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds a kernel with Rust enabled as installable Debian packages (make bindeb-pkg) or RPM
-# packages (make binrpm-pkg, for openSUSE and Fedora), from Debian's linux-source-$KERNEL_SERIES,
+# packages (make binrpm-pkg, for openSUSE and Fedora), from Debian's linux-source-$KERNEL_SERIES
+# (fetched from the host's Debian mirror, or deb.debian.org on an Ubuntu host), on a Debian or
+# Ubuntu build machine, as root (what it needs is installed first: scripts/setup-host.sh),
 # and adds to the headers package (linux-headers-*.deb, kernel-devel-*.rpm) the Rust build
 # files an external Rust module needs (Linux's install-extmod-build copies none of them).
 #
@@ -49,8 +51,11 @@ done
 [[ -r $config ]] || die "kernel configuration $config not found" \
     "pass one with --config FILE (e.g. a distribution kernel's /boot/config-*)"
 
-# What a package build needs on top of scripts/setup-host.sh: the build dependencies the
+# What building the kernel needs (the compilers, rustup's Rust and bindgen, libclang), as for
+# the test kernel; then what a package build needs on top: the build dependencies the
 # kernel's generated debian/control declares, and pahole for configurations with BTF.
+"$CARVEOUT_ROOT/scripts/setup-host.sh" ||
+    die "setting up the build host failed (scripts/setup-host.sh, see above)"
 needs=(dpkg-dev debhelper libdw-dev rsync python3)
 grep -q '^CONFIG_DEBUG_INFO_BTF=y' "$config" && needs+=(dwarves)
 # rpm brings rpmbuild, rpm2cpio (to repack kernel-devel) and debugedit (kernel-debuginfo).

@@ -21,8 +21,12 @@ debian_mirror() {
         awk '{print $2}' | grep -v -- '-security' | grep '/debian/\?$' | head -n 1 || true)
     [[ -n $uri ]] || uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
         awk '{print $2}' | grep -v -- '-security' | grep '/debian/\?$' | head -n 1 || true)
-    [[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list*" \
-        "set CARVEOUT_DEBIAN_MIRROR to a Debian mirror URL"
+    if [[ -z $uri ]]; then
+        # An Ubuntu (or other Debian-derived) host: its mirrors do not carry Debian's suites.
+        uri=https://deb.debian.org/debian
+        log "no Debian mirror in /etc/apt/sources.list* (an Ubuntu host?): using $uri" \
+            "(set CARVEOUT_DEBIAN_MIRROR for another)"
+    fi
     echo "$uri"
 }
 
@@ -46,6 +50,8 @@ if [[ -f $stamp && -f $(cat "$stamp")/Makefile ]]; then
     exit 0
 fi
 
+# Debian's archive key (on Ubuntu too: its package debian-archive-keyring).
+ensure_debian_packages debian-archive-keyring
 mkdir -p "$apt_root"/{state,lists/partial,cache/archives/partial,sources.list.d,preferences.d}
 : >"$apt_root/state/status"
 : >"$apt_root/preferences"
