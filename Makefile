@@ -23,7 +23,8 @@
 #
 # Your own Rust-enabled kernel: make KDIR=/lib/modules/$(uname -r)/build
 # Install into a scratch root: make install DESTDIR=/tmp/root (modules: INSTALL_MOD_PATH,
-# default DESTDIR). RUSTC=/path/to/rustc picks the kernel's compiler if it is not in PATH.
+# default DESTDIR). RUSTC=/path/to/rustc picks the kernel's compiler if it is not in PATH
+# (BINDGEN=… its bindgen).
 # Everything downloaded or built outside this tree goes to $CARVEOUT_CACHE
 # (default ~/.cache/carveout).
 
@@ -40,8 +41,9 @@ VERSION := $(shell sed -n 's/^PACKAGE_VERSION="\(.*\)"/\1/p' $(ROOT)/dkms.conf)
 DESTDIR ?=
 INSTALL_MOD_PATH ?= $(DESTDIR)
 PREFIX ?= /usr/local
-# Only handed to the kernel's make when given: the kernel has its own default.
-KMAKE_RUSTC = $(if $(RUSTC),RUSTC="$(RUSTC)")
+# Only handed to the kernel's make when given: the kernel has its own default (versioned
+# compilers: RUSTC=rustc-1.xx BINDGEN=bindgen-0.xx on Ubuntu).
+KMAKE_RUSTC = $(if $(RUSTC),RUSTC="$(RUSTC)") $(if $(BINDGEN),BINDGEN="$(BINDGEN)")
 
 all: modules
 

@@ -79,17 +79,26 @@ done
 # auto.conf strings: quoted or not, depending on the kernel version.
 conf_text() { sed -n "s/^CONFIG_$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}\$/\1/p" "$conf"; }
 want=$(conf_text RUSTC_VERSION_TEXT)
+wanted=$(awk '{print $2}' <<<"$want")
+# Where that compiler comes from: a distribution's own build (Debian's, Ubuntu's versioned
+# rustc-1.xx: "built from a source tarball"; rustup's release of the same number differs), or
+# rustup's release.
+if [[ $want == *"source tarball"* ]]; then
+    get_rustc=("install the distribution's rustc of that version (Debian: rustc; Ubuntu:"
+        "rustc-${wanted%.*}; Arch: rust), not rustup's: its crates differ (E0514)"
+        "then build with RUSTC=/path/to/that/rustc if it is not the rustc in PATH")
+else
+    get_rustc=("rustup toolchain install $wanted"
+        "then build with RUSTC=\"\$(rustup which --toolchain $wanted rustc)\"")
+fi
 have=$("$rustc" --version 2>/dev/null) ||
-    die "$rustc not found: the kernel was built with $want" \
-        "install that toolchain: rustup toolchain install $(awk '{print $2}' <<<"$want")" \
-        "then put it in PATH, or pass RUSTC=/path/to/rustc (DKMS builds run as root: root needs it)"
+    die "$rustc not found: the kernel was built with $want" "${get_rustc[@]}" \
+        "(DKMS builds run as root: root needs it in PATH)"
 [[ $have == "$want" ]] || die "$rustc is '$have', but the kernel was built with '$want'" \
-    "Rust crate metadata only loads in the same compiler; install it:" \
-    "rustup toolchain install $(awk '{print $2}' <<<"$want")" \
-    "then build with RUSTC=\"\$(rustup which --toolchain $(awk '{print $2}' <<<"$want") rustc)\""
+    "Rust crate metadata only loads in the same compiler (else E0514)" "${get_rustc[@]}"
 
 want_bg=$(conf_text BINDGEN_VERSION_TEXT)
-have_bg=$(bindgen --version 2>/dev/null || echo "no bindgen")
+have_bg=$("${BINDGEN:-bindgen}" --version 2>/dev/null || echo "no bindgen")
 [[ -z $want_bg || $have_bg == "$want_bg" ]] ||
     log "note: $have_bg here, the kernel used $want_bg; not needed for a module build, going on"
 exit 0
