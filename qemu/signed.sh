@@ -49,9 +49,12 @@ mv "$modules/carveout.ko" "$modules/carveout-unsigned.ko"
 [[ -z $(modinfo -F signer "$modules/carveout-unsigned.ko") ]] ||
     fail "the unsigned copy of carveout.ko still names a signer"
 
+# make sign first brings carveout.ko up to date, as build-guest.sh built it (a clang-built
+# kernel's modules are built with LLVM).
+sign=(make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" sign KEY="$key" CERT="$cert")
+! grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" || sign+=(LLVM="-$LLVM_VERSION")
 cp "$modules/carveout-unsigned.ko" "$modules/carveout-signed.ko"
-make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" sign KEY="$key" CERT="$cert" \
-    SIGN_MODULE="$modules/carveout-signed.ko" || fail "make sign failed (see above)"
+"${sign[@]}" SIGN_MODULE="$modules/carveout-signed.ko" || fail "make sign failed (see above)"
 signer=$(modinfo -F signer "$modules/carveout-signed.ko")
 hash=$(modinfo -F sig_hashalgo "$modules/carveout-signed.ko")
 want_hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\(.*\)"$/\1/p' "$kdir/.config")
@@ -61,8 +64,7 @@ printf '# %s: make sign: signer "%s", %s\n' "$name" "$signer" "$hash" >&3
 
 # Signing twice leaves one signature: the size grows by one signature only.
 cp "$modules/carveout-signed.ko" "$work/twice.ko"
-make -s -C "$CARVEOUT_ROOT" KDIR="$kdir" sign KEY="$key" CERT="$cert" SIGN_MODULE="$work/twice.ko" ||
-    fail "make sign of a signed module failed"
+"${sign[@]}" SIGN_MODULE="$work/twice.ko" || fail "make sign of a signed module failed"
 [[ $(stat -c %s "$work/twice.ko") == $(stat -c %s "$modules/carveout-signed.ko") ]] ||
     fail "make sign of a signed module changed its size: a second signature appended"
 
