@@ -1604,6 +1604,36 @@ mod tests {
     }
 
     #[test]
+    fn plan_takes_a_chosen_range_or_a_size() {
+        let parse = |line: &str| Cli::try_parse_from(args(line)).map(|cli| cli.command);
+        match parse("carveoutctl plan 512M@2G --from e820.txt") {
+            Ok(Command::Plan {
+                range: Some(span),
+                size: None,
+                ..
+            }) => assert_eq!(span, Span::new(2 << 30, 512 << 20).unwrap()),
+            _ => panic!("plan 512M@2G did not parse as a chosen range"),
+        }
+        assert!(matches!(
+            parse("carveoutctl plan --size 512M"),
+            Ok(Command::Plan {
+                range: None,
+                size: Some(_),
+                ..
+            })
+        ));
+        // One or the other: neither, both, or a chosen range with --below, are usage errors.
+        for bad in [
+            "carveoutctl plan",
+            "carveoutctl plan 512M@2G --size 512M",
+            "carveoutctl plan 512M@2G --below 4G",
+            "carveoutctl plan 512M",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
     fn hexdump_looks_like_hexdump_c() {
         let text = hexdump(0x10, b"carveout\x00\x01\x02\x03\x04\x05\x06\x07AB");
         assert_eq!(
