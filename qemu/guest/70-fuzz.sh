@@ -37,6 +37,58 @@ case_fuzz_ioctl_mmap() {
     return "$ok"
 }
 
+# After the fuzzer (forks, mremap, partial munmap, mprotect, its own rmmod/insmod): nothing of
+# its mappings is left. No PAT record intersects the region, map_count is 0, no fuzzer process
+# lives on; SET_ATTR then works (a new mapping carries the new type, and PAT forgets it at
+# munmap) and rmmod takes the claim and the node.
+case_fuzz_leaves_clean_state() {
+    pat=/sys/kernel/debug/x86/pat_memtype_list
+    [ -r "$pat" ] || { say "no $pat (debugfs, PAT)"; return 1; }
+    module_loaded || { say "the module is not loaded after the fuzzer"; return 1; }
+    ok=1
+    if pidof carveout-fuzz >/dev/null; then
+        say "carveout-fuzz still runs: $(pidof carveout-fuzz)"
+        ok=0
+    fi
+    left=$(fuzz_pat_records)
+    [ -z "$left" ] || { say "PAT records left for the region: $left"; ok=0; }
+    maps=$(cat /sys/class/carveout/carveout0/map_count)
+    [ "$maps" = 0 ] || { say "map_count is $maps after the fuzzer"; ok=0; }
+    carveout-test attr-get | grep -q 'busy=0' || { say "GET_ATTR: $(carveout-test attr-get)"; ok=0; }
+    carveout-test attr-set uc >/dev/null || { say "SET_ATTR uc refused after the fuzzer"; ok=0; }
+    [ "$(cat /sys/class/carveout/carveout0/attr)" = uc ] || ok=0
+    hold_mapping || return 1
+    held=$(fuzz_pat_records)
+    release_mapping
+    after=$(fuzz_pat_records)
+    say "a new uc mapping: PAT records $held; after munmap: ${after:-nothing}"
+    whole=$(printf '0x%016x-0x%016x' "$BASE" $((BASE + SIZE)))
+    case $held in "$whole uncached-minus " | "$whole uncached ") ;; *)
+        say "expected one uncached record, $whole"
+        ok=0
+        ;;
+    esac
+    [ -z "$after" ] || ok=0
+    carveout-test attr-set wb >/dev/null || ok=0
+    rmmod carveout || { say "rmmod after the fuzzer failed"; return 1; }
+    if [ -e "$DEV" ] || iomem_has_name carveout || module_loaded; then
+        say "rmmod left the node, the claim or the module behind"
+        ok=0
+    fi
+    load || { say "could not load the module again"; return 1; }
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
+# The PAT records intersecting the region: "START-END TYPE" each, one line.
+fuzz_pat_records() {
+    sed -n 's/^PAT: \[mem \(0x[0-9a-f]*\)-\(0x[0-9a-f]*\)\] \(.*\)$/\1 \2 \3/p' \
+        /sys/kernel/debug/x86/pat_memtype_list |
+        while read -r start end type; do
+            [ $((start)) -lt $((BASE + SIZE)) ] && [ $((end)) -gt $((BASE)) ] &&
+                printf '%s-%s %s ' "$start" "$end" "$type"
+        done
+}
+
 # refused_with_message WHAT COMMAND...: COMMAND fails, dmesg gains a line naming carveout, and
 # /proc/iomem and the /dev/carveout* nodes are unchanged.
 refused_with_message() {
@@ -134,6 +186,7 @@ suite_fuzz() {
     dmesg | grep -E 'KernelAddressSanitizer|Lock dependency validator|panic_on_warn' | sed 's/^/# /'
     load || say "load failed"
     run_case fuzz_ioctl_mmap case_fuzz_ioctl_mmap
+    run_case fuzz_leaves_clean_state case_fuzz_leaves_clean_state
     run_case bad_params_refused case_bad_params_refused
 }
 SUITES="$SUITES fuzz"
