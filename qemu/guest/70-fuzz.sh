@@ -53,7 +53,7 @@ case_fuzz_leaves_clean_state() {
     pids=""
     for id in 100 101 102 103; do
         carveout-fuzz --worker "$id" --seed "$FUZZ_SEED" --pattern-seed "$FUZZ_PATTERN" \
-            --ops $((FUZZ_OPS / 10)) --procs 4 --reload-ppm 0 --base "$(hex "$BASE")" \
+            --ops $((FUZZ_OPS / 5)) --procs 4 --reload-ppm 0 --base "$(hex "$BASE")" \
             --size "$(hex "$SIZE")" &
         pids="$pids $!"
     done
