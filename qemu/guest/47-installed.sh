@@ -104,5 +104,8 @@ suite_installed() {
     unload_quietly
     run_case installed_udev_rule case_installed_udev_rule
     unload_quietly
+    for m in run dev sys proc; do
+        ! grep -q " $INST/$m " /proc/mounts || umount "$INST/$m" || say "could not unmount $INST/$m"
+    done
 }
 SUITES="$SUITES installed"
