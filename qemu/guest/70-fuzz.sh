@@ -40,7 +40,8 @@ case_fuzz_ioctl_mmap() {
 # After the fuzzer's workers (forks, mremap, partial munmap, mprotect): nothing of their
 # mappings is left. carveout-fuzz unloads and loads the module after each of its rounds, which
 # would hide what its workers left behind, so one more round of its workers runs here on its
-# own (--worker: what carveout-fuzz starts; no rmmod or insmod of theirs), and the region is
+# own (--worker: what carveout-fuzz starts; no rmmod or insmod of theirs, and forks with the
+# mappings alive in one rare operation of four rather than one in 250), and the region is
 # checked before anything is unloaded: no PAT record intersects it, map_count is 0, no worker
 # lives on; SET_ATTR then works (a new mapping carries the new type, and PAT forgets it at
 # munmap) and rmmod takes the claim and the node.
@@ -53,7 +54,7 @@ case_fuzz_leaves_clean_state() {
     pids=""
     for id in 100 101 102 103; do
         carveout-fuzz --worker "$id" --seed "$FUZZ_SEED" --pattern-seed "$FUZZ_PATTERN" \
-            --ops $((FUZZ_OPS / 5)) --procs 4 --reload-ppm 0 --base "$(hex "$BASE")" \
+            --ops $((FUZZ_OPS / 10)) --procs 4 --reload-ppm 0 --fork-ppm 250000 --base "$(hex "$BASE")" \
             --size "$(hex "$SIZE")" &
         pids="$pids $!"
     done
