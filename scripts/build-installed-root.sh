@@ -20,8 +20,9 @@ grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && llvm=(LLVM="-$LLVM_VERSION")
 # udevadm from Debian's udev package, unpacked into the cache (apt-get download checks it
 # against the signed index).
 udev_cache=$CARVEOUT_CACHE/udev
-udevadm=$udev_cache/root/bin/udevadm
-if [[ ! -x $udevadm ]]; then
+udevadm_in_cache() { find "$udev_cache/root" -name udevadm -type f -perm -u+x -print -quit 2>/dev/null; }
+udevadm=$(udevadm_in_cache)
+if [[ -z $udevadm ]]; then
     log "downloading Debian's udev package (udevadm for the guest; once)"
     rm -rf "$udev_cache"
     mkdir -p "$udev_cache/deb"
@@ -30,7 +31,8 @@ if [[ ! -x $udevadm ]]; then
             (cd "$udev_cache/deb" && apt-get download -q udev >/dev/null 2>&1); } ||
         die "apt-get download udev failed" "check that the Debian package registry is reachable"
     dpkg-deb -x "$udev_cache"/deb/udev_*.deb "$udev_cache/root"
-    [[ -x $udevadm ]] || die "the udev package holds no bin/udevadm"
+    udevadm=$(udevadm_in_cache)
+    [[ -n $udevadm ]] || die "the udev package holds no udevadm"
 fi
 
 # copy_with_libs FILE DEST: FILE to ROOT/DEST, and each library ldd names for it to the same
