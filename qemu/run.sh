@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boots the test kernel in QEMU (TCG) with a reserved range and runs the guest side.
 #   run.sh test   the suite (host cargo test, then the guest, then a second guest with an
-#                 IOMMU: q35, intel-iommu, qemu/guest/iommu-*.sh): KTAP on stdout, ending
+#                 IOMMU: q35, intel-iommu, qemu/guest/iommu-*.sh, a third with memory above
+#                 4 GiB: qemu/guest/high-*.sh): KTAP on stdout, ending
 #                 "N passed, N failed" (", N skipped" for cases the kernel cannot run, such
 #                 as kmemleak's on the test kernel); exit 1 on a failure
 #   run.sh demo   load the module, show the region, write and read it back
@@ -38,15 +39,25 @@ acpi_size=0x100000
 iommu_size=0x800000
 edu_dma_mask=0xffffffff
 
+# The guest with memory above 4 GiB (qemu/guest/high-*.sh): 256 MiB below 4 GiB, 64 MiB from
+# 4 GiB on (max-ram-below-4g), 8 MiB of it reserved with memmap=$ (and 1 MiB at $base, below
+# 4 GiB); edu's DMA mask all 64 bits.
+# swiotlb=force: the DMA API bounces every direct mapping (as in a confidential guest), which
+# an attach must refuse; its pool 4 MiB (2048 slabs).
+high_base=0x101000000
+high_size=0x800000
+
 # The cases: every `run_case NAME` in the host-side cases (scripts/host-cases.sh), in the
 # guest suites (in the order they run), then the second boot's cases in /init, then the
-# packaged kernels' (qemu/extmod.sh); then the IOMMU guest's (qemu/guest/iommu-*.sh). A case
+# packaged kernels' (qemu/extmod.sh); then the IOMMU guest's (qemu/guest/iommu-*.sh), then
+# those of the guest with memory above 4 GiB (qemu/guest/high-*.sh). A case
 # never reported fails.
 guest_dir="$CARVEOUT_ROOT/qemu/guest"
 case_names() { grep -ho '^ *run_case [a-z0-9_]*' "$@" | awk '{print $2}'; }
 mapfile -t cases < <(case_names "$CARVEOUT_ROOT/scripts/host-cases.sh" "$guest_dir"/[0-9]*.sh \
     "$guest_dir/init" "$guest_dir/extmod.sh" "$guest_dir/signed.sh")
 mapfile -t iommu_cases < <(case_names "$guest_dir"/iommu-*.sh)
+mapfile -t high_cases < <(case_names "$guest_dir"/high-*.sh)
 
 # selected NAME: CARVEOUT_SUITES is unset or names NAME.
 selected() { [[ -z ${CARVEOUT_SUITES:-} || ,$CARVEOUT_SUITES, == *",$1,"* ]]; }
@@ -64,6 +75,8 @@ wants() {
 boot_main=1 boot_iommu=1
 wants SUITES "$guest_dir"/[0-9]*.sh || boot_main=0
 wants IOMMU_SUITES "$guest_dir"/iommu-*.sh || boot_iommu=0
+boot_high=1
+wants HIGH_SUITES "$guest_dir"/high-*.sh || boot_high=0
 
 kdir=${CARVEOUT_KDIR:-$("$CARVEOUT_ROOT/scripts/build-kernel.sh")}
 out="$CARVEOUT_ROOT/build/guest"
@@ -95,6 +108,16 @@ iommu_append+=("${guest_args[@]}")
 qemu_guest 256M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${iommu_append[*]}" q35
 qemu+=(-device intel-iommu -device "edu,dma_mask=$edu_dma_mask")
 iommu_qemu=("${qemu[@]}")
+high_append=(
+    console=ttyS0 loglevel=5 panic=-1 oops=panic
+    "memmap=8M\$$high_base" "memmap=1M\$$base" "swiotlb=2048,force"
+    cvt_mode=high "cvt_base=$high_base" "cvt_size=$high_size" "cvt_low_base=$base"
+)
+[[ -z ${CARVEOUT_SUITES:-} ]] || high_append+=("cvt_suites=$CARVEOUT_SUITES")
+high_append+=("${guest_args[@]}")
+qemu_guest 320M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${high_append[*]}" "pc,max-ram-below-4g=256M"
+qemu+=(-device "edu,dma_mask=0xffffffffffffffff")
+high_qemu=("${qemu[@]}")
 qemu=("${main_qemu[@]}")
 
 if [[ $mode == demo ]]; then
@@ -198,6 +221,15 @@ if ((boot_iommu)); then
     iommu_verdict=$verdict
     log "the IOMMU guest ran for ${elapsed}s"
 fi
+high_console="$out/high-console.log"
+high_verdict="not booted (CARVEOUT_SUITES names none of its suites)"
+: >"$high_console.txt"
+if ((boot_high)); then
+    log "booting the guest with memory above 4 GiB (TCG); console: $high_console"
+    boot_guest "$high_console" 1 "${high_qemu[@]}"
+    high_verdict=$verdict
+    log "the guest with memory above 4 GiB ran for ${elapsed}s"
+fi
 
 # Report: KTAP, the host's cargo tests first, then the guest's case lines; a case never
 # reported fails. The host-side cases' lines join the main console's.
@@ -227,7 +259,7 @@ passed=0
 failed=0
 skipped=0
 echo "KTAP version 1"
-echo "1..$((${#host_names[@]} + ${#cases[@]} + ${#iommu_cases[@]}))"
+echo "1..$((${#host_names[@]} + ${#cases[@]} + ${#iommu_cases[@]} + ${#high_cases[@]}))"
 n=0
 for i in "${!host_names[@]}"; do
     n=$((n + 1))
@@ -254,16 +286,39 @@ iommu_dirty=""
 if grep -qE 'WARNING:|BUG:|Oops|Call Trace' "$iommu_console.txt"; then
     iommu_dirty="the IOMMU guest's console holds a kernel warning"
 fi
-for name in "${cases[@]}" "${iommu_cases[@]}"; do
+# The guest with memory above 4 GiB: a kernel warning fails the case it appeared in (from its
+# "@@running NAME" line to its "@@case" line); one outside every case fails them all.
+high_dirty=""
+if awk '/^@@running / { run = 1; w = 0; next } /^@@case / { run = 0; w = 0; next }
+    /WARNING:|BUG:|Oops|Call Trace/ && !run { w = 1 } END { exit !w }' "$high_console.txt"; then
+    high_dirty="the console of the guest with memory above 4 GiB holds a kernel warning outside its cases"
+fi
+# warned_during CONSOLE NAME: a kernel warning in CONSOLE while case NAME ran.
+warned_during() {
+    awk -v name="$2" '/^@@case / { if ($NF == name) { found = 1; exit } w = 0; next }
+        /^@@running / { w = 0; next }
+        /WARNING:|BUG:|Oops|Call Trace/ { w = 1 }
+        END { exit !(found && w) }' "$1"
+}
+for name in "${cases[@]}" "${iommu_cases[@]}" "${high_cases[@]}"; do
     n=$((n + 1))
     file=$console.txt verdict=$main_verdict
     if printf '%s\n' "${iommu_cases[@]}" | grep -qx "$name"; then
         file=$iommu_console.txt verdict=$iommu_verdict
+    elif printf '%s\n' "${high_cases[@]}" | grep -qx "$name"; then
+        file=$high_console.txt verdict=$high_verdict
     fi
     result=$(grep -E "^@@case (ok|not ok) $name\$|^@@case skip $name " "$file" | tail -n 1 || true)
     diag=""
     if [[ -n $iommu_dirty && $file == "$iommu_console.txt" && $result == "@@case ok $name" ]]; then
         result="" diag=$iommu_dirty
+    fi
+    if [[ $file == "$high_console.txt" && $result == "@@case ok $name" ]]; then
+        if [[ -n $high_dirty ]]; then
+            result="" diag=$high_dirty
+        elif warned_during "$high_console.txt" "$name"; then
+            result="" diag="a kernel warning on the console while it ran"
+        fi
     fi
     if [[ $name == unload_clean && $result == "@@case ok $name" ]]; then
         if grep -q '^@@dmesg-dirty' "$console.txt"; then
@@ -289,13 +344,14 @@ if printf '%s\n' "${host_results[@]}" | grep -qvx -e ok -e ignored; then
     grep -E -A12 '^(---- |error)' "$host_log" | sed 's/^/#   /' | head -n 60
 fi
 if ((failed)); then
-    for file in "$console.txt" "$iommu_console.txt"; do
+    for file in "$console.txt" "$iommu_console.txt" "$high_console.txt"; do
         [[ -s $file ]] || continue
         echo "# guest console ($file), guest diagnostics:"
         grep -E '^(# |@@)' "$file" | sed 's/^/#   /' | tail -n 80
     done
     [[ -z $main_verdict ]] || echo "# the guest: $main_verdict"
     [[ -z $iommu_verdict ]] || echo "# the IOMMU guest: $iommu_verdict"
+    [[ -z $high_verdict ]] || echo "# the guest with memory above 4 GiB: $high_verdict"
 fi
 summary="$passed passed, $failed failed"
 ((skipped == 0)) || summary+=", $skipped skipped"

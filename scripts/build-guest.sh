@@ -65,5 +65,7 @@ install -m 0644 "$out/readme-examples.wanted" "$root/lib/carveout/examples/wante
 while IFS= read -r name; do
     install -m 0755 "$examples/bin/$name" "$root/lib/carveout/examples/$name"
 done <"$examples/run.list"
+# The installed system qemu/guest/47-installed.sh chroots into (make install DESTDIR=...).
+"$CARVEOUT_ROOT/scripts/build-installed-root.sh" "$kdir" "$root/installed"
 (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet) >"$out/initramfs.cpio"
 echo "$out/initramfs.cpio"

@@ -37,6 +37,73 @@ case_fuzz_ioctl_mmap() {
     return "$ok"
 }
 
+# After the fuzzer's workers (forks, mremap, partial munmap, mprotect): nothing of their
+# mappings is left. carveout-fuzz unloads and loads the module after each of its rounds, which
+# would hide what its workers left behind, so one more round of its workers runs here on its
+# own (--worker: what carveout-fuzz starts; no rmmod or insmod of theirs, and forks with the
+# mappings alive in one rare operation of four rather than one in 250), and the region is
+# checked before anything is unloaded: no PAT record intersects it, map_count is 0, no worker
+# lives on; SET_ATTR then works (a new mapping carries the new type, and PAT forgets it at
+# munmap) and rmmod takes the claim and the node.
+case_fuzz_leaves_clean_state() {
+    pat=/sys/kernel/debug/x86/pat_memtype_list
+    [ -r "$pat" ] || { say "no $pat (debugfs, PAT)"; return 1; }
+    module_loaded || load || return 1
+    carveout-test fill --seed "$FUZZ_PATTERN" >/dev/null || return 1
+    ok=1
+    pids=""
+    for id in 100 101 102 103; do
+        carveout-fuzz --worker "$id" --seed "$FUZZ_SEED" --pattern-seed "$FUZZ_PATTERN" \
+            --ops $((FUZZ_OPS / 10)) --procs 4 --reload-ppm 0 --fork-ppm 250000 --base "$(hex "$BASE")" \
+            --size "$(hex "$SIZE")" &
+        pids="$pids $!"
+    done
+    for pid in $pids; do
+        wait "$pid" || { say "worker $pid found something or failed"; ok=0; }
+    done
+    if pidof carveout-fuzz >/dev/null; then
+        say "carveout-fuzz still runs: $(pidof carveout-fuzz)"
+        ok=0
+    fi
+    left=$(fuzz_pat_records)
+    [ -z "$left" ] || { say "PAT records left for the region: $left"; ok=0; }
+    maps=$(cat /sys/class/carveout/carveout0/map_count)
+    [ "$maps" = 0 ] || { say "map_count is $maps after the fuzzer"; ok=0; }
+    carveout-test attr-get | grep -q 'busy=0' || { say "GET_ATTR: $(carveout-test attr-get)"; ok=0; }
+    carveout-test attr-set uc >/dev/null || { say "SET_ATTR uc refused after the fuzzer"; ok=0; }
+    [ "$(cat /sys/class/carveout/carveout0/attr)" = uc ] || ok=0
+    hold_mapping || return 1
+    held=$(fuzz_pat_records)
+    release_mapping
+    after=$(fuzz_pat_records)
+    say "a new uc mapping: PAT records $held; after munmap: ${after:-nothing}"
+    whole=$(printf '0x%016x-0x%016x' "$BASE" $((BASE + SIZE)))
+    case $held in "$whole uncached-minus " | "$whole uncached ") ;; *)
+        say "expected one uncached record, $whole"
+        ok=0
+        ;;
+    esac
+    [ -z "$after" ] || ok=0
+    carveout-test attr-set wb >/dev/null || ok=0
+    rmmod carveout || { say "rmmod after the fuzzer failed"; return 1; }
+    if [ -e "$DEV" ] || iomem_has_name carveout || module_loaded; then
+        say "rmmod left the node, the claim or the module behind"
+        ok=0
+    fi
+    load || { say "could not load the module again"; return 1; }
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
+# The PAT records intersecting the region: "START-END TYPE" each, one line.
+fuzz_pat_records() {
+    sed -n 's/^PAT: \[mem \(0x[0-9a-f]*\)-\(0x[0-9a-f]*\)\] \(.*\)$/\1 \2 \3/p' \
+        /sys/kernel/debug/x86/pat_memtype_list |
+        while read -r start end type; do
+            [ $((start)) -lt $((BASE + SIZE)) ] && [ $((end)) -gt $((BASE)) ] &&
+                printf '%s-%s %s ' "$start" "$end" "$type"
+        done
+}
+
 # refused_with_message WHAT COMMAND...: COMMAND fails, dmesg gains a line naming carveout, and
 # /proc/iomem and the /dev/carveout* nodes are unchanged.
 refused_with_message() {
@@ -134,6 +201,7 @@ suite_fuzz() {
     dmesg | grep -E 'KernelAddressSanitizer|Lock dependency validator|panic_on_warn' | sed 's/^/# /'
     load || say "load failed"
     run_case fuzz_ioctl_mmap case_fuzz_ioctl_mmap
+    run_case fuzz_leaves_clean_state case_fuzz_leaves_clean_state
     run_case bad_params_refused case_bad_params_refused
 }
 SUITES="$SUITES fuzz"

@@ -74,6 +74,10 @@ struct Cli {
     /// Probability of an rmmod or insmod attempt, per million operations.
     #[arg(long, default_value_t = 300)]
     reload_ppm: u64,
+    /// Probability of a fork with the mappings alive, per million of the rare operations (4 in
+    /// 100 operations).
+    #[arg(long, default_value_t = 4_000)]
+    fork_ppm: u64,
     /// Run as worker N (internal).
     #[arg(long, hide = true)]
     worker: Option<u64>,
@@ -192,6 +196,7 @@ struct Worker {
     size: u64,
     pattern_seed: u64,
     reload_ppm: u64,
+    fork_ppm: u64,
     files: Vec<File>,
     maps: Vec<Map>,
     /// Two pages: the first readable and writable, the second PROT_NONE (short buffers).
@@ -277,7 +282,7 @@ impl Worker {
     }
 
     fn rare(&mut self) {
-        if self.rng.chance(4_000) {
+        if self.rng.chance(self.fork_ppm) {
             self.fork_with_mappings();
         } else if self.rng.chance(self.reload_ppm * 25) {
             self.reload();
@@ -1436,6 +1441,7 @@ fn worker(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
         size,
         pattern_seed: cli.pattern_seed,
         reload_ppm: cli.reload_ppm,
+        fork_ppm: cli.fork_ppm,
         files: Vec::new(),
         maps: Vec::new(),
         guard: guard as usize,
@@ -1502,6 +1508,7 @@ fn run(cli: &Cli) -> io::Result<bool> {
                 .arg(format!("--ops={}", cli.ops))
                 .arg(format!("--procs={}", cli.procs))
                 .arg(format!("--reload-ppm={}", cli.reload_ppm))
+                .arg(format!("--fork-ppm={}", cli.fork_ppm))
                 .arg(format!("--worker={id}"))
                 .arg(format!("--base={:#x}", info.base))
                 .arg(format!("--size={:#x}", info.size))

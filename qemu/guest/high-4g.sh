@@ -1,0 +1,107 @@
+# shellcheck shell=sh
+# The guest with memory above 4 GiB (cvt_mode=high; qemu/run.sh): 256 MiB of RAM below 4 GiB,
+# 64 MiB from 4 GiB on, the region (memmap=8M$BASE) inside the latter; edu's DMA mask is all 64
+# bits. Every path a user takes with such a region, checked from outside the driver through
+# /dev/mem. And swiotlb=force: every direct DMA mapping would be bounced, which an attach must
+# refuse. edu_bdf comes from iommu-dma.sh.
+
+FOUR_G=0x100000000
+
+# high_refused ERRNO DMESG_PATTERN COMMAND...: COMMAND fails naming ERRNO and the kernel logs
+# exactly one line, matching DMESG_PATTERN.
+high_refused() {
+    errno=$1
+    pattern=$2
+    shift 2
+    dmesg_mark
+    if "$@" >/tmp/high.out 2>&1; then
+        say "$* succeeded"
+        return 1
+    fi
+    new=$(dmesg_since_mark)
+    say "$*: $(cat /tmp/high.out) | dmesg: $new"
+    grep -q "$errno" /tmp/high.out || { say "expected $errno"; return 1; }
+    [ "$(printf '%s\n' "$new" | grep -c .)" = 1 ] || { say "expected one dmesg line"; return 1; }
+    printf '%s\n' "$new" | grep -q "$pattern" || { say "the line does not say: $pattern"; return 1; }
+}
+
+case_region_above_4g_data() {
+    [ $((BASE)) -ge $((FOUR_G)) ] || { say "the region $(hex "$BASE") is below 4 GiB"; return 1; }
+    # The premise: RAM on both sides of the region, above 4 GiB.
+    grep -E '^ *1[0-9a-f]{8}-[0-9a-f]+ : System RAM$' /proc/iomem | sed 's/^/# iomem: /'
+    [ "$(grep -cE '^ *1[0-9a-f]{8}-[0-9a-f]+ : System RAM$' /proc/iomem)" -ge 2 ] ||
+        { say "no System RAM on both sides of the region above 4 GiB"; return 1; }
+    load || return 1
+    iomem_claim_inside_reserved "$BASE" "$LAST" carveout ||
+        { say "no claim of $(hex "$BASE")-$(hex "$LAST") inside Reserved"; return 1; }
+    info=$(carveout-test info)
+    say "$info"
+    case $info in *"base=$(hex "$BASE") "*) ;; *) say "GET_INFO gives another base"; return 1 ;; esac
+    ok=1
+    # map, write, read: through a mapping, then /dev/mem.
+    carveout-test roundtrip --seed 0x4a0 || { say "mapping round trip failed"; ok=0; }
+    # The node's read() and write(), checked through a mapping and /dev/mem.
+    carveout-test file read --seed 0x4a1 || { say "read() failed"; ok=0; }
+    carveout-test file write --seed 0x4a2 || { say "write() failed"; ok=0; }
+    # save and restore (carveoutctl: read() and write() of the node).
+    carveout-test fill --seed 0x4a3 >/dev/null || ok=0
+    carveoutctl save /tmp/high.bin || ok=0
+    [ "$(wc -c </tmp/high.bin)" = "$((SIZE))" ] || { say "saved $(wc -c </tmp/high.bin) bytes"; ok=0; }
+    carveout-test fill --seed 0x4a4 >/dev/null || ok=0
+    carveout-test verify --devmem --seed 0x4a4 || ok=0
+    carveoutctl restore /tmp/high.bin || ok=0
+    rm -f /tmp/high.bin
+    carveout-test verify --devmem --seed 0x4a3 || { say "the restored contents differ"; ok=0; }
+    # edu's DMA at physical addresses above 4 GiB (no IOMMU, its mask all 64 bits).
+    edu-dma --dma-mask 0xffffffffffffffff to-carveout --seed 0x4a5 || { say "DMA to the region failed"; ok=0; }
+    edu-dma --dma-mask 0xffffffffffffffff from-carveout --seed 0x4a6 ||
+        { say "DMA from the region failed"; ok=0; }
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
+# swiotlb=force: the DMA API would hand edu (no IOMMU) a bounce buffer's address, not the
+# region's: refused with ERANGE and one line, nothing attached, the contents untouched. Both for
+# the param region (8 MiB, above 4 GiB, with a stated reach of 64 bits) and a region small
+# enough for swiotlb to bounce (64 KiB, with edu's own 32-bit mask: LOW_BASE). And a reach the
+# DMA API refuses (EIO): with no IOMMU a mask must cover all RAM (here up to 4 GiB + 64 MiB),
+# which 28 bits do not, though they reach the region at LOW_BASE.
+LOW_BASE=${cvt_low_base:-0x8000000}
+
+case_attach_would_bounce_refused() {
+    grep -qE 'swiotlb=[0-9,]*force' /proc/cmdline || { say "not booted with swiotlb=force"; return 1; }
+    load || return 1
+    bdf=$(edu_bdf) || return 1
+    carveout-test fill --seed 0xb0b0 >/dev/null || return 1
+    ok=1
+    # Out of reach: edu's default mask is 32 bits, the region above 4 GiB.
+    high_refused ERANGE "its DMA mask does not reach the region" carveoutctl attach "$bdf" || ok=0
+    # Within reach (64 bits stated): the DMA API would bounce.
+    high_refused ERANGE "the DMA API would bounce its transfers" \
+        carveoutctl attach --reach-bits 64 "$bdf" || ok=0
+    [ -z "$(cat /sys/class/carveout/carveout0/dma_devices)" ] ||
+        { say "attached: $(cat /sys/class/carveout/carveout0/dma_devices)"; ok=0; }
+    carveout-test verify --devmem --seed 0xb0b0 || ok=0
+    make_region low "$(hex "$LOW_BASE")" 0x10000 || { drop_region low; return 1; }
+    carveoutctl fill --seed 0xb0b1 low || ok=0
+    high_refused EIO "the DMA API refuses the reach stated for it" \
+        carveoutctl attach --reach-bits 28 "$bdf" low || ok=0
+    high_refused ERANGE "the DMA API would bounce its transfers" carveoutctl attach "$bdf" low || ok=0
+    [ -z "$(cat /sys/class/carveout/carveout-low/dma_devices)" ] ||
+        { say "attached: $(cat /sys/class/carveout/carveout-low/dma_devices)"; ok=0; }
+    carveoutctl verify --seed 0xb0b1 low || ok=0
+    carveout-test devmem-verify --phys "$LOW_BASE" --len 0x10000 --seed 0xb0b1 || ok=0
+    drop_region low
+    [ "$(cat "/sys/bus/pci/devices/$bdf/dma_mask_bits")" = 32 ] || { say "edu's mask changed"; ok=0; }
+    [ "$ok" = 1 ] && dmesg_clean
+}
+
+# Each case starts with "@@running NAME": qemu/run.sh fails the case a kernel warning appeared in.
+suite_high() {
+    echo "@@running region_above_4g_data"
+    run_case region_above_4g_data case_region_above_4g_data
+    unload_quietly
+    echo "@@running attach_would_bounce_refused"
+    run_case attach_would_bounce_refused case_attach_would_bounce_refused
+    unload_quietly
+}
+HIGH_SUITES="$HIGH_SUITES high"
