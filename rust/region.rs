@@ -85,7 +85,7 @@ struct State {
 
 /// A carve-out that this driver holds. Shared by the bound device and every open file, so the
 /// claim outlives the last user even if the device goes first.
-#[pin_data(PinnedDrop)]
+#[pin_data]
 pub(crate) struct Region {
     range: PhysRange,
     /// RAM reserved by `reserve_mem=`: the kernel's direct map covers it write-back, so no
@@ -105,7 +105,7 @@ pub(crate) struct Region {
     /// The PCI devices the region is mapped for (`CARVEOUT_ATTACH`, configfs `attach`).
     /// Unmapped (dropped) before the claim goes.
     #[pin]
-    attachments: Mutex<KVec<Pin<KBox<DmaAttachment>>>>,
+    attachments: Mutex<Attachments>,
     /// The claim, released (and the range handed back to the iomem tree) on drop, with the
     /// kernel mapping of it that file reads and writes copy through (made by the first, kept
     /// while files that copied are open, dropped when the attribute changes).
@@ -246,6 +246,7 @@ impl Region {
             attr.name(),
             name.to_str().unwrap_or("?")
         );
+        let attachments_name = CString::try_from(&*name)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 range,
@@ -260,7 +261,10 @@ impl Region {
                 }),
                 memtype <- new_mutex!(None),
                 unlisted,
-                attachments <- new_mutex!(KVec::new()),
+                attachments <- new_mutex!(Attachments {
+                    region: attachments_name,
+                    list: KVec::new(),
+                }),
                 claim <- ClaimWindow::new(claim),
             }),
             GFP_KERNEL,
@@ -652,16 +656,35 @@ impl<'a> Transfer<'a> {
     }
 }
 
-/// A region that goes (`enable` = 0, `rmdir`, unbinding, `rmmod`) while mapped for devices
-/// says so for each: its attachments are unmapped, and their device references dropped, as the
-/// fields drop after this.
-#[pinned_drop]
-impl PinnedDrop for Region {
-    fn drop(self: Pin<&mut Self>) {
-        for attachment in self.attachments.lock().iter() {
+/// The PCI devices a region is mapped for. A region that goes (`enable` = 0, `rmdir`,
+/// unbinding, `rmmod`) while mapped for devices says so for each: its attachments are unmapped,
+/// and their device references dropped, as the list drops after this.
+struct Attachments {
+    /// The region's name, for those lines.
+    region: CString,
+    list: KVec<Pin<KBox<DmaAttachment>>>,
+}
+
+impl core::ops::Deref for Attachments {
+    type Target = KVec<Pin<KBox<DmaAttachment>>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.list
+    }
+}
+
+impl core::ops::DerefMut for Attachments {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.list
+    }
+}
+
+impl Drop for Attachments {
+    fn drop(&mut self) {
+        for attachment in self.list.iter() {
             pr_info!(
                 "{}: released while attached to {}: no longer mapped for it\n",
-                self.display_name(),
+                self.region.to_str().unwrap_or("?"),
                 attachment.name().to_str().unwrap_or("?")
             );
         }
