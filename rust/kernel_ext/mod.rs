@@ -24,4 +24,5 @@ pub(crate) mod ratelimit;
 pub(crate) mod static_mutex;
 pub(crate) mod string_params;
 pub(crate) mod task;
+mod tests;
 pub(crate) mod uapi;

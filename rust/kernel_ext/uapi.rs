@@ -131,12 +131,12 @@ macro_rules! uapi_struct {
         const _: () = {
             const fn plain<T: $crate::kernel_ext::uapi::UapiField>() {}
             $(plain::<$ty>();)*
-            assert!(
+            ::core::assert!(
                 core::mem::size_of::<$name>() == 0
                     $(+ <$ty as $crate::kernel_ext::uapi::UapiField>::SIZE)*,
                 "an ioctl structure must have no padding"
             );
-            assert!(
+            ::core::assert!(
                 core::mem::size_of::<$name>() <= $crate::kernel_ext::uapi::MAX_SIZE,
                 "an ioctl structure larger than uapi::MAX_SIZE"
             );
