@@ -61,8 +61,7 @@ use crate::{
     platform_device::Memory,
     range::{
         PhysRange,
-        RangeError,
-        WindowError, //
+        RangeError, //
     },
 };
 
@@ -608,14 +607,9 @@ impl Region {
         if len == 0 || offset % page != 0 || len % page != 0 {
             return Err(EINVAL);
         }
-        let window = self.range.window(offset, len).map_err(|err| match err {
-            WindowError::OutOfRange => ENXIO,
-            WindowError::Overflow => EINVAL,
-        })?;
-        let piece = PhysRange::new(window.phys, window.len).map_err(|_| EINVAL)?;
         // The attribute cannot change meanwhile only while mapped; a flush of the old type's
         // lines is harmless either way.
-        cache::write_back_invalidate(&piece, self.attr().cache_mode())
+        cache::write_back_invalidate(self.claim.claim(), offset, len, self.attr().cache_mode())
     }
 
     fn display_name(&self) -> &str {
