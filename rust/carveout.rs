@@ -50,12 +50,15 @@ use kernel::{
 
 use crate::{
     attr::CacheAttr,
+    chardev::OpenRegion,
     configfs::Regions,
-    driver::CarveoutDriver,
+    driver::{
+        CarveoutDriver,
+        PlatformDeviceRegistration, //
+    },
     node::NodeClass,
     platform_device::{
         Memory,
-        PlatformDeviceRegistration,
         RegionSpec, //
     },
     range::PhysRange,
@@ -113,7 +116,7 @@ impl kernel::InPlaceModule for CarveoutModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let spec = param_spec();
         try_pin_init!(Self {
-            _nodes: NodeClass::register(module)?,
+            _nodes: NodeClass::register::<OpenRegion>(module)?,
             _driver <- Registration::new(platform_device::DRIVER_NAME, module),
             _param_region: match spec? {
                 Some(spec) => Some(param_region(&spec)?),

@@ -27,7 +27,6 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
-    configfs::BStrLossy,
     file_io,
     kernel_ext::{
         self,
@@ -40,6 +39,7 @@ use crate::{
         uapi,
     },
     node,
+    range::BStrLossy,
     region::Region, //
 };
 

@@ -8,10 +8,10 @@
 //! and group, which the node's device type hands it (`devnode`). A misc device can give neither
 //! a group nor a device type, hence a class of our own.
 //!
-//! One range of [`MINORS`] device numbers and one `cdev` serve every node: `open` (in
-//! `chardev.rs`) finds the region by minor in the node table. The kernel objects themselves
-//! (class, device numbers and cdev, devices and their attribute tables) are wrapped in
-//! `kernel_ext/`.
+//! One range of [`MINORS`] device numbers and one `cdev` serve every node: its file
+//! operations (`chardev.rs`'s, which the module hands [`NodeClass::register`]) find the region
+//! by minor in the node table ([`open_node`]). The kernel objects themselves (class, device
+//! numbers and cdev, devices and their attribute tables) are wrapped in `kernel_ext/`.
 
 use core::fmt::Write;
 
@@ -26,7 +26,6 @@ use kernel::{
 };
 
 use crate::{
-    chardev,
     kernel_ext::{
         chrdev::{
             CharDevRegion,
@@ -48,6 +47,7 @@ use crate::{
             GroupLink, //
         },
         dma_attachment::Translation,
+        file_ops::FileOps,
         static_mutex::StaticMutex,
     },
     region::Region,
@@ -103,10 +103,10 @@ pub(crate) struct NodeClass {
 }
 
 impl NodeClass {
-    /// Allocates the device numbers, adds the `cdev` and creates the class. Call once.
-    pub(crate) fn register(module: &'static ThisModule) -> Result<Self> {
-        let numbers =
-            CharDevRegion::register::<chardev::OpenRegion>(CLASS_NAME, MINORS as u32, module)?;
+    /// Allocates the device numbers, adds the `cdev` whose files are `F`s (whose `open` finds
+    /// the node with [`open_node`]) and creates the class. Call once.
+    pub(crate) fn register<F: FileOps>(module: &'static ThisModule) -> Result<Self> {
+        let numbers = CharDevRegion::register::<F>(CLASS_NAME, MINORS as u32, module)?;
         let class = Arc::new(Class::create(CLASS_NAME)?, GFP_KERNEL)?;
         let mut table = NODES.lock();
         table.class = Some(class);
