@@ -288,9 +288,13 @@ impl InsertedClaim {
         };
         let root: *mut bindings::resource = &raw mut bindings::iomem_resource;
         let in_system_ram = !parent.is_null() && child.is_null() && {
-            // SAFETY: `parent` contains our entry, so it is a live entry of the tree: a
-            // top-level `System RAM` entry is freed only by memory hot-remove, which cannot
-            // remove memory holding the pages memblock reserved for `reserve_mem`.
+            // SAFETY: `parent` contains our entry, inserted under the lock just now, so it was
+            // a live entry of the tree then. The entries that can contain `reserve_mem` RAM are
+            // its `System RAM` entry, freed only by memory hot-remove, which cannot remove
+            // memory holding pages memblock reserved, and the kernel's boot-time entries inside
+            // it, never freed. (A driver's own entry wrapping reserved RAM, released at this
+            // very moment, is the case a read under `resource_lock` would also cover; the lock
+            // is not exported.)
             let (flags, grandparent) = unsafe {
                 (
                     core::ptr::read_volatile(&raw const (*parent).flags),
