@@ -123,7 +123,8 @@ case_private_mapping_refused() {
 }
 
 # A claim inside System RAM the kernel uses (its own code) is refused, also with
-# allow_unlisted=1, with a line saying why; /proc/iomem stays as it was. (The abstraction's own
+# allow_unlisted=1, at load and through configfs, with a line saying why; /proc/iomem stays as
+# it was. (The abstraction's own
 # refusal, and a reserve_mem claim taking its range from the kernel's table only, are in the
 # kernel_ext KUnit suite.)
 case_claim_never_nests_in_ram() {
@@ -131,7 +132,30 @@ case_claim_never_nests_in_ram() {
     [ -n "$code" ] || { say "no Kernel code entry in /proc/iomem"; return 1; }
     code_block=$(( (0x$code) & ~0x1fffff ))
     say "kernel code at 0x$code: claiming $(hex "$code_block")+0x200000"
-    expect_refused 'Invalid argument' 'overlaps System RAM' "base=$(hex "$code_block")" size=0x200000 allow_unlisted=1 attr=1
+    expect_refused 'Invalid argument' 'overlaps System RAM' "base=$(hex "$code_block")" size=0x200000 allow_unlisted=1 attr=1 || return 1
+    # The same at run time, through configfs.
+    insmod "$MOD" || return 1
+    cfs=/sys/kernel/config/carveout/ram
+    mkdir "$cfs" || { rmmod carveout; return 1; }
+    ok=0
+    hex "$code_block" >"$cfs/base" && echo 0x200000 >"$cfs/size" &&
+        echo 1 >"$cfs/allow_unlisted" || ok=1
+    cat /proc/iomem >/tmp/iomem.before
+    dmesg_mark
+    if echo 1 2>/tmp/enable.err >"$cfs/enable"; then
+        say "enable of a region inside kernel code succeeded"
+        echo 0 >"$cfs/enable"
+        ok=1
+    fi
+    say "enable: $(cat /tmp/enable.err)"
+    grep -q 'Invalid argument' /tmp/enable.err || { say "expected EINVAL"; ok=1; }
+    dmesg_since_mark | sed 's/^/# dmesg: /'
+    lines=$(dmesg_since_mark | grep -c 'overlaps System RAM')
+    [ "$lines" = 1 ] || { say "$lines lines saying it overlaps System RAM, expected 1"; ok=1; }
+    cmp -s /tmp/iomem.before /proc/iomem || { say "/proc/iomem changed"; ok=1; }
+    rmdir "$cfs" || ok=1
+    rmmod carveout || ok=1
+    return "$ok"
 }
 
 # case_kunit SUITE: the module's KUnit suite SUITE, run at load, passed.
