@@ -12,17 +12,31 @@
 //!
 //! The userspace ABI (ioctls, mmap rules, read/write/lseek) is `include/carveout.h`.
 
+// The driver's files call only safe code: the compiler refuses `unsafe` in them, including
+// what a macro of ours would expand there. `kernel_ext` is the one module that holds `unsafe`
+// (and this file, for what `module!` expands).
+#[deny(unsafe_code)]
 mod abi;
+#[deny(unsafe_code)]
 mod attr;
+#[deny(unsafe_code)]
 mod chardev;
+#[deny(unsafe_code)]
 mod configfs;
+#[deny(unsafe_code)]
 mod driver;
+#[deny(unsafe_code)]
 mod file_io;
 mod kernel_ext;
+#[deny(unsafe_code)]
 mod listing;
+#[deny(unsafe_code)]
 mod node;
+#[deny(unsafe_code)]
 mod platform_device;
+#[deny(unsafe_code)]
 mod range;
+#[deny(unsafe_code)]
 mod region;
 
 use kernel::{
@@ -36,12 +50,15 @@ use kernel::{
 
 use crate::{
     attr::CacheAttr,
+    chardev::OpenRegion,
     configfs::Regions,
-    driver::CarveoutDriver,
+    driver::{
+        CarveoutDriver,
+        PlatformDeviceRegistration, //
+    },
     node::NodeClass,
     platform_device::{
         Memory,
-        PlatformDeviceRegistration,
         RegionSpec, //
     },
     range::PhysRange,
@@ -92,7 +109,6 @@ struct CarveoutModule {
     #[pin]
     _driver: Registration<platform::Adapter<CarveoutDriver>>,
     /// Declared last: every node is gone before the class goes.
-    #[pin]
     _nodes: NodeClass,
 }
 
@@ -100,7 +116,7 @@ impl kernel::InPlaceModule for CarveoutModule {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         let spec = param_spec();
         try_pin_init!(Self {
-            _nodes <- NodeClass::register(module),
+            _nodes: NodeClass::register::<OpenRegion>(module)?,
             _driver <- Registration::new(platform_device::DRIVER_NAME, module),
             _param_region: match spec? {
                 Some(spec) => Some(param_region(&spec)?),

@@ -27,7 +27,6 @@ use kernel::{
 use crate::{
     abi,
     attr::CacheAttr,
-    configfs::BStrLossy,
     file_io,
     kernel_ext::{
         self,
@@ -37,8 +36,10 @@ use crate::{
             Translation, //
         },
         file_ops::FileOps,
+        uapi,
     },
     node,
+    range::BStrLossy,
     region::Region, //
 };
 
@@ -87,24 +88,25 @@ impl OpenRegion {
         match cmd {
             abi::CARVEOUT_GET_INFO => {
                 let info = self.region.info();
-                UserSlice::new(user, core::mem::size_of_val(&info))
-                    .writer()
-                    .write(&info)
+                uapi::write(
+                    &mut UserSlice::new(user, core::mem::size_of_val(&info)).writer(),
+                    &info,
+                )
             }
             abi::CARVEOUT_GET_ATTR => {
                 let desc = self.region.range_desc();
-                UserSlice::new(user, core::mem::size_of_val(&desc))
-                    .writer()
-                    .write(&desc)
+                uapi::write(
+                    &mut UserSlice::new(user, core::mem::size_of_val(&desc)).writer(),
+                    &desc,
+                )
             }
             abi::CARVEOUT_SET_ATTR => {
                 if file.flags() & file::flags::O_ACCMODE == file::flags::O_RDONLY {
                     return Err(EBADF);
                 }
-                let desc: abi::RangeDesc =
-                    UserSlice::new(user, core::mem::size_of::<abi::RangeDesc>())
-                        .reader()
-                        .read()?;
+                let desc: abi::RangeDesc = uapi::read(
+                    &mut UserSlice::new(user, core::mem::size_of::<abi::RangeDesc>()).reader(),
+                )?;
                 // SET reads only `flags`: the other fields must be zero, so that they can be
                 // given a meaning later (Documentation/process/botching-up-ioctls.rst).
                 if desc.base != 0 || desc.len != 0 || desc.pad0 != 0 || desc.owner != [0; 8] {
@@ -116,7 +118,7 @@ impl OpenRegion {
             abi::CARVEOUT_ATTACH | abi::CARVEOUT_DETACH | abi::CARVEOUT_BUS_ADDR => {
                 let (mut reader, mut writer) =
                     UserSlice::new(user, core::mem::size_of::<abi::Attach>()).reader_writer();
-                let mut req: abi::Attach = reader.read()?;
+                let mut req: abi::Attach = uapi::read(&mut reader)?;
                 // A reach only for ATTACH.
                 let reach_given = req.reach_bits != 0 && cmd != abi::CARVEOUT_ATTACH;
                 if req.bus_addr != 0 || req.flags != 0 || reach_given || req.reserved != [0; 2] {
@@ -143,12 +145,12 @@ impl OpenRegion {
                 if reached.1 == Translation::Translated {
                     req.flags = abi::ATTACH_TRANSLATED;
                 }
-                writer.write(&req)
+                uapi::write(&mut writer, &req)
             }
             abi::CARVEOUT_SYNC => {
-                let req: abi::Sync = UserSlice::new(user, core::mem::size_of::<abi::Sync>())
-                    .reader()
-                    .read()?;
+                let req: abi::Sync = uapi::read(
+                    &mut UserSlice::new(user, core::mem::size_of::<abi::Sync>()).reader(),
+                )?;
                 if req.pad0 != 0
                     || !matches!(req.direction, abi::SYNC_FOR_DEVICE | abi::SYNC_FOR_CPU)
                 {

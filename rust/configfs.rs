@@ -46,19 +46,22 @@ use kernel::{
 
 use crate::{
     attr::CacheAttr,
-    driver,
+    driver::{
+        self,
+        PlatformDeviceRegistration, //
+    },
     kernel_ext::configfs_item::{
         GroupAnchor,
         GroupLink, //
     },
     platform_device::{
         Memory,
-        PlatformDeviceRegistration,
         RegionSpec, //
     },
     range::{
         parse_mode,
-        parse_u64, //
+        parse_u64,
+        BStrLossy, //
     },
     region::Region, //
 };
@@ -200,19 +203,6 @@ fn stored_u64(page: &[u8]) -> Result<u64> {
         pr_err!("configfs: not a number: {:?}\n", BStrLossy(page));
         EINVAL
     })
-}
-
-/// Bytes shown as text, for error lines.
-pub(crate) struct BStrLossy<'a>(pub(crate) &'a [u8]);
-
-impl fmt::Debug for BStrLossy<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.trim_ascii();
-        match core::str::from_utf8(text) {
-            Ok(text) if text.len() <= 32 => write!(f, "{text:?}"),
-            _ => write!(f, "<{} bytes>", text.len()),
-        }
-    }
 }
 
 #[vtable]

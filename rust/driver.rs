@@ -34,7 +34,6 @@ use crate::{
         RegionNode, //
     },
     platform_device::{
-        PlatformDeviceRegistration,
         RegionSpec,
         DRIVER_NAME, //
     },
@@ -93,6 +92,10 @@ fn describe_and_claim(dev: &Device) -> Result<(NodeSpec, Arc<Region>)> {
     };
     Ok((node, region))
 }
+
+/// A region's registered platform device; unregistered on drop. Its probes get the
+/// [`ProbeHandoff`] the region's creator made.
+pub(crate) type PlatformDeviceRegistration = platform_device::Registration<ProbeHandoff>;
 
 /// What the creator of a region and the probes of its platform device share.
 #[pin_data]

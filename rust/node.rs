@@ -8,10 +8,10 @@
 //! and group, which the node's device type hands it (`devnode`). A misc device can give neither
 //! a group nor a device type, hence a class of our own.
 //!
-//! One range of [`MINORS`] device numbers and one `cdev` serve every node: `open` (in
-//! `chardev.rs`) finds the region by minor in the node table. The kernel objects themselves
-//! (class, device numbers and cdev, devices and their attribute tables) are wrapped in
-//! `kernel_ext/`.
+//! One range of [`MINORS`] device numbers and one `cdev` serve every node: its file
+//! operations (`chardev.rs`'s, which the module hands [`NodeClass::register`]) find the region
+//! by minor in the node table ([`open_node`]). The kernel objects themselves (class, device
+//! numbers and cdev, devices and their attribute tables) are wrapped in `kernel_ext/`.
 
 use core::fmt::Write;
 
@@ -26,7 +26,6 @@ use kernel::{
 };
 
 use crate::{
-    chardev,
     kernel_ext::{
         chrdev::{
             CharDevRegion,
@@ -48,6 +47,8 @@ use crate::{
             GroupLink, //
         },
         dma_attachment::Translation,
+        file_ops::FileOps,
+        static_mutex::StaticMutex,
     },
     region::Region,
 };
@@ -87,44 +88,35 @@ struct NodeTable {
     entries: [Option<NodeEntry>; MINORS],
 }
 
-crate::lazy_global_lock! {
-    static NODES: Mutex<NodeTable> = NodeTable {
+static NODES: StaticMutex<NodeTable> = StaticMutex::new(
+    c"carveout_nodes",
+    NodeTable {
         class: None,
         numbers: DevRange::EMPTY,
         entries: [const { None }; MINORS],
-    };
-}
+    },
+);
 
 /// The class and the `cdev` of every node; the module holds it from `init` to `exit`.
-#[pin_data(PinnedDrop)]
 pub(crate) struct NodeClass {
-    #[pin]
-    numbers: CharDevRegion,
+    _numbers: CharDevRegion,
 }
 
 impl NodeClass {
-    /// Allocates the device numbers, adds the `cdev` and creates the class. Call once.
-    pub(crate) fn register(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            numbers <- CharDevRegion::register::<chardev::OpenRegion>(
-                CLASS_NAME,
-                MINORS as u32,
-                module,
-            )?,
-        })
-        .pin_chain(|this| {
-            let class = Arc::new(Class::create(CLASS_NAME)?, GFP_KERNEL)?;
-            let mut table = NODES.lock();
-            table.class = Some(class);
-            table.numbers = this.numbers.range();
-            Ok(())
-        })
+    /// Allocates the device numbers, adds the `cdev` whose files are `F`s (whose `open` finds
+    /// the node with [`open_node`]) and creates the class. Call once.
+    pub(crate) fn register<F: FileOps>(module: &'static ThisModule) -> Result<Self> {
+        let numbers = CharDevRegion::register::<F>(CLASS_NAME, MINORS as u32, module)?;
+        let class = Arc::new(Class::create(CLASS_NAME)?, GFP_KERNEL)?;
+        let mut table = NODES.lock();
+        table.class = Some(class);
+        table.numbers = numbers.range();
+        Ok(Self { _numbers: numbers })
     }
 }
 
-#[pinned_drop]
-impl PinnedDrop for NodeClass {
-    fn drop(self: Pin<&mut Self>) {
+impl Drop for NodeClass {
+    fn drop(&mut self) {
         // No node is left: the module drops the regions (and unregisters the driver) first,
         // and an open file holds the module. The cdev and the numbers go after this.
         let class = {

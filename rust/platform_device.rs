@@ -19,14 +19,7 @@ use kernel::{
     str::CString, //
 };
 
-use crate::{
-    attr::CacheAttr,
-    driver::ProbeHandoff,
-    kernel_ext::platform_device::{
-        Properties,
-        Registration, //
-    },
-};
+use crate::{attr::CacheAttr, kernel_ext::platform_device::Properties};
 
 const PROP_RESERVE_MEM: &CStr = c"carveout,reserve-mem";
 const PROP_BASE: &CStr = c"carveout,base";
@@ -102,10 +95,6 @@ impl RegionSpec {
         })
     }
 }
-
-/// A region's registered platform device; unregistered on drop. Its probes get the
-/// [`ProbeHandoff`] the region's creator made.
-pub(crate) type PlatformDeviceRegistration = Registration<ProbeHandoff>;
 
 impl RegionSpec {
     /// The description as the device's properties, which [`RegionSpec::from_device`] reads.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Physical range arithmetic: pure logic, no kernel state, so it can be unit tested.
+//! Physical range arithmetic, and the numbers and text users write: pure logic, no kernel
+//! state, so it can be unit tested.
 
 use kernel::{
     page::PAGE_SIZE,
@@ -135,6 +136,20 @@ pub(crate) fn parse_mode(text: &[u8]) -> Option<u16> {
     let text = core::str::from_utf8(text.trim_ascii()).ok()?;
     let mode = u16::from_str_radix(text, 8).ok()?;
     (mode <= 0o777).then_some(mode)
+}
+
+/// Bytes a user wrote, shown as text in error lines: the text if it is short UTF-8, else its
+/// length.
+pub(crate) struct BStrLossy<'a>(pub(crate) &'a [u8]);
+
+impl core::fmt::Debug for BStrLossy<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = self.0.trim_ascii();
+        match core::str::from_utf8(text) {
+            Ok(text) if text.len() <= 32 => write!(f, "{text:?}"),
+            _ => write!(f, "<{} bytes>", text.len()),
+        }
+    }
 }
 
 #[kunit_tests(carveout_range)]

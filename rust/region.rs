@@ -28,16 +28,18 @@ use crate::{
         cache,
         dma_attachment::{
             AttachError,
-            Claimed,
             DmaAttachment,
             Reach,
             Translation, //
         },
         iomem::{
             self,
+            Claim,
+            Claimed,
             InsertedClaim,
             RamOverlap,
-            RequestedClaim, //
+            RequestedClaim,
+            ReserveMemError, //
         },
         memtype::{
             self,
@@ -47,7 +49,6 @@ use crate::{
         },
         pfn_vma::{
             self,
-            MapError,
             PfnSource, //
         },
         phys_window::{
@@ -60,8 +61,7 @@ use crate::{
     platform_device::Memory,
     range::{
         PhysRange,
-        RangeError,
-        WindowError, //
+        RangeError, //
     },
 };
 
@@ -84,7 +84,7 @@ struct State {
 
 /// A carve-out that this driver holds. Shared by the bound device and every open file, so the
 /// claim outlives the last user even if the device goes first.
-#[pin_data(PinnedDrop)]
+#[pin_data]
 pub(crate) struct Region {
     range: PhysRange,
     /// RAM reserved by `reserve_mem=`: the kernel's direct map covers it write-back, so no
@@ -95,42 +95,21 @@ pub(crate) struct Region {
     state: SpinLock<State>,
     /// The memory type of the whole range, recorded while VMAs filled at fault time (2 MiB
     /// entries) map it: taken by the first such mapping, dropped with the last VMA of the
-    /// region. Locked before `state`.
+    /// region (each such VMA holds it too). Locked before `state`.
     #[pin]
-    memtype: Mutex<Option<MemtypeHold>>,
+    memtype: Mutex<Option<Arc<MemtypeHold>>>,
     /// The range is not listed as reserved memory: claimed because the creator opted in
     /// (`allow_unlisted`).
     unlisted: bool,
     /// The PCI devices the region is mapped for (`CARVEOUT_ATTACH`, configfs `attach`).
     /// Unmapped (dropped) before the claim goes.
     #[pin]
-    attachments: Mutex<KVec<Pin<KBox<DmaAttachment>>>>,
+    attachments: Mutex<Attachments>,
     /// The claim, released (and the range handed back to the iomem tree) on drop, with the
     /// kernel mapping of it that file reads and writes copy through (made by the first, kept
     /// while files that copied are open, dropped when the attribute changes).
     #[pin]
     claim: ClaimWindow<Claim>,
-}
-
-/// A region's entry in the iomem tree.
-enum Claim {
-    /// Nested inside the reserved entry that contains it.
-    Requested(RequestedClaim),
-    /// `reserve_mem=` RAM: an entry of its own inside System RAM.
-    Inserted(InsertedClaim),
-}
-
-impl Claimed for Claim {
-    fn claimed_range(&self) -> PhysRange {
-        match self {
-            Self::Requested(claim) => claim.claimed_range(),
-            Self::Inserted(claim) => claim.claimed_range(),
-        }
-    }
-
-    fn is_ram(&self) -> bool {
-        matches!(self, Self::Inserted(_))
-    }
 }
 
 impl Region {
@@ -221,12 +200,32 @@ impl Region {
             return Err(EOPNOTSUPP);
         }
         let claim_name = CString::try_from(CLAIM_NAME)?;
-        let claim = if reserved_ram {
-            InsertedClaim::new(&range, claim_name)
-                .ok()
-                .map(Claim::Inserted)
-        } else {
-            RequestedClaim::new(&range, claim_name).map(Claim::Requested)
+        let claim = match memory {
+            Memory::ReserveMem(mem_name) => {
+                match InsertedClaim::reserve_mem(mem_name, claim_name) {
+                    Ok(claim) if claim.claimed_range() == range => Some(Claim::Inserted(claim)),
+                    Ok(_) | Err(ReserveMemError::NotFound | ReserveMemError::Unaligned) => {
+                        dev_err!(
+                            dev,
+                            "refusing reserve_mem {}: the kernel's table changed\n",
+                            mem_name.to_str().unwrap_or("?")
+                        );
+                        return Err(EINVAL);
+                    }
+                    Err(ReserveMemError::NotInSystemRam) => {
+                        dev_err!(
+                        dev,
+                        "refusing {:#x}-{:#x}: not a free part of one System RAM entry (see /proc/iomem)\n",
+                        range.base(),
+                        range.last()
+                    );
+                        return Err(EINVAL);
+                    }
+                    Err(ReserveMemError::NoMemory) => return Err(ENOMEM),
+                    Err(ReserveMemError::Busy) => None,
+                }
+            }
+            Memory::Range { .. } => RequestedClaim::new(&range, claim_name).map(Claim::Requested),
         };
         let claim = claim.ok_or_else(|| {
             dev_err!(
@@ -246,6 +245,7 @@ impl Region {
             attr.name(),
             name.to_str().unwrap_or("?")
         );
+        let attachments_name = CString::try_from(&*name)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 range,
@@ -260,7 +260,10 @@ impl Region {
                 }),
                 memtype <- new_mutex!(None),
                 unlisted,
-                attachments <- new_mutex!(KVec::new()),
+                attachments <- new_mutex!(Attachments {
+                    region: attachments_name,
+                    list: KVec::new(),
+                }),
                 claim <- ClaimWindow::new(claim),
             }),
             GFP_KERNEL,
@@ -397,7 +400,7 @@ impl Region {
         pgoff: usize,
         flags: usize,
     ) -> usize {
-        let (first, _) = self.pfns();
+        let first = (self.range.base() >> PAGE_SHIFT) as usize;
         pfn_vma::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
     }
 
@@ -406,74 +409,59 @@ impl Region {
     /// allow it and the attribute fits them; otherwise every page now, with 4 KiB entries.
     ///
     /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
-    /// does not lie inside the region; `EACCES` for a writable mapping of a write-protected
+    /// does not lie inside the region (both refused by `pfn_vma` itself); `EACCES` for a writable mapping of a write-protected
     /// region; `EBUSY` when the kernel would give the mapping another memory type than the
     /// region's (another mapping of the range recorded one first), with a line saying which.
     pub(crate) fn map(self: &Arc<Self>, vma: &VmaNew) -> Result {
-        if !pfn_vma::is_shared(vma) {
-            return Err(EINVAL);
-        }
-        let offset = pfn_vma::page_offset(vma)
-            .checked_mul(PAGE_SIZE as u64)
-            .ok_or(EINVAL)?;
-        let len = (vma.end() - vma.start()) as u64;
-        let window = self.range.window(offset, len).map_err(|err| match err {
-            WindowError::OutOfRange => ENXIO,
-            WindowError::Overflow => EINVAL,
-        })?;
-
-        // Count the mapping before it exists, so `set_attr` cannot change the type under it.
-        let mut memtype = self.memtype.lock();
-        let attr = {
+        // Counted as a mapping until it returns, so `set_attr` cannot change the type under
+        // it; the abstraction counts the VMA itself once it maps it.
+        let (attr, setup) = {
             let mut state = self.state.lock();
             if !state.attr.allows_write() && vma.writable() {
                 return Err(EACCES);
             }
             state.maps += 1;
-            state.attr
+            (state.attr, MapSetup { region: self })
         };
         if !attr.allows_write() {
             // No later mprotect(PROT_WRITE) either.
-            if let Err(err) = vma.try_clear_maywrite() {
-                drop(memtype);
-                self.vma_closed();
-                return Err(err);
-            }
+            vma.try_clear_maywrite()?;
         }
         pfn_vma::set_cache_mode(vma, attr.cache_mode());
         // 2 MiB entries, filled at fault time: the memory type is then recorded for the whole
         // range while mapped. Otherwise (and for reserve_mem RAM, which the kernel's direct map
         // already types) every page is mapped now, and the kernel records the type per VMA.
-        let huge =
-            !self.reserved_ram && attr.fits_huge_entries() && pfn_vma::can_map_huge(vma, window);
-        if huge && memtype.is_none() {
-            match MemtypeHold::reserve(&self.range, attr.cache_mode()) {
-                Ok(hold) => *memtype = Some(hold),
-                Err(HoldError::Conflict(in_force)) => {
-                    drop(memtype);
-                    self.vma_closed();
-                    return Err(self.type_conflict(attr, in_force));
+        let claim = self.claim.claim();
+        let huge = !self.reserved_ram
+            && attr.fits_huge_entries()
+            && pfn_vma::is_shared(vma)
+            && pfn_vma::can_map_huge(vma, claim);
+        let hold = if huge {
+            let mut memtype = self.memtype.lock();
+            if memtype.is_none() {
+                match MemtypeHold::reserve(claim, attr.cache_mode()) {
+                    // No memory for the `Arc`: no record, every page now, as below.
+                    Ok(hold) => *memtype = Arc::new(hold, GFP_KERNEL).ok(),
+                    Err(HoldError::Conflict(in_force)) => {
+                        return Err(self.type_conflict(attr, in_force));
+                    }
+                    // No record (no memory): every page now, as below.
+                    Err(HoldError::Failed(_)) => {}
                 }
-                // No record (no memory): every page now, as below.
-                Err(HoldError::Failed(_)) => {}
             }
-        }
-        if huge && memtype.is_some() {
-            drop(memtype);
-            pfn_vma::map_on_fault(vma, self.clone());
-            return Ok(());
-        }
-        drop(memtype);
-        match pfn_vma::map_now(vma, window, self.clone()) {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.vma_closed();
-                Err(match err {
-                    MapError::Conflict(in_force) => self.type_conflict(attr, in_force),
-                    MapError::Failed(err) => err,
-                })
-            }
-        }
+            memtype.clone()
+        } else {
+            None
+        };
+        let mapped = match hold {
+            Some(hold) => pfn_vma::map_on_fault(vma, self.clone(), hold),
+            None => pfn_vma::map_now(vma, self.clone()),
+        };
+        drop(setup);
+        mapped.map_err(|err| match err {
+            pfn_vma::MapError::Conflict(in_force) => self.type_conflict(attr, in_force),
+            err => err.errno(),
+        })
     }
 
     /// Maps the whole region for the PCI device `device` (`0000:00:03.0`), which can address
@@ -619,14 +607,9 @@ impl Region {
         if len == 0 || offset % page != 0 || len % page != 0 {
             return Err(EINVAL);
         }
-        let window = self.range.window(offset, len).map_err(|err| match err {
-            WindowError::OutOfRange => ENXIO,
-            WindowError::Overflow => EINVAL,
-        })?;
-        let piece = PhysRange::new(window.phys, window.len).map_err(|_| EINVAL)?;
         // The attribute cannot change meanwhile only while mapped; a flush of the old type's
         // lines is harmless either way.
-        cache::write_back_invalidate(&piece, self.attr().cache_mode())
+        cache::write_back_invalidate(self.claim.claim(), offset, len, self.attr().cache_mode())
     }
 
     fn display_name(&self) -> &str {
@@ -667,16 +650,35 @@ impl<'a> Transfer<'a> {
     }
 }
 
-/// A region that goes (`enable` = 0, `rmdir`, unbinding, `rmmod`) while mapped for devices
-/// says so for each: its attachments are unmapped, and their device references dropped, as the
-/// fields drop after this.
-#[pinned_drop]
-impl PinnedDrop for Region {
-    fn drop(self: Pin<&mut Self>) {
-        for attachment in self.attachments.lock().iter() {
+/// The PCI devices a region is mapped for. A region that goes (`enable` = 0, `rmdir`,
+/// unbinding, `rmmod`) while mapped for devices says so for each: its attachments are unmapped,
+/// and their device references dropped, as the list drops after this.
+struct Attachments {
+    /// The region's name, for those lines.
+    region: CString,
+    list: KVec<Pin<KBox<DmaAttachment>>>,
+}
+
+impl core::ops::Deref for Attachments {
+    type Target = KVec<Pin<KBox<DmaAttachment>>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.list
+    }
+}
+
+impl core::ops::DerefMut for Attachments {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.list
+    }
+}
+
+impl Drop for Attachments {
+    fn drop(&mut self) {
+        for attachment in self.list.iter() {
             pr_info!(
                 "{}: released while attached to {}: no longer mapped for it\n",
-                self.display_name(),
+                self.region.to_str().unwrap_or("?"),
                 attachment.name().to_str().unwrap_or("?")
             );
         }
@@ -690,13 +692,23 @@ impl Drop for Transfer<'_> {
     }
 }
 
+/// A mapping being set up ([`Region::map`]): counted among the region's mappings until
+/// dropped.
+struct MapSetup<'a> {
+    region: &'a Region,
+}
+
+impl Drop for MapSetup<'_> {
+    fn drop(&mut self) {
+        self.region.vma_closed();
+    }
+}
+
 impl PfnSource for Region {
-    fn pfns(&self) -> (usize, usize) {
-        // Physical addresses fit in `usize` on the 64-bit machines PAT and huge entries exist on.
-        (
-            (self.range.base() >> PAGE_SHIFT) as usize,
-            (self.range.size() >> PAGE_SHIFT) as usize,
-        )
+    type Claim = Claim;
+
+    fn claim(&self) -> &Claim {
+        self.claim.claim()
     }
 
     fn vma_opened(&self) {

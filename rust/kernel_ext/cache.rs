@@ -15,8 +15,11 @@ use kernel::{
 };
 
 use crate::{
-    kernel_ext::memtype::CacheMode,
-    range::PhysRange, //
+    kernel_ext::{
+        iomem::Claimed,
+        memtype::CacheMode, //
+    },
+    range::WindowError,
 };
 
 /// The most one flush maps at a time.
@@ -33,14 +36,18 @@ struct Memremap {
 }
 
 impl Memremap {
+    /// Maps `[phys, phys + len)`, part of a claim ([`write_back_invalidate`] checks it), with
+    /// `mode`.
     fn new(phys: u64, len: usize, mode: CacheMode) -> Result<Self> {
         let flags = match mode {
             CacheMode::WriteBack => bindings::MEMREMAP_WB,
             CacheMode::WriteThrough => bindings::MEMREMAP_WT,
             _ => return Err(EINVAL),
         };
-        // SAFETY: `memremap` may map any physical range; it refuses what it cannot map with
-        // that type. Nothing is read or written through the mapping, only flushed.
+        // SAFETY: The range is part of a claim (memory that holds no kernel object and no
+        // device registers: reserved memory, or `reserve_mem` RAM); `memremap` maps it with
+        // that type (the direct map for RAM) or refuses. Nothing is read or written through the
+        // mapping, only flushed.
         let addr = unsafe { bindings::memremap(phys, len, flags as c_ulong) };
         // INVARIANT: A non-NULL result is a live mapping of `len` bytes.
         NonNull::new(addr)
@@ -64,21 +71,34 @@ impl Drop for Memremap {
     }
 }
 
-/// Makes `range`, of memory with type `mode`, coherent with memory for a device that does not
-/// snoop: cached types (WB, WT) have their lines written back and invalidated; the others (UC-,
-/// UC, WC, which the CPU does not cache but may buffer) get a full memory barrier, which also
-/// drains the write-combining buffers. The caller has claimed `range`.
-pub(crate) fn write_back_invalidate(range: &PhysRange, mode: CacheMode) -> Result {
+/// Makes bytes `[offset, offset + len)` of `claim`, memory with type `mode`, coherent with
+/// memory for a device that does not snoop: cached types (WB, WT) have their lines written back
+/// and invalidated; the others (UC-, UC, WC, which the CPU does not cache but may buffer) get a
+/// full memory barrier, which also drains the write-combining buffers. `ENXIO` for bytes not
+/// all inside the claim, `EINVAL` for an empty piece or an overflow.
+pub(crate) fn write_back_invalidate<C: Claimed>(
+    claim: &C,
+    offset: u64,
+    len: u64,
+    mode: CacheMode,
+) -> Result {
+    let window = claim
+        .claimed_range()
+        .window(offset, len)
+        .map_err(|err| match err {
+            WindowError::OutOfRange => ENXIO,
+            WindowError::Overflow => EINVAL,
+        })?;
     if !matches!(mode, CacheMode::WriteBack | CacheMode::WriteThrough) {
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
         return Ok(());
     }
-    let mut offset = 0;
-    while offset < range.size() {
-        let len = (range.size() - offset).min(PIECE);
-        // `len` is at most `PIECE`.
-        Memremap::new(range.base() + offset, len as usize, mode)?.flush();
-        offset += len;
+    let mut done = 0;
+    while done < window.len {
+        let piece = (window.len - done).min(PIECE);
+        // `piece` is at most `PIECE`; `window.phys + window.len` fits (inside the claim).
+        Memremap::new(window.phys + done, piece as usize, mode)?.flush();
+        done += piece;
     }
     Ok(())
 }

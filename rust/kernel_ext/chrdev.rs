@@ -1,18 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A range of character-device numbers (`alloc_chrdev_region`) and the one `cdev` that serves
-//! all of them.
+//! all of them, allocated and counted by the kernel (`cdev_alloc`).
 
 use super::file_ops::{
     FileOperations,
     FileOps, //
 };
 
+use core::ptr::NonNull;
+
 use kernel::{
     bindings,
     error::to_result,
-    prelude::*,
-    types::Opaque, //
+    prelude::*, //
 };
 
 /// Bits of the minor in a `dev_t` (`MINORBITS`).
@@ -50,14 +51,18 @@ impl Drop for DevNumbers {
 /// `count` device numbers, all served by one `cdev` with the given file operations; the cdev
 /// is deleted and the numbers given back on drop.
 ///
+/// The cdev is allocated by the kernel (`cdev_alloc`) and counted: an open file holds a
+/// reference to it (`inode->i_cdev`, put by `__fput` after the file's `release`), so it lives
+/// as long as any file opened through it, whenever this value is dropped. `cdev_del` drops only
+/// this value's reference. The operations' owner is the module, which every open file holds.
+///
 /// # Invariants
 ///
-/// `cdev` is added (`cdev_add`) for all of `numbers`.
-#[pin_data(PinnedDrop)]
+/// `cdev` came from `cdev_alloc`, this value owns one reference to it, and it is added
+/// (`cdev_add`) for all of `numbers`.
 pub(crate) struct CharDevRegion {
+    cdev: NonNull<bindings::cdev>,
     numbers: DevNumbers,
-    #[pin]
-    cdev: Opaque<bindings::cdev>,
 }
 
 // SAFETY: The cdev is used by the VFS under its own locks, and may be deleted from any thread.
@@ -72,25 +77,26 @@ impl CharDevRegion {
         name: &'static CStr,
         count: u32,
         module: &'static ThisModule,
-    ) -> Result<impl PinInit<Self, Error>> {
+    ) -> Result<Self> {
         let fops = FileOperations::<T>::get();
         let numbers = DevNumbers::alloc(name, count)?;
-        let (first, count) = (numbers.first, numbers.count);
-        Ok(try_pin_init!(Self {
-            numbers,
-            cdev <- Opaque::try_ffi_init(move |cdev: *mut bindings::cdev| {
-                // SAFETY: `cdev` is the pinned slot being initialised; `fops` and the module
-                // are `'static`.
-                unsafe {
-                    bindings::cdev_init(cdev, fops);
-                    (*cdev).owner = module.as_ptr();
-                }
-                // SAFETY: `cdev` was initialised above and stays pinned until `drop` deletes
-                // it; the device numbers are ours.
-                to_result(unsafe { bindings::cdev_add(cdev, first, count) })
-                // INVARIANT: Added for all the numbers (on failure, nothing is made).
-            }),
-        }))
+        // SAFETY: No precondition; NULL when out of memory.
+        let cdev = NonNull::new(unsafe { bindings::cdev_alloc() }).ok_or(ENOMEM)?;
+        let raw = cdev.as_ptr();
+        // SAFETY: `raw` is a new cdev nobody else uses yet; `fops` and the module are
+        // `'static`.
+        unsafe {
+            (*raw).ops = fops;
+            (*raw).owner = module.as_ptr();
+        }
+        // SAFETY: `raw` is an initialised cdev (`cdev_alloc`); the device numbers are ours.
+        if let Err(err) = to_result(unsafe { bindings::cdev_add(raw, numbers.first, count) }) {
+            // SAFETY: Our reference from `cdev_alloc`, given back: the cdev was never added.
+            unsafe { bindings::kobject_put(&raw mut (*raw).kobj) };
+            return Err(err);
+        }
+        // INVARIANT: Allocated and added above for all the numbers.
+        Ok(Self { cdev, numbers })
     }
 
     /// The device numbers.
@@ -99,6 +105,15 @@ impl CharDevRegion {
             first: self.numbers.first,
             count: self.numbers.count,
         }
+    }
+}
+
+impl Drop for CharDevRegion {
+    fn drop(&mut self) {
+        // SAFETY: Added by the type invariant and deleted only here: no new open finds it, and
+        // the kernel frees it when the last open file lets go of it. The numbers are given
+        // back after this (the field is dropped after `drop`).
+        unsafe { bindings::cdev_del(self.cdev.as_ptr()) };
     }
 }
 
@@ -125,14 +140,5 @@ impl DevRange {
     /// The device number at `index` in the range, if there is one.
     pub(crate) fn devt(&self, index: u32) -> Option<u32> {
         (index < self.count).then(|| self.first + index)
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for CharDevRegion {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: Added by the type invariant and deleted only here; the numbers are given
-        // back after this (the field is dropped after `drop`).
-        unsafe { bindings::cdev_del(self.cdev.get()) };
     }
 }

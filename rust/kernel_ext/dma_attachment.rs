@@ -29,20 +29,9 @@ use kernel::{
     types::Opaque,
 };
 
-use crate::range::PhysRange;
-
-/// Memory a caller holds a claim on, so that giving a device access to it touches nothing of
-/// anybody else's. Implemented by the claim types of [`super::iomem`].
-pub(crate) trait Claimed {
-    /// The claimed range.
-    fn claimed_range(&self) -> PhysRange;
-
-    /// Whether the claimed memory is System RAM (set aside by `reserve_mem=`), which the
-    /// kernel's direct map covers write-back.
-    fn is_ram(&self) -> bool {
-        false
-    }
-}
+/// The claims a device may be given: sealed, made only by the claim types of
+/// [`super::iomem`].
+pub(crate) use super::iomem::Claimed;
 
 /// What a device can address, for [`DmaAttachment::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,6 @@ use kernel::{
     types::Opaque, //
 };
 
-use super::dma_attachment::Claimed;
 use crate::range::PhysRange;
 
 /// How a physical range relates to System RAM.
@@ -135,18 +134,51 @@ fn iomem_root() -> &'static Resource {
     unsafe { &*(&raw mut bindings::iomem_resource).cast::<Resource>() }
 }
 
+mod sealed {
+    /// Implemented only by the claim types of this file: see [`super::Claimed`].
+    pub(crate) trait Sealed {}
+}
+
+/// A claim on physical memory that this file made in the iomem tree and holds for as long as
+/// the value lives: whatever takes a `&impl Claimed` (a VMA's page frames, a kernel mapping, a
+/// device's DMA mapping) reaches that memory and no other.
+///
+/// The trait is sealed: only [`RequestedClaim`], [`InsertedClaim`] and [`Claim`] implement it,
+/// and only their constructors make them, each after the kernel gave it the range. A driver
+/// cannot implement it, so no driver code can make a range it did not claim look claimed.
+///
+/// # Invariants
+///
+/// For as long as an implementor lives, [`Claimed::claimed_range`] is one and the same range,
+/// held by a busy entry of the iomem tree that it owns, and [`Claimed::is_ram`] says whether
+/// that range is System RAM.
+pub(crate) trait Claimed: sealed::Sealed + Send + Sync {
+    /// The claimed range.
+    fn claimed_range(&self) -> PhysRange;
+
+    /// Whether the claimed memory is System RAM (set aside by `reserve_mem=`, never given to
+    /// the page allocator), which the kernel's direct map covers write-back.
+    fn is_ram(&self) -> bool;
+}
+
 /// A busy entry of the iomem tree nested inside the non-busy entry (such as `Reserved`) that
 /// contains it (`request_mem_region`); released on drop.
+///
+/// # Invariants
+///
+/// `_region` holds `range`. The kernel nests a requested region only inside entries that are
+/// not busy, and System RAM is busy: `range` is not System RAM.
 pub(crate) struct RequestedClaim {
     _region: Region,
     range: PhysRange,
 }
 
 impl RequestedClaim {
-    /// Claims `range` under `name`. `None` if any part is already claimed.
+    /// Claims `range` under `name`. `None` if any part is already claimed or is System RAM.
     pub(crate) fn new(range: &PhysRange, name: CString) -> Option<Self> {
         let region =
             iomem_root().request_region(range.base(), range.size(), name, Flags::IORESOURCE_MEM)?;
+        // INVARIANT: `request_region` succeeded for exactly `range`.
         Some(Self {
             _region: region,
             range: *range,
@@ -154,23 +186,52 @@ impl RequestedClaim {
     }
 }
 
+impl sealed::Sealed for RequestedClaim {}
+
 impl Claimed for RequestedClaim {
     fn claimed_range(&self) -> PhysRange {
         self.range
     }
+
+    fn is_ram(&self) -> bool {
+        // By the type invariant.
+        false
+    }
 }
 
-/// A busy entry inserted into the iomem tree (`insert_resource`) for RAM that memblock reserved
-/// at boot; removed on drop.
+/// Why a `reserve_mem=` range could not be claimed ([`InsertedClaim::reserve_mem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReserveMemError {
+    /// The kernel set no range aside under that name.
+    NotFound,
+    /// The range is not page aligned (the claim covers whole pages).
+    Unaligned,
+    /// The entry would not be a direct child of a top-level `System RAM` entry: the range lies
+    /// inside another entry there, or wholly covers one (an entry of the same range).
+    NotInSystemRam,
+    /// An entry of the tree overlaps part of it (already claimed).
+    Busy,
+    /// No memory.
+    NoMemory,
+}
+
+/// A busy entry of the iomem tree for RAM that the kernel set aside at boot
+/// (`reserve_mem=SIZE:ALIGN:NAME`), inserted as a child of the `System RAM` entry that contains
+/// it; removed on drop.
 ///
 /// # Invariants
 ///
-/// `resource` is in the iomem tree, with no child, and stays there until dropped.
+/// `resource` is in the iomem tree, a direct child of a top-level `System RAM` entry, for
+/// `range`, the range the kernel's `reserve_mem` table holds under a name: memory that
+/// memblock reserved at boot and never handed to the page allocator. It stays there until
+/// dropped.
 pub(crate) struct InsertedClaim {
     resource: KBox<Opaque<bindings::resource>>,
     range: PhysRange,
     _name: CString,
 }
+
+impl sealed::Sealed for InsertedClaim {}
 
 impl Claimed for InsertedClaim {
     fn claimed_range(&self) -> PhysRange {
@@ -183,9 +244,17 @@ impl Claimed for InsertedClaim {
 }
 
 impl InsertedClaim {
-    /// Claims `range` of RAM under `name`. `EBUSY` if it overlaps or equals an entry already
-    /// there (another claim of the same memory).
-    pub(crate) fn new(range: &PhysRange, name: CString) -> Result<Self> {
+    /// Claims the RAM the kernel set aside under `reserve_mem` name `mem_name`, naming the
+    /// entry `name`. The range comes from the kernel's table, never from the caller, so a claim
+    /// of System RAM is only ever of memory no one else uses.
+    ///
+    /// The entry must land as a direct child of the top-level `System RAM` entry that contains
+    /// the range: nested inside any other entry, or wrapping one, it is removed again and the
+    /// claim refused ([`ReserveMemError::NotInSystemRam`]).
+    pub(crate) fn reserve_mem(mem_name: &CStr, name: CString) -> Result<Self, ReserveMemError> {
+        let (base, size) =
+            super::string_params::find_reserve_mem(mem_name).ok_or(ReserveMemError::NotFound)?;
+        let range = PhysRange::new(base, size).map_err(|_| ReserveMemError::Unaligned)?;
         let resource = KBox::new(
             Opaque::new(bindings::resource {
                 start: range.base(),
@@ -195,26 +264,56 @@ impl InsertedClaim {
                 ..Default::default()
             }),
             GFP_KERNEL,
-        )?;
+        )
+        .map_err(|_| ReserveMemError::NoMemory)?;
         // SAFETY: `resource` is a valid, unlinked resource at a stable heap address that stays
-        // allocated (with the name it points to) until `Drop` removes it from the tree; the
-        // tree locks itself.
+        // allocated (with the name it points to) until `Drop` removes it from the tree, or the
+        // checks below do; the call takes the tree's lock.
         kernel::error::to_result(unsafe {
             bindings::insert_resource(&raw mut bindings::iomem_resource, resource.get())
         })
-        .map_err(|_| EBUSY)?;
-        // `insert_resource` wraps an entry of exactly the same range instead of refusing it.
-        // SAFETY: The resource is in the tree; reading its child link is a snapshot of a pointer
-        // that is only compared with NULL.
-        if unsafe { !(*resource.get()).child.is_null() } {
-            // SAFETY: Inserted just above; `remove_resource` hands the wrapped entry back.
+        .map_err(|_| ReserveMemError::Busy)?;
+        // `insert_resource` nests the entry inside whatever entry contains it, busy or not, and
+        // wraps an entry of the same range instead of refusing it: it must have landed as a
+        // childless direct child of a top-level `System RAM` entry. The kernel exports no call
+        // that reads an entry's links under `resource_lock`; the links are written only under
+        // it, by insertions and removals, and are read here once each (`read_volatile`).
+        // SAFETY: `resource` is in the tree; its own links are word-sized fields.
+        let (parent, child) = unsafe {
+            let raw = resource.get();
+            (
+                core::ptr::read_volatile(&raw const (*raw).parent),
+                core::ptr::read_volatile(&raw const (*raw).child),
+            )
+        };
+        let root: *mut bindings::resource = &raw mut bindings::iomem_resource;
+        let in_system_ram = !parent.is_null() && child.is_null() && {
+            // SAFETY: `parent` contains our entry, inserted under the lock just now, so it was
+            // a live entry of the tree then. The entries that can contain `reserve_mem` RAM are
+            // its `System RAM` entry, freed only by memory hot-remove, which cannot remove
+            // memory holding pages memblock reserved, and the kernel's boot-time entries inside
+            // it, never freed. (A driver's own entry wrapping reserved RAM, released at this
+            // very moment, is the case a read under `resource_lock` would also cover; the lock
+            // is not exported.)
+            let (flags, grandparent) = unsafe {
+                (
+                    core::ptr::read_volatile(&raw const (*parent).flags),
+                    core::ptr::read_volatile(&raw const (*parent).parent),
+                )
+            };
+            let ram = bindings::IORESOURCE_SYSTEM_RAM as c_ulong;
+            flags & ram == ram && grandparent == root
+        };
+        if !in_system_ram {
+            // SAFETY: Inserted above, by us; `remove_resource` puts any wrapped entry back.
             unsafe { bindings::remove_resource(resource.get()) };
-            return Err(EBUSY);
+            return Err(ReserveMemError::NotInSystemRam);
         }
-        // INVARIANT: Inserted above, with no child.
+        // INVARIANT: A direct child of the top-level System RAM entry containing the range,
+        // which is the `reserve_mem` table's.
         Ok(Self {
             resource,
-            range: *range,
+            range,
             _name: name,
         })
     }
@@ -231,6 +330,32 @@ impl Drop for InsertedClaim {
 unsafe impl Send for InsertedClaim {}
 // SAFETY: `&InsertedClaim` gives no access to the entry.
 unsafe impl Sync for InsertedClaim {}
+
+/// A claim of either kind: reserved memory nested in its entry, or `reserve_mem=` RAM.
+pub(crate) enum Claim {
+    /// Nested inside the reserved entry that contains it.
+    Requested(RequestedClaim),
+    /// `reserve_mem=` RAM: an entry of its own inside System RAM.
+    Inserted(InsertedClaim),
+}
+
+impl sealed::Sealed for Claim {}
+
+impl Claimed for Claim {
+    fn claimed_range(&self) -> PhysRange {
+        match self {
+            Self::Requested(claim) => claim.claimed_range(),
+            Self::Inserted(claim) => claim.claimed_range(),
+        }
+    }
+
+    fn is_ram(&self) -> bool {
+        match self {
+            Self::Requested(claim) => claim.is_ram(),
+            Self::Inserted(claim) => claim.is_ram(),
+        }
+    }
+}
 
 /// The highest physical address the CPU can address (the end of the iomem tree's root).
 pub(crate) fn max_phys_addr() -> u64 {

@@ -25,6 +25,7 @@ use kernel::{
     prelude::*, //
 };
 
+use super::iomem::Claimed;
 use crate::range::PhysRange;
 
 /// A memory type.
@@ -79,6 +80,14 @@ impl CacheMode {
         // SAFETY: `cachemode2protval` only reads the translation table set up at boot.
         let bits = unsafe { bindings::cachemode2protval(self.raw()) };
         bits as usize & PTE_CACHE_MASK
+    }
+
+    /// Whether a 2 MiB or 1 GiB entry can select this type with the bits a 4 KiB entry uses:
+    /// only if its PAT index does not need bit 2 (the PAT bit, bit 7 of a 4 KiB entry, is bit
+    /// 12 of a large one, and `vmf_insert_pfn_pmd` does not move it). Not WT or WP as the
+    /// kernel programs the PAT.
+    pub(crate) fn fits_large_entry(self) -> bool {
+        self.pte_bits() & (1 << bindings::_PAGE_BIT_PAT) == 0
     }
 
     /// The type that the cache bits of a 4 KiB entry select, if one of these.
@@ -148,10 +157,14 @@ struct IoMapping {
 
 impl IoMapping {
     /// Maps `len` bytes from `phys` with `mode`, recording the type if nothing is recorded yet.
+    /// `[phys, phys + len)` is part of a claim that is not System RAM ([`MemtypeHold::reserve`]
+    /// checks it; the only caller).
     fn new(phys: u64, len: u64, mode: CacheMode) -> Result<Self, HoldError> {
         let len = c_ulong::try_from(len).map_err(|_| HoldError::Failed(EINVAL))?;
-        // SAFETY: `ioremap_prot` may be called on any physical range: it refuses RAM and
-        // conflicting memory types, and maps nothing that anyone accesses through it.
+        // SAFETY: The range is claimed memory that is not System RAM (see above), so no page
+        // of the kernel's lies in it and no cached alias of it exists for the kernel's own use;
+        // `ioremap_prot` maps it with `mode` and records the type (or refuses a conflicting
+        // one). Nothing reads or writes through the mapping.
         let addr = unsafe { bindings::ioremap_prot(phys, len, mode.pgprot()) };
         // INVARIANT: A non-NULL result is a live mapping. NULL: the kernel refused the type
         // (it says which in its own log line) or had no memory.
@@ -199,35 +212,50 @@ enum Record {
 ///
 /// # Invariants
 ///
-/// For `Record::WriteCombining`, `arch_io_reserve_memtype_wc` succeeded for the range and is
-/// not yet undone.
+/// The record is of type `mode` for all of `range`, a claim of memory that is not System RAM,
+/// and is in force while this exists: PAT gives any other request for (part of) the range
+/// that same type or refuses it. For `Record::WriteCombining`, `arch_io_reserve_memtype_wc`
+/// succeeded for the range and is not yet undone.
 pub(crate) struct MemtypeHold {
     record: Record,
+    range: PhysRange,
+    mode: CacheMode,
 }
 
 impl MemtypeHold {
-    /// Records `mode` for `range`, a range of non-RAM that the caller has claimed. Refuses with
-    /// [`HoldError::Conflict`] if another type is in force for it.
-    pub(crate) fn reserve(range: &PhysRange, mode: CacheMode) -> Result<Self, HoldError> {
+    /// Records `mode` for all of `claim`, which must not be System RAM (`EINVAL`: the kernel
+    /// types RAM through its direct map). Refuses with [`HoldError::Conflict`] if another type
+    /// is in force for it.
+    pub(crate) fn reserve(claim: &impl Claimed, mode: CacheMode) -> Result<Self, HoldError> {
         if !pat_enabled() {
             return Err(HoldError::Failed(EOPNOTSUPP));
         }
+        if claim.is_ram() {
+            return Err(HoldError::Failed(EINVAL));
+        }
+        let range = &claim.claimed_range();
         let hold = if mode == CacheMode::WriteCombining {
-            // SAFETY: Reserving a memory type changes no mapping; the range is not RAM.
+            // SAFETY: `memtype_reserve_io` records the type and then syncs the kernel's direct
+            // map of the range to it, which it does only for a range that starts in System
+            // RAM (`memtype_kernel_map_sync` checks `page_is_ram`): the claim is not RAM, so
+            // only the record is made. It is freed in `Drop`.
             let ret = unsafe { bindings::arch_io_reserve_memtype_wc(range.base(), range.size()) };
             if ret != 0 {
                 return Err(HoldError::Conflict(None));
             }
-            // INVARIANT: Reserved just above.
             Self {
                 record: Record::WriteCombining {
                     start: range.base(),
                     size: range.size(),
                 },
+                range: *range,
+                mode,
             }
         } else {
             Self {
                 record: Record::Mapping(IoMapping::new(range.base(), range.size(), mode)?),
+                range: *range,
+                mode,
             }
         };
         // The record's type, seen through a mapping made under it: the kernel may have handed
@@ -241,7 +269,19 @@ impl MemtypeHold {
         if in_force != Some(mode) {
             return Err(HoldError::Conflict(in_force));
         }
+        // INVARIANT: Recorded above for all of the claim, non-RAM, and the type in force is
+        // `mode`.
         Ok(hold)
+    }
+
+    /// The range the record covers: all of the claim it was made for.
+    pub(crate) fn range(&self) -> PhysRange {
+        self.range
+    }
+
+    /// The type in force for the range while this exists.
+    pub(crate) fn mode(&self) -> CacheMode {
+        self.mode
     }
 }
 

@@ -7,6 +7,13 @@
 //!
 //! Each VMA owns a reference to the source (an [`Arc`] in `vm_private_data`): `open` takes one
 //! for a copy, `close` drops it, so the source outlives every VMA whatever its owner does.
+//!
+//! The abstraction decides everything soundness rests on by itself: the frames come only from
+//! the source's claim ([`Claimed`], sealed: made only by [`super::iomem`]) and every window is
+//! checked against it here; the VMA must be shared (a copy-on-write `VM_PFNMAP` VMA makes
+//! `vmf_insert_pfn*` `BUG`), not `VM_MIXEDMAP` and not set up already; the source counts the
+//! VMA before anything is mapped; and 2 MiB entries are used only for a type a 2 MiB entry can
+//! give.
 
 use kernel::{
     bindings,
@@ -15,37 +22,53 @@ use kernel::{
         flags,
         VmaNew, //
     },
-    page::PAGE_SHIFT,
+    page::{
+        PAGE_SHIFT,
+        PAGE_SIZE, //
+    },
     prelude::*,
     sync::Arc,
     types::ForeignOwnable, //
 };
 
 use crate::{
-    kernel_ext::memtype::{
-        CacheMode,
-        PTE_CACHE_MASK, //
+    kernel_ext::{
+        iomem::Claimed,
+        memtype::{
+            CacheMode,
+            MemtypeHold,
+            PTE_CACHE_MASK, //
+        },
+        ratelimit,
     },
-    range::Window,
+    range::{
+        PhysRange,
+        Window,
+        WindowError, //
+    },
 };
 
-/// Something whose physical pages VMAs map.
+/// Something that owns a claim of physical memory whose pages VMAs map.
+///
+/// The frames come from [`PfnSource::claim`], a claim only [`super::iomem`] can make: an
+/// implementation decides which of its claims is mapped, never which frames. The VMA keeps the
+/// source (and so the claim) alive, and the abstraction checks every window against the claim
+/// itself.
 pub(crate) trait PfnSource: Send + Sync + 'static {
-    /// The first page frame number and the number of pages; page `vm_pgoff` of a VMA is frame
-    /// `first + vm_pgoff`.
-    fn pfns(&self) -> (usize, usize);
-    /// A VMA now maps it (a new mapping, or a copy by fork or a split).
-    fn vma_opened(&self);
-    /// A VMA that mapped it is gone.
-    fn vma_closed(&self);
-}
+    /// The kind of claim the source owns.
+    type Claim: Claimed;
 
-/// The VMA's `vm_pgoff`: the page offset into the device that `mmap` asked for.
-pub(crate) fn page_offset(vma: &VmaNew) -> u64 {
-    // SAFETY: `vma` is a valid VMA being set up by `mmap`, under the mmap lock; `vm_pgoff` is
-    // a plain integer set by the mmap core before calling the driver.
-    let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff };
-    pgoff as u64
+    /// The claim whose memory VMAs of this source map; page `vm_pgoff` of a VMA is page
+    /// `vm_pgoff` of the claim.
+    fn claim(&self) -> &Self::Claim;
+
+    /// A VMA now maps it (a new mapping, or a copy by fork or a split). Called by
+    /// [`map_now`] and [`map_on_fault`] before they map anything, and by the VMA's `open`.
+    fn vma_opened(&self);
+
+    /// A VMA that mapped it is gone, or a [`map_now`] or [`map_on_fault`] that counted one
+    /// failed.
+    fn vma_closed(&self);
 }
 
 /// Whether the mapping is `MAP_SHARED` (`VM_MAYSHARE`: the kernel clears `VM_SHARED` on a
@@ -73,8 +96,65 @@ pub(crate) enum MapError {
     /// The kernel gave the entries another memory type than asked for (`Some`), or refused the
     /// one asked for (`None`): another mapping recorded the range first.
     Conflict(Option<CacheMode>),
+    /// A private (copy-on-write) mapping: only `MAP_SHARED` maps physical frames. `EINVAL`.
+    Private,
+    /// The VMA asks for pages outside the claim (`ENXIO`), or its offset overflows (`EINVAL`).
+    Window(WindowError),
     /// Anything else.
     Failed(Error),
+}
+
+impl MapError {
+    /// The errno for the `mmap` call.
+    pub(crate) fn errno(self) -> Error {
+        match self {
+            Self::Conflict(_) => EBUSY,
+            Self::Private => EINVAL,
+            Self::Window(WindowError::OutOfRange) => ENXIO,
+            Self::Window(WindowError::Overflow) => EINVAL,
+            Self::Failed(err) => err,
+        }
+    }
+}
+
+/// The window of `claim` that a VMA of `len` bytes at page offset `pgoff` maps: pure
+/// arithmetic, refused when any page lies outside the claim.
+pub(crate) fn claim_window(claim: &PhysRange, pgoff: u64, len: u64) -> Result<Window, WindowError> {
+    let offset = pgoff
+        .checked_mul(PAGE_SIZE as u64)
+        .ok_or(WindowError::Overflow)?;
+    claim.window(offset, len)
+}
+
+/// Checks that `vma` may be set up as a PFN map of `claim`, and gives the window it maps.
+///
+/// Refuses what `remap_pfn_range` and `vmf_insert_pfn*` would `BUG_ON` or misuse: a private
+/// (copy-on-write) mapping, a VMA already set up as a PFN or mixed map (or given a source
+/// before), and a window that is not wholly inside the claim.
+fn check_vma<C: Claimed>(vma: &VmaNew, claim: &C) -> Result<Window, MapError> {
+    if !is_shared(vma) {
+        if ratelimit::refusal_may_print() {
+            pr_err!(
+                "pfn_vma: refusing a private mapping: physical frames are mapped shared only (MAP_SHARED)\n"
+            );
+        }
+        return Err(MapError::Private);
+    }
+    let raw = vma.as_ptr();
+    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract);
+    // these are plain fields.
+    let (vm_flags, private, pgoff) = unsafe {
+        (
+            (*raw).__bindgen_anon_2.vm_flags,
+            (*raw).vm_private_data,
+            (*raw).vm_pgoff,
+        )
+    };
+    if vm_flags & (bindings::VM_PFNMAP | bindings::VM_MIXEDMAP) != 0 || !private.is_null() {
+        return Err(MapError::Failed(EINVAL));
+    }
+    let len = (vma.end() - vma.start()) as u64;
+    claim_window(&claim.claimed_range(), pgoff as u64, len).map_err(MapError::Window)
 }
 
 /// The type the kernel gave the page-table entry that maps `vma.start()`.
@@ -95,75 +175,118 @@ fn first_entry_mode(vma: &VmaNew) -> Option<CacheMode> {
     CacheMode::from_pte_bits(bits)
 }
 
-/// Maps `window` of physical memory over all of `vma` now (`remap_pfn_range`: the kernel
-/// records the memory type for the VMA and frees the record with its last piece), with the
-/// VMA's page protection, and makes `source` count the VMA and its copies. Sets
-/// `VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`. Call `source.vma_opened()` first.
-///
-/// `window` must be memory of `source` (the caller checks it is inside it). If the kernel gives
-/// the entries another type than the VMA's (a compatible type recorded earlier by another
-/// mapping), it fails with [`MapError::Conflict`]; the mmap core then removes the entries.
-pub(crate) fn map_now<T: PfnSource>(
-    vma: &VmaNew,
-    window: Window,
+/// What a VMA owns: its source and, for a VMA filled at fault time, the memory-type record
+/// its entries take their type from.
+struct VmaData<T> {
     source: Arc<T>,
-) -> Result<(), MapError> {
-    let len = usize::try_from(window.len).map_err(|_| MapError::Failed(EINVAL))?;
-    if vma.end() - vma.start() != len {
-        return Err(MapError::Failed(EINVAL));
-    }
-    let pfn = usize::try_from(window.phys >> PAGE_SHIFT).map_err(|_| MapError::Failed(EINVAL))?;
-    let raw = vma.as_ptr();
-    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract), the
-    // target `[vm_start, vm_start + len)` is exactly the VMA; a PFN mapping of physical memory
-    // touches no kernel object.
-    let wanted_bits = unsafe { (*raw).vm_page_prot.pgprot } & PTE_CACHE_MASK;
-    // SAFETY: As above.
-    let ret = unsafe { bindings::remap_pfn_range(raw, vma.start(), pfn, len, (*raw).vm_page_prot) };
-    match ret {
-        0 => {}
-        ret if ret == EINVAL.to_errno() => return Err(MapError::Conflict(None)),
-        ret => return Err(MapError::Failed(Error::from_errno(ret))),
-    }
-    let got = first_entry_mode(vma);
-    if got.map(CacheMode::pte_bits) != Some(wanted_bits) {
-        return Err(MapError::Conflict(got));
-    }
-    set_ops(vma, const { &VmOps::<T>::COUNTING }, source);
-    Ok(())
+    hold: Option<Arc<MemtypeHold>>,
 }
 
-/// Sets `vma` up to be filled at fault time from `source`, with the VMA's page protection:
-/// 2 MiB entries where a whole aligned block of the source lies inside the VMA, 4 KiB entries
-/// elsewhere. Makes `source` count the VMA and its copies. Sets
-/// `VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`, as `remap_pfn_range` does. Call
-/// `source.vma_opened()` first.
+/// Maps the part of `source`'s claim that `vma` asks for (its page offset and length) over all
+/// of `vma` now (`remap_pfn_range`: the kernel records the memory type for the VMA and frees
+/// the record with its last piece), with the VMA's page protection, and makes `source` count
+/// the VMA and its copies. Sets `VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`.
 ///
-/// The entries take their memory type from the kernel's record for the range (a
-/// [`MemtypeHold`](crate::kernel_ext::memtype::MemtypeHold)); without one, UC-.
-pub(crate) fn map_on_fault<T: PfnSource>(vma: &VmaNew, source: Arc<T>) {
+/// Refuses a private mapping ([`MapError::Private`]), a window not inside the claim
+/// ([`MapError::Window`]) and a VMA already set up. If the kernel gives the entries another
+/// type than the VMA's (a compatible type recorded earlier by another mapping), it fails with
+/// [`MapError::Conflict`]; the mmap core then removes the entries.
+pub(crate) fn map_now<T: PfnSource>(vma: &VmaNew, source: Arc<T>) -> Result<(), MapError> {
+    let window = check_vma(vma, source.claim())?;
+    let len = usize::try_from(window.len).map_err(|_| MapError::Failed(EINVAL))?;
+    let pfn = usize::try_from(window.phys >> PAGE_SHIFT).map_err(|_| MapError::Failed(EINVAL))?;
+    let data = Arc::new(
+        VmaData {
+            source: source.clone(),
+            hold: None,
+        },
+        GFP_KERNEL,
+    )
+    .map_err(|_| MapError::Failed(ENOMEM))?;
+    source.vma_opened();
+    let raw = vma.as_ptr();
+    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract).
+    let wanted_bits = unsafe { (*raw).vm_page_prot.pgprot } & PTE_CACHE_MASK;
+    // SAFETY: As above; the target `[vm_start, vm_start + len)` is exactly the VMA, a shared
+    // VMA not yet mapped (checked above), and `pfn..pfn + len / PAGE_SIZE` lies inside the
+    // claim, which the VMA keeps alive through `data`. A PFN mapping touches no kernel object.
+    let ret = unsafe { bindings::remap_pfn_range(raw, vma.start(), pfn, len, (*raw).vm_page_prot) };
+    let result = match ret {
+        0 => {
+            let got = first_entry_mode(vma);
+            if got.map(CacheMode::pte_bits) == Some(wanted_bits) {
+                Ok(())
+            } else {
+                Err(MapError::Conflict(got))
+            }
+        }
+        ret if ret == EINVAL.to_errno() => Err(MapError::Conflict(None)),
+        ret => Err(MapError::Failed(Error::from_errno(ret))),
+    };
+    match result {
+        Ok(()) => {
+            set_ops(vma, const { &VmOps::<T>::COUNTING }, data);
+            Ok(())
+        }
+        Err(err) => {
+            source.vma_closed();
+            Err(err)
+        }
+    }
+}
+
+/// Sets `vma` up to be filled at fault time from the part of `source`'s claim it asks for,
+/// with the memory type `hold` keeps in force for the claim: 2 MiB entries where a whole
+/// aligned block of the claim lies inside the VMA and the type can be given by a 2 MiB entry,
+/// 4 KiB entries elsewhere (WT and WP always: their PAT index needs the bit a 2 MiB entry
+/// keeps elsewhere). Makes `source` count the VMA and its copies. Sets
+/// `VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`, as `remap_pfn_range` does.
+///
+/// The VMA owns a reference to `hold`, so the type its entries take (from the kernel's record,
+/// `pfnmap_setup_cachemode`) is the hold's for as long as the VMA exists. Refuses as
+/// [`map_now`] does, and with `EINVAL` a hold that is not for all of the source's claim.
+pub(crate) fn map_on_fault<T: PfnSource>(
+    vma: &VmaNew,
+    source: Arc<T>,
+    hold: Arc<MemtypeHold>,
+) -> Result<(), MapError> {
+    check_vma(vma, source.claim())?;
+    if hold.range() != source.claim().claimed_range() {
+        return Err(MapError::Failed(EINVAL));
+    }
+    let data = Arc::new(
+        VmaData {
+            source: source.clone(),
+            hold: Some(hold),
+        },
+        GFP_KERNEL,
+    )
+    .map_err(|_| MapError::Failed(ENOMEM))?;
+    source.vma_opened();
     vma.set_io();
     vma.set_dontexpand();
     vma.set_dontdump();
     // No kernel crate method sets VM_PFNMAP (it is set by remap_pfn_range in C).
     // SAFETY: `vma` is being set up under the mmap lock and not yet visible to anyone else; a
-    // VMA whose entries are only inserted by `vmf_insert_pfn*` is a PFN map.
+    // shared VMA (checked above, and not `VM_MIXEDMAP`) whose entries are only inserted by
+    // `vmf_insert_pfn*` is a PFN map.
     unsafe { (*vma.as_ptr()).__bindgen_anon_2.vm_flags |= bindings::VM_PFNMAP };
-    set_ops(vma, const { &VmOps::<T>::FAULTING }, source);
+    set_ops(vma, const { &VmOps::<T>::FAULTING }, data);
+    Ok(())
 }
 
-/// Installs `ops` and hands the VMA a reference to `source`.
+/// Installs `ops` and hands the VMA its data.
 fn set_ops<T: PfnSource>(
     vma: &VmaNew,
     ops: &'static bindings::vm_operations_struct,
-    source: Arc<T>,
+    data: Arc<VmaData<T>>,
 ) {
     let vma = vma.as_ptr();
     // SAFETY: `vma` is being set up under the mmap lock; the ops are a `'static` constant whose
-    // callbacks expect a `T` reference in the private data, which the VMA now owns.
+    // callbacks expect a `VmaData<T>` reference in the private data, which the VMA now owns.
     unsafe {
         (*vma).vm_ops = ops;
-        (*vma).vm_private_data = source.into_foreign();
+        (*vma).vm_private_data = data.into_foreign();
     }
 }
 
@@ -196,17 +319,17 @@ impl<T: PfnSource> VmOps<T> {
         ..pin_init::zeroed()
     };
 
-    /// The source of a VMA set up by [`set_ops`].
+    /// The data of a VMA set up by [`set_ops`].
     ///
     /// # Safety
     ///
     /// `vma` is such a VMA, alive for `'a`.
-    unsafe fn source<'a>(vma: *const bindings::vm_area_struct) -> &'a T {
-        // SAFETY: By the function's safety requirement the private data is an `Arc<T>` the VMA
-        // owns until `close`, after every other callback.
-        let source = unsafe { Arc::<T>::borrow((*vma).vm_private_data) };
+    unsafe fn data<'a>(vma: *const bindings::vm_area_struct) -> &'a VmaData<T> {
+        // SAFETY: By the function's safety requirement the private data is an
+        // `Arc<VmaData<T>>` the VMA owns until `close`, after every other callback.
+        let data = unsafe { Arc::<VmaData<T>>::borrow((*vma).vm_private_data) };
         // SAFETY: The reference stays valid while the VMA owns the `Arc` (for `'a`).
-        unsafe { &*core::ptr::from_ref(&*source) }
+        unsafe { &*core::ptr::from_ref(&*data) }
     }
 
     /// # Safety
@@ -215,11 +338,11 @@ impl<T: PfnSource> VmOps<T> {
     /// private data the copy shares.
     unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
         // SAFETY: By the function's safety requirement.
-        let source = unsafe { Arc::<T>::borrow((*vma).vm_private_data) };
-        let source: Arc<T> = source.into();
-        source.vma_opened();
+        let data = unsafe { Arc::<VmaData<T>>::borrow((*vma).vm_private_data) };
+        let data: Arc<VmaData<T>> = data.into();
+        data.source.vma_opened();
         // SAFETY: The copy owns the reference just taken; its `close` drops it.
-        unsafe { (*vma).vm_private_data = source.into_foreign() };
+        unsafe { (*vma).vm_private_data = data.into_foreign() };
     }
 
     /// # Safety
@@ -227,14 +350,20 @@ impl<T: PfnSource> VmOps<T> {
     /// Called by the mm core once for each VMA set up by [`set_ops`] or copied by `open`.
     unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
         // SAFETY: The VMA owns one reference in its private data, given back here.
-        let source = unsafe { Arc::<T>::from_foreign((*vma).vm_private_data) };
+        let data = unsafe { Arc::<VmaData<T>>::from_foreign((*vma).vm_private_data) };
+        // The VMA's hold on the memory type goes before the source hears of it, so that a
+        // source that drops its own hold with its last VMA leaves no record behind.
+        let source = data.source.clone();
+        drop(data);
         source.vma_closed();
     }
 
-    /// The frame of page `pgoff` of the VMA, if it lies in the source.
+    /// The frame of page `pgoff` of the source's claim, if the claim has that page.
     fn frame(source: &T, pgoff: usize) -> Option<usize> {
-        let (first, count) = source.pfns();
-        (pgoff < count).then_some(first + pgoff)
+        let range = source.claim().claimed_range();
+        let first = usize::try_from(range.base() >> PAGE_SHIFT).ok()?;
+        let count = usize::try_from(range.size() >> PAGE_SHIFT).ok()?;
+        (pgoff < count).then(|| first + pgoff)
     }
 
     /// A 4 KiB entry for the faulting page.
@@ -249,18 +378,19 @@ impl<T: PfnSource> VmOps<T> {
             (fault.vma, fault.pgoff, fault.address)
         };
         // SAFETY: The VMA was set up by `map_on_fault` and is alive during its fault.
-        let source = unsafe { Self::source(vma) };
-        let Some(pfn) = Self::frame(source, pgoff) else {
+        let data = unsafe { Self::data(vma) };
+        let Some(pfn) = Self::frame(&data.source, pgoff) else {
             return SIGBUS;
         };
-        // SAFETY: `vma` is a `VM_PFNMAP` VMA faulting at `address` under its lock; `pfn` is a
-        // page of the source.
+        // SAFETY: `vma` is a shared `VM_PFNMAP` VMA (not `VM_MIXEDMAP`: `check_vma`) faulting
+        // at `address` under its lock; `pfn` is a page of the claim the VMA keeps alive.
         unsafe { bindings::vmf_insert_pfn(vma, address, pfn) }
     }
 
     /// A 2 MiB entry for the block around the faulting address, when the block lies wholly
-    /// inside the VMA and is 2 MiB aligned in physical memory; otherwise the core falls back
-    /// to [`Self::fault`].
+    /// inside the VMA and the claim, is 2 MiB aligned in physical memory, and the memory type
+    /// in force fits a 2 MiB entry ([`huge_entry_fits`]); otherwise the core falls back to
+    /// [`Self::fault`].
     ///
     /// # Safety
     ///
@@ -278,7 +408,11 @@ impl<T: PfnSource> VmOps<T> {
             (fault.vma, fault.pgoff, fault.address, (*vmf).flags)
         };
         // SAFETY: As in `fault`.
-        let source = unsafe { Self::source(vma) };
+        let data = unsafe { Self::data(vma) };
+        let source = &*data.source;
+        if !huge_entry_fits(data.hold.as_deref(), &source.claim().claimed_range()) {
+            return FALLBACK;
+        }
         // SAFETY: The VMA's bounds do not change while it faults under its lock.
         let (vm_start, vm_end) = unsafe {
             let bounds = &(*vma).__bindgen_anon_1.__bindgen_anon_1;
@@ -301,8 +435,9 @@ impl<T: PfnSource> VmOps<T> {
             return FALLBACK;
         }
         let write = fault_flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
-        // SAFETY: `vmf` is a fault on a `VM_PFNMAP` shared VMA under its lock; the block lies
-        // inside the VMA and `pfn..pfn + 512` inside the source.
+        // SAFETY: `vmf` is a fault on a shared `VM_PFNMAP` VMA (not `VM_MIXEDMAP`) under its
+        // lock; the block lies inside the VMA and `pfn..pfn + 512` inside the claim the VMA
+        // keeps alive.
         unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, write) }
     }
 }
@@ -323,11 +458,27 @@ pub(crate) fn unmapped_area(
     unsafe { bindings::thp_get_unmapped_area(file.as_ptr(), addr, len, pfn, flags) }
 }
 
-/// Whether `window` mapped at the start of `vma` can use 2 MiB entries: the user address and
-/// the physical address agree modulo 2 MiB, and at least one whole aligned 2 MiB block lies
-/// inside the window. The pages before the first and after the last such block are mapped with
-/// 4 KiB entries.
-pub(crate) fn can_map_huge(vma: &VmaNew, window: Window) -> bool {
+/// Whether the entries of a VMA filled at fault time may be 2 MiB ones under `hold` for
+/// `claim`: only with a record for all of the claim (the type the kernel then gives the
+/// entries is the record's) whose type a 2 MiB entry can give
+/// ([`CacheMode::fits_large_entry`]: not WT or WP). Otherwise 4 KiB entries, whatever the
+/// driver asked for.
+pub(crate) fn huge_entry_fits(hold: Option<&MemtypeHold>, claim: &PhysRange) -> bool {
+    hold.is_some_and(|hold| hold.range() == *claim && hold.mode().fits_large_entry())
+}
+
+/// Whether the part of `claim` that `vma` asks for, mapped at the start of `vma`, can use
+/// 2 MiB entries: the user address and the physical address agree modulo 2 MiB, and at least
+/// one whole aligned 2 MiB block lies inside it. The pages before the first and after the last
+/// such block are mapped with 4 KiB entries. `false` for a window not inside the claim.
+pub(crate) fn can_map_huge<C: Claimed>(vma: &VmaNew, claim: &C) -> bool {
+    // SAFETY: `vma` is valid and being set up under the mmap lock; `vm_pgoff` is a plain
+    // integer set by the mmap core before calling the driver.
+    let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff } as u64;
+    let len = (vma.end() - vma.start()) as u64;
+    let Ok(window) = claim_window(&claim.claimed_range(), pgoff, len) else {
+        return false;
+    };
     let pmd = PMD_SIZE as u64;
     let start = vma.start() as u64;
     if (start ^ window.phys) & (pmd - 1) != 0 {

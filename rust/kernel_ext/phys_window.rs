@@ -43,7 +43,7 @@ use kernel::{
 };
 
 use crate::kernel_ext::{
-    dma_attachment::Claimed,
+    iomem::Claimed,
     memtype::CacheMode, //
 };
 
