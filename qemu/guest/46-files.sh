@@ -168,7 +168,7 @@ case_uc_region_read_write() {
     # Every PAT record made while the file is written and read: the driver's are of the whole
     # region, uncached-minus (asked for as such: with the holder's record in force, the kernel
     # would hand a request for another type UC- too).
-    trace_start cvt_memtype || { release_mapping; return 1; }
+    trace_start cvt_memtype cvt_xlate || { release_mapping; return 1; }
     if carveout-test file write --seed 0x0c0c >/tmp/files.io 2>&1 &&
         carveout-test file read --seed 0x0c0d >>/tmp/files.io 2>&1; then
         rc=0
