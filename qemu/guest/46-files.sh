@@ -183,7 +183,7 @@ case_uc_region_read_write() {
     records=$(grep -c . /tmp/files.records)
     pieces=$(grep -vc "^$whole " /tmp/files.records)
     say "PAT records the driver made for the range during the transfers: $records ($pieces for pieces of it)"
-    sort /tmp/files.records | uniq -c | sed 's/^/# start end type: /'
+    sort /tmp/files.records | uniq -c | sed 's/^ */# times start end type: /'
     [ "$records" -ge 1 ] || { say "none: the transfers made no mapping of the region"; ok=1; }
     [ "$pieces" = 0 ] || { say "the driver mapped pieces of the region"; ok=1; }
     if grep -v ' 2$' /tmp/files.records | grep -q .; then
