@@ -138,7 +138,7 @@ dmesg_clean() {
     fi
 }
 
-# Filters kernel log lines down to those (fails when there is none).
+# The lines of standard input that are such reports (fails when there is none).
 kernel_warnings() { grep -E 'WARNING:|BUG:|BUG at|Oops|Call Trace|locking dependency|lock state|lockdep is turned off'; }
 
 # Leaves the module unloaded, whatever state a case left it in.
@@ -204,7 +204,8 @@ case_kmemleak_clean() {
 }
 
 # Kprobe events (CONFIG_KPROBE_EVENTS): what the driver asks of the kernel, seen from outside
-# it. A probe is named kprobes/cvt_*; its records carry the task that hit it ("COMM-PID").
+# it. The probes are named cvt_* (group kprobes); the suites' probes record the task that hit
+# them (comm=$comm), for telling the test tools' calls from the rest of the kernel's.
 TRACEFS=/sys/kernel/tracing
 
 # kprobe_define NAME DEFINITION: defines kprobe event NAME once ("p:NAME FUNCTION ARGS..." or
@@ -237,5 +238,6 @@ trace_stop() {
     cat "$TRACEFS/trace" >"$1.raw"
     grep -v '^#' "$1.raw" >"$1"
     counts=$(sed -n 's/^# entries-in-buffer\/entries-written: \([0-9]*\)\/\([0-9]*\) .*/\1 \2/p' "$1.raw")
+    [ -n "$counts" ] || { say "no entries-in-buffer/entries-written line in $TRACEFS/trace"; return 1; }
     [ "${counts% *}" = "${counts#* }" ] || { say "the trace buffer lost records ($counts)"; return 1; }
 }
