@@ -101,7 +101,7 @@ unlisted_region_ok() {
     carveout-test --dev "$1" attr-get | grep -q 'attr=uc ' ||
         { say "GET_ATTR: $(carveout-test --dev "$1" attr-get)"; uok=1; }
     # Read-touched only: nothing is behind a hole.
-    pte_check --dev "$1" pte --placement huge || uok=1
+    pte_check --dev "$1" pte --attr uc --placement huge || uok=1
     return "$uok"
 }
 

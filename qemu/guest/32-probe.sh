@@ -31,20 +31,16 @@ class_nodes() { find /sys/class/carveout/ -mindepth 1 -maxdepth 1 | wc -l; }
 case_async_probe_load() {
     dmesg_mark
     ok=0
+    # A valid region: the load succeeds, and the claim and the node are both there, and the
+    # device is bound (a refusal, whatever it says, fails the case).
     if insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")" async_probe=1 2>/tmp/insmod.err; then
-        # Loaded: the claim and the node are both there, and the device is bound.
         probe_region_ok "$DEV" carveout0 "$BASE" "$SIZE" || ok=1
         [ -e /sys/bus/platform/drivers/carveout/carveout.0 ] || { say "carveout.0 not bound"; ok=1; }
         dmesg_since_mark | grep -q 'carveout.*claimed' || { say "no 'claimed' line"; ok=1; }
     else
-        # Refused: a reason in dmesg, and neither a claim nor a node.
-        say "insmod: $(cat /tmp/insmod.err)"
+        say "insmod of the reserved region with async_probe=1 refused: $(cat /tmp/insmod.err)"
         dmesg_since_mark | sed 's/^/# dmesg: /'
-        dmesg_since_mark | grep -q carveout || { say "no dmesg line"; ok=1; }
-        if iomem_has_name carveout || [ -e "$DEV" ] || [ -e /sys/class/carveout/carveout0 ]; then
-            say "a claim or a node was left behind"
-            ok=1
-        fi
+        ok=1
     fi
     rmmod carveout 2>/dev/null
     if iomem_has_name carveout || [ -e "$DEV" ]; then

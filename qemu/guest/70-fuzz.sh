@@ -104,6 +104,9 @@ fuzz_pat_records() {
         done
 }
 
+# The helpers below keep their verdicts in variables of their own (cfs_ok), and the cases call
+# them in a subshell, ( helper ): nothing a helper sets can reach its caller's verdict.
+
 # refused_with_message WHAT COMMAND...: COMMAND fails, dmesg gains a line naming carveout, and
 # /proc/iomem and the /dev/carveout* nodes are unchanged.
 refused_with_message() {
@@ -142,22 +145,22 @@ configfs_refuses_garbage() {
     fi
     dir=$root/fuzzbad
     mkdir "$dir" || { say "configfs: mkdir $dir failed"; return 1; }
-    ok=0
+    cfs_ok=0
     for attr in base size; do
         for v in xyz -4096 0x10000000000000000 99999999999999999999999 0x8000000junk ''; do
-            refused_with_message "configfs $attr='$v'" cfs_write "$dir/$attr" "$v" || ok=1
+            refused_with_message "configfs $attr='$v'" cfs_write "$dir/$attr" "$v" || cfs_ok=1
         done
     done
     for v in abc -1 4294967296 0x1ffffffff; do
-        refused_with_message "configfs gid='$v'" cfs_write "$dir/gid" "$v" || ok=1
+        refused_with_message "configfs gid='$v'" cfs_write "$dir/gid" "$v" || cfs_ok=1
     done
     for v in abc 99999 -1 0x10000; do
-        refused_with_message "configfs mode='$v'" cfs_write "$dir/mode" "$v" || ok=1
+        refused_with_message "configfs mode='$v'" cfs_write "$dir/mode" "$v" || cfs_ok=1
     done
     for v in garbage 0x100 0xffffffff -1; do
-        refused_with_message "configfs attr='$v'" cfs_write "$dir/attr" "$v" || ok=1
+        refused_with_message "configfs attr='$v'" cfs_write "$dir/attr" "$v" || cfs_ok=1
     done
-    refused_with_message "configfs enable='maybe'" cfs_write "$dir/enable" maybe || ok=1
+    refused_with_message "configfs enable='maybe'" cfs_write "$dir/enable" maybe || cfs_ok=1
     # Each value parses; together they must not claim anything.
     for pair in "0xfffffffffffff000 0x2000 overflowing sum" "0x1000000 0x100000 System RAM" \
         "$(hex "$BASE") $(hex "$SIZE") the region carveout0 holds" "$(hex "$BASE") 0 size 0"; do
@@ -168,12 +171,12 @@ configfs_refuses_garbage() {
         # Either write may itself be refused (size 0, say): then enable must be, too.
         cfs_write "$dir/base" "$b" 2>/dev/null
         cfs_write "$dir/size" "$s" 2>/dev/null
-        refused_with_message "configfs enable=1 with base=$b size=$s ($*)" cfs_write "$dir/enable" 1 || ok=1
+        refused_with_message "configfs enable=1 with base=$b size=$s ($*)" cfs_write "$dir/enable" 1 || cfs_ok=1
     done
     # Should an enable have succeeded after all, let go of it before removing the region.
     cfs_write "$dir/enable" 0 2>/dev/null
-    rmdir "$dir" || { say "configfs: rmdir $dir failed"; ok=1; }
-    return "$ok"
+    rmdir "$dir" || { say "configfs: rmdir $dir failed"; cfs_ok=1; }
+    return "$cfs_ok"
 }
 
 case_bad_params_refused() {
@@ -181,18 +184,18 @@ case_bad_params_refused() {
     ok=0
     b=$(hex "$BASE")
     s=$(hex "$SIZE")
-    insmod_refused base=xyz "size=$s" || ok=1
-    insmod_refused "base=$b" size=-4096 || ok=1
-    insmod_refused base=-1 "size=$s" || ok=1
-    insmod_refused "base=$b" size=0x10000000000000000 || ok=1
-    insmod_refused "base=$b" size=99999999999999999999999 || ok=1
-    insmod_refused base=0x8000000junk "size=$s" || ok=1
-    insmod_refused "base=" "size=$s" || ok=1
-    insmod_refused "base=$b" size=0xfffffffffffff000 || ok=1
-    insmod_refused base=0xfffffffffffff000 size=0x1000 || ok=1
-    insmod_refused base=0x7ffffffffffff000 size=0x1000 || ok=1
+    (insmod_refused base=xyz "size=$s") || ok=1
+    (insmod_refused "base=$b" size=-4096) || ok=1
+    (insmod_refused base=-1 "size=$s") || ok=1
+    (insmod_refused "base=$b" size=0x10000000000000000) || ok=1
+    (insmod_refused "base=$b" size=99999999999999999999999) || ok=1
+    (insmod_refused base=0x8000000junk "size=$s") || ok=1
+    (insmod_refused "base=" "size=$s") || ok=1
+    (insmod_refused "base=$b" size=0xfffffffffffff000) || ok=1
+    (insmod_refused base=0xfffffffffffff000 size=0x1000) || ok=1
+    (insmod_refused base=0x7ffffffffffff000 size=0x1000) || ok=1
     load || { say "the module does not load with good parameters after all that"; return 1; }
-    configfs_refuses_garbage || ok=1
+    (configfs_refuses_garbage) || ok=1
     return "$ok"
 }
 

@@ -9,6 +9,7 @@ mount_all() {
     mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
     mount -t tmpfs tmpfs /tmp
     mount -t configfs configfs /sys/kernel/config 2>/dev/null || true
+    mount -t tracefs tracefs "$TRACEFS" 2>/dev/null || true
 }
 
 # hold_mapping [--dev DEV] [--read-only]: maps the whole region in the background (device
@@ -53,18 +54,30 @@ release_mapping() {
 say() { echo "# $*"; }
 
 # Runs a case function; reports it by name. A case that cannot run on this kernel sets
-# skip_reason and fails: it is reported skipped (KTAP "# SKIP" on the host).
+# skip_reason and fails: it is reported skipped (KTAP "# SKIP" on the host). A kernel warning
+# (kernel_warnings) logged while the case ran fails it, whatever the case found.
 run_case() {
-    name=$1
+    case_name=$1
     shift
     skip_reason=""
+    case_mark="carveout-test: case $case_name begins at $(cut -d' ' -f1 /proc/uptime)."
+    echo "$case_mark" >/dev/kmsg
     if "$@"; then
-        echo "@@case ok $name"
+        case_result="ok"
     elif [ -n "$skip_reason" ]; then
-        echo "@@case skip $name $skip_reason"
+        case_result="skip $skip_reason"
     else
-        echo "@@case not ok $name"
+        case_result="not ok"
     fi
+    if dmesg_after "$case_mark" | without_oom | kernel_warnings >/tmp/case.warnings; then
+        sed 's/^/# /' /tmp/case.warnings
+        say "$case_name: the kernel logged the lines above while it ran"
+        case_result="not ok"
+    fi
+    case $case_result in
+    skip*) echo "@@case skip $case_name ${case_result#skip }" ;;
+    *) echo "@@case $case_result $case_name" ;;
+    esac
 }
 
 # Exits QEMU through isa-debug-exit (exit status (0 << 1) | 1 = 1 on the host).
@@ -108,8 +121,9 @@ load() { insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")"; }
 # dmesg without the stack dumps of the OOM killer's reports and of failed allocations
 # (60-pressure.sh provokes them on purpose; they are no warnings): from "invoked oom-killer" or
 # "page allocation failure" to the end of that stack. A warning inside still shows.
-dmesg_without_oom() {
-    dmesg | awk '/invoked oom-killer|page allocation failure/ { oom = 1 }
+dmesg_without_oom() { dmesg | without_oom; }
+without_oom() {
+    awk '/invoked oom-killer|page allocation failure/ { oom = 1 }
         oom && /<\/TASK>/ { oom = 0; next }
         !oom || /WARNING:|BUG:|Oops/'
 }
@@ -118,13 +132,14 @@ dmesg_without_oom() {
 # locking dependency detected" and the like, and end "INFO: lockdep is turned off"); not
 # the debug kernel's boot line "RCU lockdep checking is enabled".
 dmesg_clean() {
-    if dmesg_without_oom |
-        grep -E 'WARNING:|BUG:|BUG at|Oops|Call Trace|locking dependency|lock state|lockdep is turned off'; then
+    if dmesg_without_oom | kernel_warnings; then
         say "dmesg holds the lines above"
         return 1
     fi
 }
 
+# The lines of standard input that are such reports (fails when there is none).
+kernel_warnings() { grep -E 'WARNING:|BUG:|BUG at|Oops|Call Trace|locking dependency|lock state|lockdep is turned off'; }
 
 # Leaves the module unloaded, whatever state a case left it in.
 unload_quietly() {
@@ -141,11 +156,15 @@ dmesg_mark() {
     echo "$DMESG_MARK" >/dev/kmsg
 }
 
-# The lines after the last occurrence of the mark (none if it has dropped out of the log),
-# without the notice a kernel with CONFIG_MODULE_SIG gives the boot's first unsigned module
-# ("carveout: module verification failed: ... tainting kernel"): not the driver's message.
-dmesg_since_mark() {
-    dmesg | awk -v mark="$DMESG_MARK" '
+# The lines after the last occurrence of the mark (all of them if it has dropped out of the
+# log: then every line left is newer), without the notice a kernel with CONFIG_MODULE_SIG gives
+# the boot's first unsigned module ("carveout: module verification failed: ... tainting
+# kernel"): not the driver's message.
+dmesg_since_mark() { dmesg_after "$DMESG_MARK"; }
+
+# dmesg_after MARK: the same for any mark line.
+dmesg_after() {
+    dmesg | awk -v mark="$1" '
         index($0, mark) { n = 0; next }
         /: module verification failed: signature and\/or required key missing/ { next }
         { line[++n] = $0 }
@@ -185,4 +204,43 @@ case_kmemleak_clean() {
     fi
     # The others, for the record (their first frames).
     grep -A3 '^  backtrace' /tmp/kmemleak.txt | head -n 24 | sed 's/^/# elsewhere: /'
+}
+
+# Kprobe events (CONFIG_KPROBE_EVENTS): what the driver asks of the kernel, seen from outside
+# it. The probes are named cvt_* (group kprobes); the suites' probes record the task that hit
+# them (comm=$comm), for telling the test tools' calls from the rest of the kernel's.
+TRACEFS=/sys/kernel/tracing
+
+# kprobe_define NAME DEFINITION: defines kprobe event NAME once ("p:NAME FUNCTION ARGS..." or
+# "r:NAME FUNCTION ARGS...", kprobe_events syntax); fails, saying why, if the kernel cannot.
+kprobe_define() {
+    [ -d "$TRACEFS/events/kprobes/$1" ] && return 0
+    [ -w "$TRACEFS/kprobe_events" ] ||
+        { say "no $TRACEFS/kprobe_events (tracefs, CONFIG_KPROBE_EVENTS)"; return 1; }
+    func=$(echo "$2" | cut -d' ' -f2)
+    grep -q " [tT] $func\$" /proc/kallsyms || { say "no function $func in /proc/kallsyms"; return 1; }
+    echo "$2" >>"$TRACEFS/kprobe_events" || { say "the kernel refused the kprobe event: $2"; return 1; }
+}
+
+# trace_start NAME...: empties the trace buffer and records the kprobe events NAME...
+trace_start() {
+    echo 0 >"$TRACEFS/tracing_on"
+    echo 0 >"$TRACEFS/events/kprobes/enable"
+    : >"$TRACEFS/trace"
+    for event in "$@"; do
+        echo 1 >"$TRACEFS/events/kprobes/$event/enable" || return 1
+    done
+    echo 1 >"$TRACEFS/tracing_on"
+}
+
+# trace_stop FILE: stops recording; the records in FILE, one a line. Fails if the buffer lost
+# any (its header counts "entries-in-buffer/entries-written").
+trace_stop() {
+    echo 0 >"$TRACEFS/tracing_on"
+    echo 0 >"$TRACEFS/events/kprobes/enable"
+    cat "$TRACEFS/trace" >"$1.raw"
+    grep -v '^#' "$1.raw" >"$1"
+    counts=$(sed -n 's/^# entries-in-buffer\/entries-written: \([0-9]*\)\/\([0-9]*\) .*/\1 \2/p' "$1.raw")
+    [ -n "$counts" ] || { say "no entries-in-buffer/entries-written line in $TRACEFS/trace"; return 1; }
+    [ "${counts% *}" = "${counts#* }" ] || { say "the trace buffer lost records ($counts)"; return 1; }
 }

@@ -89,9 +89,13 @@ enum Command {
     },
     /// Map the region (or LEN bytes at OFFSET) placed as asked, touch every page, read this
     /// process's page tables (/sys/kernel/debug/page_tables/current_kernel) and check that
-    /// every entry covering the mapping selects the region's memory type through the PAT
-    /// (and, with --level, is at that level). Read-only for a wp region.
+    /// every entry covering the mapping selects ATTR's memory type through the PAT (and, with
+    /// --level, is at that level). Read-only for ATTR wp.
     Pte {
+        /// The attribute the region was given (uc, wc, wt, wb or wp): the type expected,
+        /// whatever CARVEOUT_GET_ATTR says.
+        #[arg(long)]
+        attr: Attr,
         #[arg(long, value_enum, default_value = "huge")]
         placement: Placement,
         #[arg(long, value_parser = parse_u64, default_value = "0")]
@@ -370,6 +374,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             Ok(())
         }
         Command::Pte {
+            attr,
             placement,
             offset,
             len,
@@ -389,6 +394,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
                 })?,
             };
             let check = Pte {
+                attr,
                 placement,
                 offset,
                 len,
@@ -417,6 +423,8 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
 
 /// What `pte` maps and checks.
 struct Pte {
+    /// The attribute the caller set: the memory type every entry must select.
+    attr: Attr,
     placement: Placement,
     offset: u64,
     len: u64,
@@ -432,7 +440,11 @@ impl Pte {
         region: &Region,
         info: &abi::Info,
     ) -> io::Result<(Result<(), Failed>, carveout::Mapping)> {
-        let attr = region.attr()?;
+        let attr = self.attr;
+        // For the record only: the check does not depend on what the driver reports.
+        let reported = region
+            .attr()
+            .map_or_else(|err| err.to_string(), |a| a.to_string());
         let access = if attr == Attr::Wp {
             Access::Read
         } else {
@@ -450,7 +462,7 @@ impl Pte {
         let phys = info.base + self.offset;
         println!(
             "# {:?} placement: {:#x} bytes of {} at {start:#x}-{end:#x} (physical {phys:#x}, \
-             {}congruent modulo 2 MiB), attr {attr}, PAT slots {}",
+             {}congruent modulo 2 MiB), attr {attr} (CARVEOUT_GET_ATTR: {reported}), PAT slots {}",
             self.placement,
             self.len,
             region.path().display(),
