@@ -21,7 +21,8 @@
 #                     it installs
 #   make clean
 #
-# Your own Rust-enabled kernel: make KDIR=/lib/modules/$(uname -r)/build
+# Your own Rust-enabled kernel: make KDIR=/lib/modules/$(uname -r)/build (Debian's stock kernel
+# too: the Rust build files its headers lack are made once, scripts/debian-stock-kdir.sh).
 # Install into a scratch root: make install DESTDIR=/tmp/root (modules: INSTALL_MOD_PATH,
 # default DESTDIR). RUSTC=/path/to/rustc picks the kernel's compiler if it is not in PATH
 # (BINDGEN=… its bindgen).
@@ -73,11 +74,16 @@ else
 check-kernel:
 	@$(SCRIPTS)/check-kernel.sh "$(KDIR)"
 
+# The kernel's make, through scripts/kmake.sh: for Debian's stock headers (Rust kernel, no Rust
+# build files) it first makes them (scripts/debian-stock-kdir.sh) and builds with the kernel's
+# own compilers.
+KMAKE = MAKE="$(MAKE)" $(SCRIPTS)/kmake.sh "$(KDIR)" M="$(ROOT)" $(KMAKE_RUSTC)
+
 modules: check-kernel
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" $(KMAKE_RUSTC) modules
+	+@$(KMAKE) modules
 
 clippy: check-kernel
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" $(KMAKE_RUSTC) CLIPPY=1 modules
+	+@$(KMAKE) CLIPPY=1 modules
 
 # modules_install puts carveout.ko in lib/modules/RELEASE/updates; the kernel runs depmod
 # only with a System.map, which headers packages lack: then depmod runs here. Everything
@@ -118,7 +124,7 @@ uninstall:
 
 # What DKMS builds from: the module's sources, its Makefile and the kernel check.
 DKMS_FILES := dkms.conf Kbuild Makefile include/carveout.h scripts/check-kernel.sh \
-	scripts/common.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/*/*.rs \
+	scripts/common.sh scripts/kmake.sh scripts/debian-stock-kdir.sh $(patsubst $(ROOT)/%,%,$(wildcard $(ROOT)/rust/*.rs $(ROOT)/rust/*/*.rs \
 	$(ROOT)/rust/*.c))
 dkms-source: install-files
 	rm -rf "$(DESTDIR)/usr/src/carveout-$(VERSION)"

@@ -47,6 +47,13 @@ grep -qE '^CONFIG_CONFIGFS_FS=[ym]' "$conf" || absent+=(CONFIG_CONFIGFS_FS)
     "x86-64 (CONFIG_X86_64), PAT (CONFIG_X86_PAT), transparent huge pages" \
     "(CONFIG_TRANSPARENT_HUGEPAGE) and configfs (CONFIG_CONFIGFS_FS, y or m)" "$get_kernel"
 
+# Debian's stock kernel: its headers lack the Rust build files; scripts/debian-stock-kdir.sh makes
+# them (once) with the kernel's own compilers and checks them against the kernel.
+if debian_stock_headers "$kdir"; then
+    "$CARVEOUT_ROOT/scripts/debian-stock-kdir.sh" "$kdir" >/dev/null
+    exit 0
+fi
+
 for f in Module.symvers scripts/basic/fixdep scripts/mod/modpost; do
     [[ -e $kdir/$f ]] || die "$kdir has no $f: the build directory is not prepared for modules" \
         "in a kernel build tree: make modules_prepare (after a full build, for Module.symvers)"

@@ -122,9 +122,118 @@ ensure_debian_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null ||
         die "apt-get update failed: the Debian package registry is not reachable" \
             "check the network and /etc/apt/sources.list*, then run again"
+    # Another apt run (a second make, unattended-upgrades) holds dpkg's lock: wait for it.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${missing[@]}" >/dev/null ||
+        -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed" "run it by hand to see why"
+}
+
+# The Debian mirror this machine already uses (no host is hard-coded here), or
+# $CARVEOUT_DEBIAN_MIRROR.
+debian_mirror() {
+    if [[ -n ${CARVEOUT_DEBIAN_MIRROR:-} ]]; then
+        echo "$CARVEOUT_DEBIAN_MIRROR"
+        return
+    fi
+    local uri
+    uri=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources |
+        awk '{print $2}' | grep -v -- '-security' | grep '/debian/\?$' | head -n 1 || true)
+    [[ -n $uri ]] || uri=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
+        awk '{print $2}' | grep -v -- '-security' | grep '/debian/\?$' | head -n 1 || true)
+    if [[ -z $uri ]]; then
+        # An Ubuntu (or other Debian-derived) host: its mirrors do not carry Debian's suites.
+        uri=https://deb.debian.org/debian
+        log "no Debian mirror in /etc/apt/sources.list* (an Ubuntu host?): using $uri" \
+            "(set CARVEOUT_DEBIAN_MIRROR for another)"
+    fi
+    echo "$uri"
+}
+
+# private_apt_init DIR SUITE...: an apt of its own in DIR (sources, lists, cache, state: the
+# system's apt setup is neither read for sources nor changed) for the Debian SUITEs' main
+# component (a SUITE ending in -security comes from the security archive), with their index
+# fetched. Sets the array `private_apt` to the options that confine apt-get and apt-cache to it.
+private_apt_init() {
+    local dir=$1 suite mirror uri keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    shift
+    private_apt=(
+        -o "Dir::State=$dir/state"
+        -o "Dir::State::Lists=$dir/lists"
+        -o "Dir::State::status=$dir/state/status"
+        -o "Dir::Cache=$dir/cache"
+        -o "Dir::Etc::SourceList=$dir/sources.list"
+        -o "Dir::Etc::SourceParts=$dir/sources.list.d"
+        -o "Dir::Etc::Preferences=$dir/preferences"
+        -o "Dir::Etc::PreferencesParts=$dir/preferences.d"
+        -o "APT::Sandbox::User=root"
+    )
+    mkdir -p "$dir"/{state,lists/partial,cache/archives/partial,sources.list.d,preferences.d}
+    [[ -f $dir/state/status ]] || : >"$dir/state/status"
+    [[ -f $dir/preferences ]] || : >"$dir/preferences"
+    # Debian's archive key (on Ubuntu too: its package debian-archive-keyring).
+    ensure_debian_packages debian-archive-keyring
+    mirror=$(debian_mirror)
+    for suite in "$@"; do
+        uri=$mirror
+        [[ $suite != *-security ]] || uri=${CARVEOUT_DEBIAN_SECURITY_MIRROR:-http://security.debian.org/debian-security}
+        printf 'deb [signed-by=%s] %s %s main\n' "$keyring" "$uri" "$suite"
+    done >"$dir/sources.list"
+    log "fetching the package index of $* (private apt state in $dir)"
+    apt-get "${private_apt[@]}" update -q >"$dir/update.log" 2>&1 ||
+        die "apt-get update for $* failed (see $dir/update.log)" \
+            "check that the Debian package registry is reachable" \
+            "if the archive key is unknown: apt-get install debian-archive-keyring"
+}
+
+# debian_download DEST PACKAGE=VERSION...: the packages' .deb files in DEST (kept: a second call
+# downloads nothing), checked by apt against the signed index; prints their paths. Needs
+# private_apt_init first, unless all are there already.
+debian_download() {
+    local dest=$1 spec pkg version deb
+    shift
+    mkdir -p "$dest"
+    for spec in "$@"; do
+        pkg=${spec%%=*} version=${spec#*=}
+        deb=$(find "$dest" -maxdepth 1 -name "${pkg}_${version//:/%3a}_*.deb" -print -quit)
+        if [[ -z $deb ]]; then
+            ((${#private_apt[@]})) || die "debian_download: no private_apt_init before it"
+            log "downloading $pkg $version"
+            (cd "$dest" && apt-get "${private_apt[@]}" download -q "$pkg=$version" >/dev/null) ||
+                die "apt-get download $pkg=$version failed (not in the archive any more?)"
+            deb=$(find "$dest" -maxdepth 1 -name "${pkg}_${version//:/%3a}_*.deb" -print -quit)
+        fi
+        echo "$deb"
+    done
+}
+private_apt=()
+
+# unpack_linux_source DEB VERSION: Debian's linux-source-SERIES package unpacked (its tarball
+# extracted) in $CARVEOUT_CACHE/src/VERSION, once; prints the source directory.
+unpack_linux_source() {
+    local deb=$1 version=$2 pkg work tarball
+    pkg=$(dpkg-deb -f "$deb" Package)
+    work="$CARVEOUT_CACHE/src/$version"
+    if [[ -f $work/$pkg/Makefile ]]; then
+        echo "$work/$pkg"
+        return
+    fi
+    rm -rf "$work"
+    mkdir -p "$work"
+    log "unpacking $(basename "$deb")"
+    dpkg-deb -x "$deb" "$work/deb"
+    tarball=$(find "$work/deb/usr/src" -maxdepth 1 -name "$pkg.tar.*" -print -quit)
+    [[ -n $tarball ]] || die "no $pkg.tar.* inside $(basename "$deb")"
+    tar -xf "$tarball" -C "$work"
+    rm -rf "$work/deb"
+    [[ -f $work/$pkg/Makefile ]] || die "unpacked tarball has no $pkg/Makefile"
+    echo "$work/$pkg"
+}
+
+# debian_stock_headers KDIR: KDIR is the headers directory of a Debian kernel built with Rust,
+# without the Rust build files a module needs (scripts/debian-stock-kdir.sh makes them).
+debian_stock_headers() {
+    grep -qsx 'CONFIG_RUST=y' "$1/include/config/auto.conf" && [[ ! -e $1/rust/libkernel.rmeta ]] &&
+        grep -qs '^#define LINUX_PACKAGE_ID " *Debian ' "$1/include/generated/package.h"
 }
 
 # The directory the pinned kernel source is unpacked in (set by fetch-kernel.sh).

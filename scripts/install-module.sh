@@ -26,7 +26,11 @@ signed() { [[ $(tail -c 28 "$1" | tr -d '\0') == '~Module signature appended~' ]
 sign_args=()
 ! signed "$CARVEOUT_ROOT/carveout.ko" || sign_args=(CONFIG_MODULE_SIG_ALL=)
 before=$(manifest_snapshot "$moddir")
-"$make" -C "$kdir" M="$CARVEOUT_ROOT" INSTALL_MOD_PATH="$mod_path" "${sign_args[@]}" modules_install
+# Debian's stock headers: modules_install runs in the compilers' root (scripts/kmake.sh), which
+# sees the target directory through a bind mount.
+mkdir -p "$moddir"
+CARVEOUT_BIND=$(realpath "$moddir") MAKE=$make "$CARVEOUT_ROOT/scripts/kmake.sh" "$kdir" \
+    M="$CARVEOUT_ROOT" INSTALL_MOD_PATH="$mod_path" "${sign_args[@]}" modules_install
 if grep -q '^CONFIG_MODULE_SIG=y' "$kdir/include/config/auto.conf" 2>/dev/null &&
     [[ -f $moddir/updates/carveout.ko ]] && ! signed "$moddir/updates/carveout.ko"; then
     log "note: carveout.ko is not signed: a kernel that enforces signatures (Secure Boot's" \
