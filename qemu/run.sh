@@ -12,7 +12,7 @@
 # (development: only these guest suites, e.g. attrs,huge or iommu,vfio; a guest none of whose
 # suites is named does not boot; the other cases then fail as not reported; `host` runs the
 # host-side cases of scripts/host-cases.sh, `signed` the boot that enforces module signatures,
-# `rpm` the RPM packaged kernel's case; the
+# `rpm` the RPM packaged kernel's case, `stock` Debian's stock kernel's (qemu/stock.sh); the
 # Debian-packaged kernel's case is skipped).
 set -euo pipefail
 # shellcheck source=scripts/common.sh
@@ -55,7 +55,7 @@ high_size=0x800000
 guest_dir="$CARVEOUT_ROOT/qemu/guest"
 case_names() { grep -ho '^ *run_case [a-z0-9_]*' "$@" | awk '{print $2}'; }
 mapfile -t cases < <(case_names "$CARVEOUT_ROOT/scripts/host-cases.sh" "$guest_dir"/[0-9]*.sh \
-    "$guest_dir/init" "$guest_dir/extmod.sh" "$guest_dir/signed.sh")
+    "$guest_dir/init" "$guest_dir/extmod.sh" "$guest_dir/signed.sh" "$CARVEOUT_ROOT/qemu/stock.sh")
 mapfile -t iommu_cases < <(case_names "$guest_dir"/iommu-*.sh)
 mapfile -t high_cases < <(case_names "$guest_dir"/high-*.sh)
 
@@ -263,6 +263,17 @@ if selected rpm; then
     "$CARVEOUT_ROOT/qemu/extmod.sh" --rpm "$("$CARVEOUT_ROOT/scripts/build-kernel.sh")" "$out" \
         "$base" "$size" >>"$console.txt" ||
         log "qemu/extmod.sh --rpm stopped (see above): extmod_from_rpm_package is not reported"
+fi
+# Debian's unmodified stock kernel (CARVEOUT_SUITES: stock): carveout built against its headers
+# package with no kernel build, and the user's suites on it (qemu/stock.sh).
+# Run once: with another kernel booted (make test-debug) they are reported skipped.
+if selected stock && [[ -n ${CARVEOUT_KDIR:-} ]]; then
+    for name in $(case_names "$CARVEOUT_ROOT/qemu/stock.sh"); do
+        echo "@@case skip $name run by make test (the stock kernel is the same for every suite)"
+    done >>"$console.txt"
+elif selected stock; then
+    "$CARVEOUT_ROOT/qemu/stock.sh" "$out" "${append[*]}" "${iommu_append[*]}" >>"$console.txt" ||
+        log "qemu/stock.sh stopped (see above): its cases are not reported"
 fi
 passed=0
 failed=0
