@@ -44,6 +44,8 @@ STOCK_IOMMU_FILES=(iommu-attach iommu-dma)
 declare -A not_here=(
     [kunit_carveout_range]="Debian's kernel has no KUnit (CONFIG_KUNIT)"
     [kunit_carveout_attr]="Debian's kernel has no KUnit (CONFIG_KUNIT)"
+    [unlisted_opt_in_maps_uc]="reads the page tables through PTDUMP_DEBUGFS, which Debian's kernel lacks"
+    [reserve_mem_read_write]="compares through /dev/mem at reserve_mem's RAM, which STRICT_DEVMEM refuses (iomem=relaxed opens I/O ranges only)"
 )
 # Debian's modules the guests load, with what they need (modules.dep).
 STOCK_MODULES=(configfs nd_e820 nd_pmem vfio vfio-pci vfio_iommu_type1)
