@@ -7,7 +7,8 @@
 #                       `make KDIR=<the unpacked headers>`, which makes the Rust build files
 #                       (scripts/debian-stock-kdir.sh); the module's vermagic is the kernel's,
 #                       it depends on configfs alone, and every symbol it imports is exported by
-#                       the kernel or configfs (the packages' Module.symvers)
+#                       the kernel or configfs (the packages' Module.symvers); headers naming
+#                       another rustc, or missing a Rust export, are refused with a line naming it
 #   stock_debian_suite  the package's vmlinuz booted in QEMU with that module, Debian's own
 #                       configfs, nvdimm and VFIO modules (dependencies from modules.dep) loaded
 #                       by /init, iomem=relaxed (IO_STRICT_DEVMEM): the suites a user relies on
@@ -97,6 +98,32 @@ fetch_packages() {
     echo "$version" >"$stamp"
 }
 
+# refuses WHAT EXPECTED EDIT: a copy of the stock headers changed by the function EDIT (given its
+# directory) is refused by scripts/debian-stock-kdir.sh with a line matching EXPECTED.
+refuses() {
+    local what=$1 expected=$2 edit=$3 fake=$work/fake/usr/src/linux-headers-$release said
+    rm -rf "$work/fake"
+    mkdir -p "$work/fake/usr/src" "$work/fake/usr/lib"
+    cp -a "$unpacked/usr/src/linux-headers-$release" "$fake"
+    ln -s "$unpacked/usr/src/linux-headers-$abi-common" "$work/fake/usr/src/"
+    ln -s "$unpacked/usr/lib/linux-kbuild-$abi" "$work/fake/usr/lib/"
+    "$edit" "$fake"
+    if said=$("$CARVEOUT_ROOT/scripts/debian-stock-kdir.sh" "$fake" 2>&1 >/dev/null); then
+        say "$what: not refused"
+        return 1
+    fi
+    grep -q "error: $expected" <<<"$said" || { say "$what: refused without naming it: $said"; return 1; }
+    say "$what: refused: $(grep 'error:' <<<"$said")"
+}
+other_rustc() {
+    sed -i 's/^CONFIG_RUSTC_VERSION_TEXT=.*/CONFIG_RUSTC_VERSION_TEXT="rustc 1.85.1 (rustup)"/' "$1/.config"
+}
+one_export_less() {
+    local line
+    line=$(grep -n -m1 $'\t_R' "$1/Module.symvers" | cut -d: -f1)
+    sed -i "${line}d" "$1/Module.symvers"
+}
+
 module_src=""
 case_stock_debian_build() {
     local headers msrc vermagic depends symvers imported provider bad=0
@@ -138,6 +165,10 @@ case_stock_debian_build() {
     done < <(nm -u "$msrc/carveout.ko" | awk '{print $2}' | grep -v '^__fentry__$\|^_GLOBAL_OFFSET_TABLE_$' || true)
     ((bad == 0)) || return 1
     say "all $imported symbols carveout.ko imports are exported by the stock kernel or configfs"
+    # What the script checks before use, refused: another rustc, a Rust export the kernel lacks.
+    refuses "headers naming another rustc" "rustc mismatch" other_rustc || return 1
+    refuses "a Module.symvers without one Rust export" "Rust export mismatch" one_export_less || return 1
+    rm -rf "$work/fake"
     module_src=$msrc
 }
 

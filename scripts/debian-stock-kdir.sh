@@ -28,7 +28,6 @@
 #     scripts/target.json from the build, and carveout-run
 # Any mismatch stops with one line naming it; nothing is used half-made.
 #   usage: debian-stock-kdir.sh KDIR     (KDIR: Debian's linux-headers-RELEASE directory)
-#   environment: CARVEOUT_STOCK_ROOT=host|chroot overrides the choice of compilers' home
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh"
@@ -67,13 +66,9 @@ stock=$CARVEOUT_CACHE/stock
 work=$stock/$release
 build=$work/build
 kdir=$work/kdir
-mode=${CARVEOUT_STOCK_ROOT:-}
-if [[ -z $mode ]]; then
-    mode=chroot
-    [[ $(. /etc/os-release && echo "${VERSION_CODENAME:-}") != "$codename" ]] || mode=host
-fi
+# The host's own compilers on a host of the kernel's Debian release, else a root of that release.
 root=$stock/root-$codename
-[[ $mode == host ]] && root=""
+[[ $(. /etc/os-release && echo "${VERSION_CODENAME:-}") != "$codename" ]] || root=""
 
 # The headers' parts a build reads: the directory itself, the -common directory its Makefile
 # includes (by absolute path: an unpacked, not installed, package has it next to itself) and
@@ -186,6 +181,9 @@ check_exports() {
 }
 
 mkdir -p "$work"
+# One at a time (two DKMS builds, make and make install): they share the root and the tree.
+exec 9>"$stock/.lock"
+flock 9
 if [[ -n $root ]]; then
     make_root
     write_runner "$kdir.run"
@@ -215,12 +213,12 @@ if [[ ! -f $work/prepared || $(cat "$work/prepared") != "$version" ]]; then
         tail -n 20 "$work/prepare.log" >&2
         die "make prepare failed (see $work/prepare.log)"
     }
-    for f in include/generated/rustc_cfg include/generated/autoconf.h; do
-        cmp -s "$headers/$f" "$build/$f" || die "mismatch: $f of the build differs from the headers'"
-    done
     echo "$version" >"$work/prepared"
     unset CARVEOUT_BIND
 fi
+for f in include/generated/rustc_cfg include/generated/autoconf.h; do
+    cmp -s "$headers/$f" "$build/$f" || die "mismatch: $f of the build differs from the headers' ($build)"
+done
 nexports=$(check_exports)
 
 # The directory to build against: the headers (links), a Makefile of its own and the Rust files.
