@@ -60,7 +60,7 @@ gcc_pkg=$(sed -n 's/^.*-\(gcc-[0-9]*\)$/\1/p' <<<"$cc")
     die "$conf names no gcc-N compiler, rustc or bindgen (CONFIG_CC/RUSTC/BINDGEN_VERSION_TEXT)"
 llvm=$LLVM_VERSION
 packages=(rustc rust-src bindgen "libclang-$llvm-dev" "$gcc_pkg" libc6-dev make bc flex bison
-    libelf-dev libssl-dev openssl pahole kmod xz-utils)
+    libelf-dev libssl-dev openssl pahole kmod xz-utils python3)
 
 stock=$CARVEOUT_CACHE/stock
 work=$stock/$release
