@@ -35,10 +35,11 @@ suite=trixie-backports
 work=$guest/stock
 # The suites a user relies on: claim, mmap, ioctls, refusals, reload (skeleton, reserved),
 # attributes and the PAT record (attrs), configfs regions (regions; configfs is a module
-# here), file I/O (files), edu DMA (dma); every case in their files runs. The warm reboot
-# follows them. PTDUMP (ptes) is not in Debian's kernel.
-STOCK_SUITES=skeleton,reserved,attrs,regions,files,dma
-STOCK_SUITE_FILES=(10-skeleton 15-reserved 20-attrs 30-regions 46-files 50-dma)
+# here), file I/O (files), a 32-bit program through compat_ioctl (compat: Debian's kernel has
+# CONFIG_COMPAT), edu DMA (dma); every case in their files runs. The warm reboot follows them.
+# PTDUMP (ptes) is not in Debian's kernel.
+STOCK_SUITES=skeleton,reserved,attrs,regions,files,compat,dma
+STOCK_SUITE_FILES=(10-skeleton 15-reserved 20-attrs 30-regions 46-files 47-compat 50-dma)
 STOCK_IOMMU_SUITES=attach,sync,iommu,vfio
 STOCK_IOMMU_FILES=(iommu-attach iommu-dma)
 # Cases of those files that cannot run on Debian's kernel, with the reason.
