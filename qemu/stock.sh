@@ -8,7 +8,8 @@
 #                       (scripts/debian-stock-kdir.sh); the module's vermagic is the kernel's,
 #                       it depends on configfs alone, and every symbol it imports is exported by
 #                       the kernel or configfs (the packages' Module.symvers); headers naming
-#                       another rustc, or missing a Rust export, are refused with a line naming it
+#                       another rustc, or missing a Rust export, are refused with a line naming
+#                       it; Debian's dkms adds, builds, installs and removes it (dkms-check.sh)
 #   stock_debian_suite  the package's vmlinuz booted in QEMU with that module, Debian's own
 #                       configfs, nvdimm and VFIO modules (dependencies from modules.dep) loaded
 #                       by /init, iomem=relaxed (IO_STRICT_DEVMEM): the suites a user relies on
@@ -42,10 +43,9 @@ STOCK_SUITES=skeleton,reserved,attrs,regions,files,compat,dma
 STOCK_SUITE_FILES=(10-skeleton 15-reserved 20-attrs 30-regions 46-files 47-compat 50-dma)
 STOCK_IOMMU_SUITES=attach,sync,iommu,vfio
 STOCK_IOMMU_FILES=(iommu-attach iommu-dma)
-# Cases of those files that cannot run on Debian's kernel, with the reason.
+# Cases of those files that cannot run on Debian's kernel, with the reason (and every kunit_*
+# case when its configuration has no CONFIG_KUNIT).
 declare -A not_here=(
-    [kunit_carveout_range]="Debian's kernel has no KUnit (CONFIG_KUNIT)"
-    [kunit_carveout_attr]="Debian's kernel has no KUnit (CONFIG_KUNIT)"
     [unlisted_opt_in_maps_uc]="reads the page tables through PTDUMP_DEBUGFS, which Debian's kernel lacks"
     [reserve_mem_read_write]="compares through /dev/mem at reserve_mem's RAM, which STRICT_DEVMEM refuses (iomem=relaxed opens I/O ranges only)"
 )
@@ -170,6 +170,15 @@ case_stock_debian_build() {
     refuses "headers naming another rustc" "rustc mismatch" other_rustc || return 1
     refuses "a Module.symvers without one Rust export" "Rust export mismatch" one_export_less || return 1
     rm -rf "$work/fake"
+    # Debian's real dkms, as DKMS builds for an installed kernel (dkms.conf's MAKE line through the
+    # Makefile, which takes the stock path), into a scratch root (scripts/dkms-check.sh).
+    if ! "$CARVEOUT_ROOT/scripts/dkms-check.sh" "$headers" "$release" "$work/dkms-check" \
+        >"$work/dkms-check.log" 2>&1; then
+        tail -n 30 "$work/dkms-check.log"
+        say "dkms against the stock headers failed (above; all of it in $work/dkms-check.log)"
+        return 1
+    fi
+    tail -n 1 "$work/dkms-check.log"
     module_src=$msrc
 }
 
@@ -211,7 +220,10 @@ report() {
     shift
     for name in "$@"; do
         result=$(grep -E "^@@case (ok|not ok) $name\$|^@@case skip $name " "$console" | tail -n 1 || true)
-        if [[ -n ${not_here[$name]:-} ]]; then
+        if [[ $name == kunit_* ]] && ! grep -q '^CONFIG_KUNIT=' "$unpacked/usr/lib/modules/$release/config"; then
+            say "stock: skip $name (Debian's kernel has no KUnit, CONFIG_KUNIT)"
+            skipped=$((skipped + 1))
+        elif [[ -n ${not_here[$name]:-} ]]; then
             say "stock: skip $name (${not_here[$name]})"
             skipped=$((skipped + 1))
         elif [[ $result == "@@case ok $name" ]]; then
