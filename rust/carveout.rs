@@ -13,6 +13,7 @@
 //! The userspace ABI (ioctls, mmap rules, read/write/lseek) is `include/carveout.h`.
 
 mod abi;
+mod attachment;
 mod attr;
 mod chardev;
 mod configfs;

@@ -4,8 +4,9 @@
 //!
 //! The driver lists a region's devices in sysfs, one line each, in its node's `dma_devices`
 //! (`/sys/class/carveout/<name>/dma_devices`, reached here through `/sys/dev/char/MAJ:MIN`):
-//! `0000:00:03.0 0xbf800000 translated`, `... direct`, or `0000:00:03.0 - removed` once the
-//! device has gone.
+//! `0000:00:03.0 0xbf800000 translated`, `... direct`, `0000:00:03.0 - removed` once the
+//! device has gone, or `0000:00:03.0 - revoked` once a driver that may hand its DMA to userspace
+//! (vfio-pci) bound to its IOMMU group.
 
 use std::{fmt, fs, io, path::Path};
 
@@ -23,7 +24,8 @@ pub struct DmaDevice {
     pub bus_addr: Option<u64>,
     /// Whether an IOMMU translates its DMA (the bus address is then an IOVA).
     pub translated: bool,
-    /// The device was removed while attached: the mapping is gone, detach it.
+    /// The device was removed while attached, or the mapping revoked (`- revoked`): the
+    /// mapping is gone, detach it.
     pub removed: bool,
 }
 
@@ -38,7 +40,7 @@ pub fn parse_dma_devices(text: &str) -> Result<Vec<DmaDevice>, String> {
             let bus = words.next().ok_or_else(bad)?;
             let how = words.next().ok_or_else(bad)?;
             let (bus_addr, translated, removed) = match (bus, how) {
-                ("-", "removed") => (None, false, true),
+                ("-", "removed" | "revoked") => (None, false, true),
                 (bus, "translated" | "direct") => {
                     let hex = bus.strip_prefix("0x").ok_or_else(bad)?;
                     let addr = u64::from_str_radix(hex, 16).map_err(|_| bad())?;
