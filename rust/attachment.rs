@@ -63,7 +63,14 @@ impl Attachments {
             return Err(ENODEV);
         };
         // A failed push drops the attachment, which unmaps the region.
-        list.push(attachment, GFP_KERNEL)?;
+        list.push(attachment, GFP_KERNEL).map_err(|_| {
+            pr_err!(
+                "{}: attach {}: no memory to record the attachment: unmapped again\n",
+                region,
+                name
+            );
+            ENOMEM
+        })?;
         pr_info!(
             "{}: attached {}: bus address {:#x} ({})\n",
             region,
