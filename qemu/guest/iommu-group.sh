@@ -164,6 +164,8 @@ case_attach_vs_remove_race() {
             [ -e "/sys/bus/pci/devices/$bdf/remove" ] && echo 1 >"/sys/bus/pci/devices/$bdf/remove"
             echo 1 >/sys/bus/pci/rescan
             n=$((n + 1))
+            # Room for the attaches (at full speed the loop starves them under TCG).
+            sleep 0.05
         done
         echo "$n" >/tmp/race.count
     ) 2>/dev/null &

@@ -751,6 +751,13 @@ impl DmaAttachment {
         }
         // INVARIANT: Registered above.
 
+        // Still on the bus now that the notifier is registered: the device's removal, if under
+        // way, has not reached `BUS_NOTIFY_REMOVED_DEVICE` (which comes after it leaves the
+        // bus's list), so the notifier sees that event.
+        if pci::find_device(name).is_none_or(|found| raw(&found) != raw(&dev)) {
+            return Err(AttachError::NoDevice);
+        }
+
         // A stated reach only for a device with no driver (checked first: its mask is the
         // driver's).
         if stated.is_some() && DeviceLock::new(&dev).has_driver() {
