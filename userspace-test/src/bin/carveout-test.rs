@@ -138,6 +138,19 @@ enum Command {
         #[arg(long)]
         reach_bits: Option<u32>,
     },
+    /// CARVEOUT_ATTACH then CARVEOUT_DETACH of DEVICE, ROUNDS times, pausing PAUSE_MS after
+    /// each round: a race against the device's removal. An attach may find the device gone
+    /// (ENODEV), a detach may find nothing attached (ENOENT); any other errno fails. Prints how
+    /// many attaches succeeded, found the device gone, and were removed before their detach.
+    AttachRounds {
+        device: String,
+        #[arg(long)]
+        rounds: u32,
+        #[arg(long)]
+        reach_bits: Option<u32>,
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
+    },
     /// Eat anonymous memory until an allocation fails or the OOM killer ends this process
     /// (which it prefers: oom_score_adj 1000). Prints how far it got.
     Hog {
@@ -421,6 +434,12 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             nth,
             reach_bits,
         } => attach_fail_nth(&region, device, nth, reach_bits)?,
+        Command::AttachRounds {
+            ref device,
+            rounds,
+            reach_bits,
+            pause_ms,
+        } => attach_rounds(&region, device, rounds, reach_bits, pause_ms),
         Command::DevmemVerify { .. }
         | Command::DevmemHold { .. }
         | Command::Hog { .. }
@@ -742,6 +761,44 @@ fn attach_fail_nth(
         Err(errno) => println!("{} {injected}", carveout::errno_name(errno)),
     }
     Ok(Ok(()))
+}
+
+/// [`Command::AttachRounds`].
+fn attach_rounds(
+    region: &Region,
+    device: &str,
+    rounds: u32,
+    reach_bits: Option<u32>,
+    pause_ms: u64,
+) -> Result<(), Failed> {
+    let (mut attached, mut gone, mut removed) = (0u32, 0u32, 0u32);
+    for round in 1..=rounds {
+        match region.attach(device, reach_bits) {
+            Ok(_) => attached += 1,
+            Err(Errno::NODEV) => gone += 1,
+            Err(errno) => {
+                return Err(Failed(format!(
+                    "round {round}: attach: {}",
+                    carveout::errno_name(errno)
+                )))
+            }
+        }
+        if region.bus_addr(device) == Err(Errno::NODEV) {
+            removed += 1;
+        }
+        match region.detach(device) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(errno) => {
+                return Err(Failed(format!(
+                    "round {round}: detach: {}",
+                    carveout::errno_name(errno)
+                )))
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+    }
+    println!("{attached} attached, {gone} found the device gone, {removed} removed while attached");
+    Ok(())
 }
 
 fn main() -> ExitCode {
