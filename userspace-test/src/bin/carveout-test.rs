@@ -138,8 +138,8 @@ enum Command {
         #[arg(long)]
         reach_bits: Option<u32>,
     },
-    /// CARVEOUT_ATTACH then CARVEOUT_DETACH of DEVICE, ROUNDS times, pausing PAUSE_MS after
-    /// each round: a race against the device's removal. An attach may find the device gone
+    /// CARVEOUT_ATTACH then CARVEOUT_DETACH of DEVICE, ROUNDS times, pausing PAUSE_MS while
+    /// attached: a race against the device's removal. An attach may find the device gone
     /// (ENODEV), a detach may find nothing attached (ENOENT); any other errno fails. Prints how
     /// many attaches succeeded, found the device gone, and were removed before their detach.
     AttachRounds {
@@ -783,6 +783,7 @@ fn attach_rounds(
                 )))
             }
         }
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
         if region.bus_addr(device) == Err(Errno::NODEV) {
             removed += 1;
         }
@@ -795,7 +796,6 @@ fn attach_rounds(
                 )))
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
     }
     println!("{attached} attached, {gone} found the device gone, {removed} removed while attached");
     Ok(())
