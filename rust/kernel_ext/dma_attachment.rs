@@ -419,8 +419,21 @@ unsafe fn map_raw(dev: &Device, phys: u64, size: usize) -> Option<bindings::dma_
     // SAFETY: By the function's safety requirements.
     let bus =
         unsafe { bindings::dma_map_phys(raw(dev), phys, size, DIRECTION.into(), raw_attrs(ATTRS)) };
-    // `dma_mapping_error` is inline: the DMA API's error value is all ones.
-    (bus != !0).then_some(bus)
+    (!mapping_error(dev, bus)).then_some(bus)
+}
+
+/// `dma_mapping_error` (inline in C): whether `bus` is the DMA API's error value, all ones. With
+/// `CONFIG_DMA_API_DEBUG` it also records that the result was checked, which the DMA-API
+/// debugging demands before the unmap (or it warns).
+fn mapping_error(dev: &Device, bus: bindings::dma_addr_t) -> bool {
+    #[cfg(CONFIG_DMA_API_DEBUG)]
+    // SAFETY: `dev` is live; the call only marks the debugging entry of `bus` checked.
+    unsafe {
+        bindings::debug_dma_mapping_error(raw(dev), bus)
+    };
+    #[cfg(not(CONFIG_DMA_API_DEBUG))]
+    let _ = dev;
+    bus == !0
 }
 
 impl Mapping {
