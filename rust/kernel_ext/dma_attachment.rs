@@ -427,10 +427,10 @@ unsafe fn map_raw(dev: &Device, phys: u64, size: usize) -> Option<bindings::dma_
 /// debugging demands before the unmap (or it warns).
 fn mapping_error(dev: &Device, bus: bindings::dma_addr_t) -> bool {
     #[cfg(CONFIG_DMA_API_DEBUG)]
-    // SAFETY: `dev` is live; the call only marks the debugging entry of `bus` checked.
-    unsafe {
-        bindings::debug_dma_mapping_error(raw(dev), bus)
-    };
+    {
+        // SAFETY: `dev` is live; the call only marks the debugging entry of `bus` checked.
+        unsafe { bindings::debug_dma_mapping_error(raw(dev), bus) };
+    }
     #[cfg(not(CONFIG_DMA_API_DEBUG))]
     let _ = dev;
     bus == !0
