@@ -87,8 +87,27 @@ struct carveout_range_desc {
  * the device's DMA (a DMA or DMA-FQ domain), that is an IOVA the kernel allocates below the
  * device's DMA mask; with no IOMMU or an identity (passthrough) domain, the physical address.
  * Never a bounce buffer. The driver keeps a reference to the device; detach, disabling the
- * region, unloading the module and removing the device each unmap it. ATTACH and DETACH need
- * the device opened for writing and CAP_SYS_ADMIN; BUS_ADDR reports an attached device.
+ * region, unloading the module and removing the device each unmap it: afterwards no bus
+ * address handed out reaches the region, whatever happened to the device's IOMMU group
+ * meanwhile. ATTACH and DETACH need the device opened for writing and CAP_SYS_ADMIN; BUS_ADDR
+ * reports an attached device.
+ *
+ * User drivers (VFIO, iommufd) and an attached device: a driver that manages DMA itself
+ * (driver_managed_dma: vfio-pci, pci-stub, ...) binding to the device, or to any device of its
+ * IOMMU group, revokes the attachment first: the region is unmapped before that driver's probe,
+ * while the group is still on its default DMA domain, so VFIO can then take the group as usual
+ * and the device never reaches the region through the old address again. The attachment stays
+ * listed ("DEVICE - revoked" in sysfs dma_devices; BUS_ADDR gives ENODEV) until DETACH, which
+ * returns 0. ATTACH is refused (EBUSY, one dmesg line naming the driver) while a device of the
+ * group is bound to such a driver, or while the group is on a domain that is neither a DMA nor
+ * an identity one (a user owns it). What makes this hold: the DMA API maps and unmaps in the
+ * group's default domain; the kernel replaces that only through the group's sysfs `type` and
+ * only while nothing holds the group; a user owner takes it only through
+ * iommu_group_claim_dma_owner / iommu_device_claim_dma_owner, which only driver_managed_dma
+ * drivers call; and the driver maps, unmaps and reads the group's domain under the group's
+ * mutex (iommu_group_for_each_dev, iommu_driver_get_domain_for_dev). If root replaces the
+ * default domain through sysfs while attached, the mapping went with the old domain (which the
+ * kernel freed) and detach unmaps nothing in the new one.
  * `device` is the PCI name, "DDDD:BB:DD.F"; every other input field must be zero, but for
  * ATTACH's `reach_bits`.
  *
@@ -98,9 +117,12 @@ struct carveout_range_desc {
  * that while the region is mapped and put back after: an IOMMU's IOVA is allocated below it,
  * or without one the region must lie below it. 0: the device's mask. Errors:
  *   EINVAL   a malformed name, non-zero fields, a reach outside 12-64
- *   ENODEV   no such PCI device (BUS_ADDR: the device was removed while attached)
+ *   ENODEV   no such PCI device (BUS_ADDR: the device was removed while attached, or the
+ *            attachment was revoked)
  *   EEXIST   ATTACH: already attached          ENOENT  DETACH, BUS_ADDR: not attached
- *   EBUSY    ATTACH: a reach stated for a device with a driver (its driver's mask rules)
+ *   EBUSY    ATTACH: a reach stated for a device with a driver (its driver's mask rules); a
+ *            device of its IOMMU group bound to a driver that manages DMA itself (vfio-pci);
+ *            its group owned by a user driver
  *   ERANGE   ATTACH: the device cannot reach the region (DMA mask or reach, no IOMMU
  *            translating), or its transfers would be bounced
  *   EIO      ATTACH: the DMA API refuses the stated reach for the device

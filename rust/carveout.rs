@@ -18,6 +18,8 @@
 #[deny(unsafe_code)]
 mod abi;
 #[deny(unsafe_code)]
+mod attachment;
+#[deny(unsafe_code)]
 mod attr;
 #[deny(unsafe_code)]
 mod chardev;

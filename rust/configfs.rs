@@ -50,9 +50,12 @@ use crate::{
         self,
         PlatformDeviceRegistration, //
     },
-    kernel_ext::configfs_item::{
-        GroupAnchor,
-        GroupLink, //
+    kernel_ext::{
+        configfs_item::{
+            GroupAnchor,
+            GroupLink, //
+        },
+        dma_attachment::Status,
     },
     platform_device::{
         Memory,
@@ -424,9 +427,13 @@ impl AttributeOperations<8> for RegionConfig {
             return Ok(0);
         };
         let mut out = Formatter::new(page);
-        region.each_attachment(|device, bus, _| match bus {
-            Some(bus) => writeln!(out, "{} {:#x}", device.to_str().unwrap_or("?"), bus),
-            None => writeln!(out, "{} -", device.to_str().unwrap_or("?")),
+        region.each_attachment(|device, status| match status {
+            Status::Mapped { bus, .. } => {
+                writeln!(out, "{} {:#x}", device.to_str().unwrap_or("?"), bus)
+            }
+            Status::Removed | Status::Revoked => {
+                writeln!(out, "{} -", device.to_str().unwrap_or("?"))
+            }
         })?;
         Ok(out.bytes_written())
     }

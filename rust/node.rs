@@ -46,7 +46,10 @@ use crate::{
             ConfigItemRef,
             GroupLink, //
         },
-        dma_attachment::Translation,
+        dma_attachment::{
+            Status,
+            Translation, //
+        },
         file_ops::FileOps,
         static_mutex::StaticMutex,
     },
@@ -268,19 +271,23 @@ impl ShowAttribute<NodeData> for MapCount {
 }
 
 /// One line per attached PCI device: its name, the bus address it must use for the region's
-/// base (`-` once the device is removed) and whether its IOMMU translates.
+/// base and whether its IOMMU translates, or `- removed` once the device is removed, `- revoked`
+/// once a driver that may hand its DMA to userspace bound to its IOMMU group.
 struct DmaDevices;
 impl ShowAttribute<NodeData> for DmaDevices {
     fn show(node: &NodeData, out: &mut Formatter<'_>) -> core::fmt::Result {
-        node.region.each_attachment(|device, bus, translation| {
+        node.region.each_attachment(|device, status| {
             let device = device.to_str().unwrap_or("?");
-            let how = match translation {
-                Translation::Translated => "translated",
-                Translation::Direct => "direct",
-            };
-            match bus {
-                Some(bus) => writeln!(out, "{device} {bus:#x} {how}"),
-                None => writeln!(out, "{device} - removed"),
+            match status {
+                Status::Mapped { bus, translation } => {
+                    let how = match translation {
+                        Translation::Translated => "translated",
+                        Translation::Direct => "direct",
+                    };
+                    writeln!(out, "{device} {bus:#x} {how}")
+                }
+                Status::Removed => writeln!(out, "{device} - removed"),
+                Status::Revoked => writeln!(out, "{device} - revoked"),
             }
         })
     }

@@ -23,13 +23,13 @@ use kernel::{
 
 use crate::{
     abi,
+    attachment::Attachments,
     attr::CacheAttr,
     kernel_ext::{
         cache,
         dma_attachment::{
-            AttachError,
-            DmaAttachment,
             Reach,
+            Status,
             Translation, //
         },
         iomem::{
@@ -104,7 +104,7 @@ pub(crate) struct Region {
     /// The PCI devices the region is mapped for (`CARVEOUT_ATTACH`, configfs `attach`).
     /// Unmapped (dropped) before the claim goes.
     #[pin]
-    attachments: Mutex<Attachments>,
+    attachments: Attachments,
     /// The claim, released (and the range handed back to the iomem tree) on drop, with the
     /// kernel mapping of it that file reads and writes copy through (made by the first, kept
     /// while files that copied are open, dropped when the attribute changes).
@@ -260,10 +260,7 @@ impl Region {
                 }),
                 memtype <- new_mutex!(None),
                 unlisted,
-                attachments <- new_mutex!(Attachments {
-                    region: attachments_name,
-                    list: KVec::new(),
-                }),
+                attachments <- Attachments::new(attachments_name),
                 claim <- ClaimWindow::new(claim),
             }),
             GFP_KERNEL,
@@ -470,133 +467,42 @@ impl Region {
     ///
     /// `EINVAL` for a name that is not one or a reach outside 12 to 64 bits, `ENODEV` for no
     /// such PCI device, `EEXIST` for a device already attached, `EBUSY` for a reach stated
-    /// for a device with a driver, `ERANGE` for a device that cannot reach the region (its DMA
-    /// mask or stated reach, with no IOMMU translating) or whose transfers would be bounced,
-    /// `EIO` for a reach the DMA API refuses, `ENOMEM` when the DMA API refuses to map. Each
-    /// says why in one line.
+    /// for a device with a driver, or while a device of its IOMMU group is bound to a driver
+    /// that may hand the group to userspace (vfio-pci) or a user driver owns the group,
+    /// `ERANGE` for a device that cannot reach the region (its DMA mask or stated reach, with
+    /// no IOMMU translating) or whose transfers would be bounced, `EIO` for a reach the DMA API
+    /// refuses, `ENOMEM` when the DMA API refuses to map. Each says why in one line.
     pub(crate) fn attach(&self, device: &CStr, reach: Reach) -> Result<(u64, Translation)> {
-        let name = device.to_str().unwrap_or("?");
-        let mut attachments = self.attachments.lock();
-        if attachments.iter().any(|a| a.name() == device) {
-            pr_err!(
-                "{}: attach {}: already attached\n",
-                self.display_name(),
-                name
-            );
-            return Err(EEXIST);
-        }
-        let attachment = DmaAttachment::new(device, self.claim.claim(), reach).map_err(|err| {
-            let (errno, why, mask) = match err {
-                AttachError::NoDevice => (ENODEV, "no such PCI device", None),
-                AttachError::HasDriver => (
-                    EBUSY,
-                    "a driver is bound to it and its DMA mask rules: state a reach only for a device with no driver",
-                    None,
-                ),
-                AttachError::ReachRefused => (
-                    EIO,
-                    "the DMA API refuses the reach stated for it",
-                    None,
-                ),
-                AttachError::OutOfReach(mask) => (
-                    ERANGE,
-                    "no IOMMU translates for it and its DMA mask does not reach the region",
-                    Some(mask),
-                ),
-                AttachError::WouldBounce => (
-                    ERANGE,
-                    "the DMA API would bounce its transfers through another buffer",
-                    None,
-                ),
-                AttachError::Refused => (ENOMEM, "the DMA API refused to map the region", None),
-                AttachError::Failed(err) => (err, "mapping the region failed", None),
-            };
-            match mask {
-                Some(mask) => pr_err!(
-                    "{}: attach {}: {} ({:#x}-{:#x}, DMA mask {:#x})\n",
-                    self.display_name(),
-                    name,
-                    why,
-                    self.range.base(),
-                    self.range.last(),
-                    mask
-                ),
-                None => pr_err!(
-                    "{}: attach {}: {} ({:#x}-{:#x})\n",
-                    self.display_name(),
-                    name,
-                    why,
-                    self.range.base(),
-                    self.range.last()
-                ),
-            }
-            errno
-        })?;
-        let reached = (
-            attachment.bus_address().unwrap_or(0),
-            attachment.translation(),
-        );
-        attachments.push(attachment, GFP_KERNEL)?;
-        pr_info!(
-            "{}: attached {}: bus address {:#x} ({})\n",
+        self.attachments.attach(
             self.display_name(),
-            name,
-            reached.0,
-            match reached.1 {
-                Translation::Translated => "translated by its IOMMU",
-                Translation::Direct => "the physical address",
-            }
-        );
-        Ok(reached)
+            &self.range,
+            self.claim.claim(),
+            device,
+            reach,
+        )
     }
 
     /// Unmaps the region for `device` and drops the reference to it; `ENOENT` if it is not
     /// attached.
     pub(crate) fn detach(&self, device: &CStr) -> Result {
-        let mut attachments = self.attachments.lock();
-        let Some(index) = attachments.iter().position(|a| a.name() == device) else {
-            pr_err!(
-                "{}: detach {}: not attached\n",
-                self.display_name(),
-                device.to_str().unwrap_or("?")
-            );
-            return Err(ENOENT);
-        };
-        drop(attachments.remove(index)?);
-        pr_info!(
-            "{}: detached {}\n",
-            self.display_name(),
-            device.to_str().unwrap_or("?")
-        );
-        Ok(())
+        self.attachments.detach(self.display_name(), device)
     }
 
     /// The bus address and translation of the region for `device`: `ENOENT` if not attached,
-    /// `ENODEV` if the device has been removed since.
+    /// `ENODEV` if the device has been removed since, or the mapping revoked.
     pub(crate) fn attachment(&self, device: &CStr) -> Result<(u64, Translation)> {
-        let attachments = self.attachments.lock();
-        let attachment = attachments
-            .iter()
-            .find(|a| a.name() == device)
-            .ok_or(ENOENT)?;
-        let bus = attachment.bus_address().ok_or(ENODEV)?;
-        Ok((bus, attachment.translation()))
+        match self.attachments.status(device)? {
+            Status::Mapped { bus, translation } => Ok((bus, translation)),
+            Status::Removed | Status::Revoked => Err(ENODEV),
+        }
     }
 
-    /// Calls `line` for each attached device: its name, bus address (`None` once removed) and
-    /// translation.
+    /// Calls `line` for each attached device: its name and where it stands.
     pub(crate) fn each_attachment(
         &self,
-        mut line: impl FnMut(&CStr, Option<u64>, Translation) -> core::fmt::Result,
+        line: impl FnMut(&CStr, Status) -> core::fmt::Result,
     ) -> core::fmt::Result {
-        for attachment in self.attachments.lock().iter() {
-            line(
-                attachment.name(),
-                attachment.bus_address(),
-                attachment.translation(),
-            )?;
-        }
-        Ok(())
+        self.attachments.each(line)
     }
 
     /// Writes back and invalidates the CPU's cache lines of `[offset, offset + len)` of the
@@ -647,41 +553,6 @@ impl<'a> Transfer<'a> {
     /// through (the one kept since an earlier transfer, or a new one).
     pub(crate) fn window(&self) -> Result<PhysWindow<'a>> {
         self.region.claim.window(self.attr.cache_mode())
-    }
-}
-
-/// The PCI devices a region is mapped for. A region that goes (`enable` = 0, `rmdir`,
-/// unbinding, `rmmod`) while mapped for devices says so for each: its attachments are unmapped,
-/// and their device references dropped, as the list drops after this.
-struct Attachments {
-    /// The region's name, for those lines.
-    region: CString,
-    list: KVec<Pin<KBox<DmaAttachment>>>,
-}
-
-impl core::ops::Deref for Attachments {
-    type Target = KVec<Pin<KBox<DmaAttachment>>>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.list
-    }
-}
-
-impl core::ops::DerefMut for Attachments {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.list
-    }
-}
-
-impl Drop for Attachments {
-    fn drop(&mut self) {
-        for attachment in self.list.iter() {
-            pr_info!(
-                "{}: released while attached to {}: no longer mapped for it\n",
-                self.region.to_str().unwrap_or("?"),
-                attachment.name().to_str().unwrap_or("?")
-            );
-        }
     }
 }
 

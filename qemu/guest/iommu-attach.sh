@@ -366,7 +366,15 @@ case_attach_param_at_load() {
 # The group's default domain changed under a live attachment (no driver is bound, so sysfs lets
 # root do it): the mapping went with the old domain, and detach must not unmap through the new
 # one (the DMA API would WARN and free an IOVA it never handed out).
+# Skipped with the DMA-API debugging (the debug kernel): it keeps its entry for a mapping that
+# went with a replaced domain (its unmap hook, debug_dma_unmap_phys, is not exported), reports
+# it when a driver later unbinds from edu, and its dump would name a removed edu.
 case_iommu_domain_changed_while_attached() {
+    if [ -e /sys/kernel/debug/dma-api ]; then
+        # shellcheck disable=SC2034 # read by run_case (lib.sh)
+        skip_reason="the DMA-API debugging would keep an entry for the mapping the replaced domain took (make test runs it)"
+        return 1
+    fi
     iommu_load || return 1
     bdf=$(edu_bdf) || return 1
     grp=/sys/bus/pci/devices/$bdf/iommu_group

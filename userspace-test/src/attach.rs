@@ -4,8 +4,9 @@
 //!
 //! The driver lists a region's devices in sysfs, one line each, in its node's `dma_devices`
 //! (`/sys/class/carveout/<name>/dma_devices`, reached here through `/sys/dev/char/MAJ:MIN`):
-//! `0000:00:03.0 0xbf800000 translated`, `... direct`, or `0000:00:03.0 - removed` once the
-//! device has gone.
+//! `0000:00:03.0 0xbf800000 translated`, `... direct`, `0000:00:03.0 - removed` once the
+//! device has gone, or `0000:00:03.0 - revoked` once a driver that may hand its DMA to userspace
+//! (vfio-pci) bound to its IOMMU group.
 
 use std::{fmt, fs, io, path::Path};
 
@@ -23,8 +24,12 @@ pub struct DmaDevice {
     pub bus_addr: Option<u64>,
     /// Whether an IOMMU translates its DMA (the bus address is then an IOVA).
     pub translated: bool,
-    /// The device was removed while attached: the mapping is gone, detach it.
+    /// The device was removed while attached, or the mapping revoked (`- revoked`): the
+    /// mapping is gone, detach it.
     pub removed: bool,
+    /// The mapping was revoked: a driver that may hand the device's DMA to userspace
+    /// (vfio-pci) bound to its IOMMU group.
+    pub revoked: bool,
 }
 
 /// Parses `dma_devices`.
@@ -38,7 +43,7 @@ pub fn parse_dma_devices(text: &str) -> Result<Vec<DmaDevice>, String> {
             let bus = words.next().ok_or_else(bad)?;
             let how = words.next().ok_or_else(bad)?;
             let (bus_addr, translated, removed) = match (bus, how) {
-                ("-", "removed") => (None, false, true),
+                ("-", "removed" | "revoked") => (None, false, true),
                 (bus, "translated" | "direct") => {
                     let hex = bus.strip_prefix("0x").ok_or_else(bad)?;
                     let addr = u64::from_str_radix(hex, 16).map_err(|_| bad())?;
@@ -51,6 +56,7 @@ pub fn parse_dma_devices(text: &str) -> Result<Vec<DmaDevice>, String> {
                 bus_addr,
                 translated,
                 removed,
+                revoked: how == "revoked",
             })
         })
         .collect()
@@ -94,7 +100,8 @@ impl Refusal {
                  non-zero fields"
             }
             Errno::NODEV if self.request == "CARVEOUT_BUS_ADDR" => {
-                "the device was removed while attached (detach it)"
+                "the device was removed while attached, or the mapping revoked when a driver \
+                 that may hand its DMA to userspace bound to its IOMMU group (detach it)"
             }
             Errno::NODEV => "no such PCI device",
             Errno::EXIST => "already attached",
@@ -254,6 +261,12 @@ impl fmt::Display for AttachedDevice {
                     "physical, direct"
                 }
             )?,
+            None if dev.revoked => write!(
+                f,
+                "{} revoked: a driver that may hand its DMA to userspace (vfio-pci) bound to its \
+                 IOMMU group; detach it",
+                dev.device
+            )?,
             None => write!(f, "{} removed while attached: detach it", dev.device)?,
         }
         if !self.agrees() {
@@ -368,10 +381,12 @@ mod tests {
     fn dma_devices_lines_parse() {
         let devs = parse_dma_devices(
             "0000:00:01.0 0xbf800000 translated\n0000:00:02.0 0x8000000 direct\n\
-             0000:00:03.0 - removed\n",
+             0000:00:03.0 - removed\n0000:00:04.0 - revoked\n",
         )
         .unwrap();
-        assert_eq!(devs.len(), 3);
+        assert_eq!(devs.len(), 4);
+        assert!(devs[3].removed && devs[3].revoked && devs[3].bus_addr.is_none());
+        assert!(!devs[2].revoked);
         assert_eq!(devs[0].bus_addr, Some(0xbf80_0000));
         assert!(devs[0].translated && !devs[0].removed);
         assert_eq!(devs[1].bus_addr, Some(0x800_0000));
@@ -390,6 +405,7 @@ mod tests {
             bus_addr,
             translated: true,
             removed,
+            revoked: false,
         };
         let seen = |sysfs, ioctl_bus_addr, err: Option<&str>| AttachedDevice {
             sysfs,

@@ -130,7 +130,24 @@ fn pci_findings(
             message: format!("cannot tell which devices are attached: {why}"),
         });
     }
-    for a in attached.devices.iter().filter(|a| a.device.removed) {
+    for a in attached.devices.iter().filter(|a| a.device.revoked) {
+        out.push(Finding {
+            level: Level::Warning,
+            message: format!(
+                "{}: {} is no longer mapped for it: a driver that may hand its DMA to userspace \
+                 bound to its IOMMU group; `carveoutctl detach {} {}` drops the entry",
+                a.device.device,
+                a.region.display(),
+                a.device.device,
+                a.region.display()
+            ),
+        });
+    }
+    for a in attached
+        .devices
+        .iter()
+        .filter(|a| a.device.removed && !a.device.revoked)
+    {
         out.push(Finding {
             level: Level::Warning,
             message: format!(
@@ -723,6 +740,7 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
                 bus_addr,
                 translated: true,
                 removed,
+                revoked: false,
             },
         };
         let mut second = region(0x1000_0000, 16 << 20);

@@ -131,6 +131,30 @@ enum Command {
     },
     /// Check that a write-protected region refuses writable mappings and maps read-only.
     WpCheck,
+    /// CARVEOUT_ATTACH of DEVICE with the NTH fault-injection point the call reaches failing
+    /// (/proc/thread-self/fail-nth; needs CONFIG_FAULT_INJECTION, and failslab told to fail
+    /// sleeping allocations too). Prints "attached BUS" or the errno, then "injected" when the
+    /// fault was injected or "not-injected" when the call reached fewer than NTH points.
+    AttachFailNth {
+        device: String,
+        #[arg(long)]
+        nth: u32,
+        #[arg(long)]
+        reach_bits: Option<u32>,
+    },
+    /// CARVEOUT_ATTACH then CARVEOUT_DETACH of DEVICE, ROUNDS times, pausing PAUSE_MS while
+    /// attached: a race against the device's removal. An attach may find the device gone
+    /// (ENODEV), a detach may find nothing attached (ENOENT); any other errno fails. Prints how
+    /// many attaches succeeded, found the device gone, and were removed before their detach.
+    AttachRounds {
+        device: String,
+        #[arg(long)]
+        rounds: u32,
+        #[arg(long)]
+        reach_bits: Option<u32>,
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
+    },
     /// Eat anonymous memory until an allocation fails or the OOM killer ends this process
     /// (which it prefers: oom_score_adj 1000). Prints how far it got.
     Hog {
@@ -411,6 +435,17 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             verdict
         }
         Command::WpCheck => wp_check(&region, info.size),
+        Command::AttachFailNth {
+            ref device,
+            nth,
+            reach_bits,
+        } => attach_fail_nth(&region, device, nth, reach_bits)?,
+        Command::AttachRounds {
+            ref device,
+            rounds,
+            reach_bits,
+            pause_ms,
+        } => attach_rounds(&region, device, rounds, reach_bits, pause_ms),
         Command::DevmemVerify { .. }
         | Command::DevmemHold { .. }
         | Command::Hog { .. }
@@ -710,6 +745,72 @@ fn wp_check(region: &Region, size: u64) -> Result<(), Failed> {
             Ok(())
         }
     }
+}
+
+/// [`Command::AttachFailNth`]: fail-nth is opened before it is armed, so that only the ioctl
+/// counts towards it, and disarmed after.
+fn attach_fail_nth(
+    region: &Region,
+    device: &str,
+    nth: u32,
+    reach_bits: Option<u32>,
+) -> io::Result<Result<(), Failed>> {
+    // (The outer Result is the system's, the inner the check's: this one has no check.)
+    use std::os::unix::fs::FileExt;
+    let fail_nth = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/proc/thread-self/fail-nth")?;
+    fail_nth.write_at(nth.to_string().as_bytes(), 0)?;
+    let result = region.attach(device, reach_bits);
+    let mut left = [0u8; 16];
+    let n = fail_nth.read_at(&mut left, 0)?;
+    fail_nth.write_at(b"0", 0)?;
+    let injected = std::str::from_utf8(&left[..n]).map(str::trim) == Ok("0");
+    let injected = if injected { "injected" } else { "not-injected" };
+    match result {
+        Ok(attach) => println!("attached {:#x} {injected}", attach.bus_addr),
+        Err(errno) => println!("{} {injected}", carveout::errno_name(errno)),
+    }
+    Ok(Ok(()))
+}
+
+/// [`Command::AttachRounds`].
+fn attach_rounds(
+    region: &Region,
+    device: &str,
+    rounds: u32,
+    reach_bits: Option<u32>,
+    pause_ms: u64,
+) -> Result<(), Failed> {
+    let (mut attached, mut gone, mut removed) = (0u32, 0u32, 0u32);
+    for round in 1..=rounds {
+        match region.attach(device, reach_bits) {
+            Ok(_) => attached += 1,
+            Err(Errno::NODEV) => gone += 1,
+            Err(errno) => {
+                return Err(Failed(format!(
+                    "round {round}: attach: {}",
+                    carveout::errno_name(errno)
+                )))
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+        if region.bus_addr(device) == Err(Errno::NODEV) {
+            removed += 1;
+        }
+        match region.detach(device) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(errno) => {
+                return Err(Failed(format!(
+                    "round {round}: detach: {}",
+                    carveout::errno_name(errno)
+                )))
+            }
+        }
+    }
+    println!("{attached} attached, {gone} found the device gone, {removed} removed while attached");
+    Ok(())
 }
 
 fn main() -> ExitCode {
