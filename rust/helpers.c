@@ -3,16 +3,19 @@
  * Kernel calls the Rust module needs that are inline functions, macros or static objects in C
  * (and, with PREEMPT_DYNAMIC, static calls), which Rust cannot call or define directly:
  * the scheduling point and fatal-signal test of long file transfers (`kernel_ext/task.rs`)
- * and the rate limit of the lines that say why a request was refused
- * (`kernel_ext/ratelimit.rs`).
+ * the rate limit of the lines that say why a request was refused
+ * (`kernel_ext/ratelimit.rs`), and whether the DMA API bounces a device's direct mappings
+ * (`kernel_ext/dma_attachment.rs`).
  */
 #include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/swiotlb.h>
 
 void carveout_cond_resched(void);
 bool carveout_fatal_signal_pending(void);
 bool carveout_refusal_ratelimit(void);
+bool carveout_dma_force_bounce(void *dev);
 
 void carveout_cond_resched(void)
 {
@@ -30,4 +33,9 @@ static DEFINE_RATELIMIT_STATE(carveout_refusals, DEFAULT_RATELIMIT_INTERVAL, DEF
 bool carveout_refusal_ratelimit(void)
 {
 	return __ratelimit(&carveout_refusals);
+}
+
+bool carveout_dma_force_bounce(void *dev)
+{
+	return is_swiotlb_force_bounce(dev);
 }

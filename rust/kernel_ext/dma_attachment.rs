@@ -400,6 +400,22 @@ struct Mapping {
     translation: Translation,
 }
 
+// Defined in `helpers.c`: `is_swiotlb_force_bounce` is an inline function. (A `struct device`
+// pointer, declared `void *`: the bound `struct device` is not FFI-safe by Rust's lint.)
+extern "C" {
+    fn carveout_dma_force_bounce(dev: *mut c_void) -> bool;
+}
+
+/// Whether the DMA API bounces every direct mapping of `dev` through swiotlb (`swiotlb=force`,
+/// a confidential guest's shared-memory bounce). Such a mapping would copy the range through
+/// the kernel's direct map, which does not cover reserved memory: the attach is refused before
+/// it is tried.
+fn force_bounce(dev: &Device) -> bool {
+    // SAFETY: `dev` is a live device (a reference to it is held); the call only reads its
+    // swiotlb pool pointer and that pool's `force_bounce` flag.
+    unsafe { carveout_dma_force_bounce(raw(dev).cast()) }
+}
+
 /// Maps `phys..phys + size` for `dev` in the DMA API.
 ///
 /// # Safety
@@ -441,6 +457,9 @@ impl Mapping {
             if range.last() > mask {
                 return Err(AttachError::OutOfReach(mask));
             }
+            if force_bounce(dev) {
+                return Err(AttachError::WouldBounce);
+            }
             // SAFETY: With no IOMMU group there is no domain to be on; the range is claimed by
             // the caller of `DmaAttachment::new`.
             let bus_addr =
@@ -465,6 +484,9 @@ impl Mapping {
                 };
                 if translation == Translation::Direct && range.last() > mask {
                     return Err(AttachError::OutOfReach(mask));
+                }
+                if translation == Translation::Direct && force_bounce(member.dev) {
+                    return Err(AttachError::WouldBounce);
                 }
                 if member.attach_deferred() {
                     return Err(AttachError::Failed(EBUSY));
