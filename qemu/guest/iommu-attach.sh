@@ -222,24 +222,6 @@ case_iommu_rmdir_while_attached() {
     [ "$ok" = 1 ] && dmesg_clean
 }
 
-# refused ERRNO DMESG_PATTERN COMMAND...: COMMAND (a carveoutctl call) fails naming ERRNO, the
-# kernel logs exactly one line, matching the pattern, and nothing is attached afterwards.
-refused() {
-    errno=$1
-    pattern=$2
-    shift 2
-    dmesg_mark
-    if "$@" >/tmp/refused.out 2>&1; then
-        say "$* succeeded"
-        return 1
-    fi
-    new=$(dmesg_since_mark)
-    say "$*: $(cat /tmp/refused.out) | dmesg: $new"
-    grep -qE "$errno" /tmp/refused.out || { say "expected $errno"; return 1; }
-    [ "$(printf '%s\n' "$new" | grep -c .)" = 1 ] || { say "expected one dmesg line"; return 1; }
-    printf '%s\n' "$new" | grep -q "$pattern" || { say "the line does not say: $pattern"; return 1; }
-}
-
 case_attach_bad_input_refused() {
     iommu_load || return 1
     bdf=$(edu_bdf) || return 1

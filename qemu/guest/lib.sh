@@ -244,3 +244,21 @@ trace_stop() {
     [ -n "$counts" ] || { say "no entries-in-buffer/entries-written line in $TRACEFS/trace"; return 1; }
     [ "${counts% *}" = "${counts#* }" ] || { say "the trace buffer lost records ($counts)"; return 1; }
 }
+
+# refused ERRNO DMESG_PATTERN COMMAND...: COMMAND fails with output matching ERRNO (an extended
+# regular expression), and the kernel logs exactly one line, matching DMESG_PATTERN.
+refused() {
+    errno=$1
+    pattern=$2
+    shift 2
+    dmesg_mark
+    if "$@" >/tmp/refused.out 2>&1; then
+        say "$* succeeded"
+        return 1
+    fi
+    new=$(dmesg_since_mark)
+    say "$*: $(cat /tmp/refused.out) | dmesg: $new"
+    grep -qE "$errno" /tmp/refused.out || { say "expected $errno"; return 1; }
+    [ "$(printf '%s\n' "$new" | grep -c .)" = 1 ] || { say "expected one dmesg line"; return 1; }
+    printf '%s\n' "$new" | grep -q "$pattern" || { say "the line does not say: $pattern"; return 1; }
+}
