@@ -92,7 +92,9 @@ append=(
 [[ -z ${CARVEOUT_SUITES:-} ]] || append+=("cvt_suites=$CARVEOUT_SUITES")
 read -ra guest_args <<<"${CARVEOUT_GUEST_ARGS:-}"
 append+=("${guest_args[@]}")
-qemu_guest 512M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
+# 768 MiB: the debug kernel's KASAN shadow, lockdep, DMA-API debugging and kprobes' tables
+# take their share first, and the suites' tmpfs files (a whole region's copy, traces) theirs.
+qemu_guest 768M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
 qemu+=(-device edu)
 main_qemu=("${qemu[@]}")
 

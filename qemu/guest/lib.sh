@@ -242,6 +242,8 @@ trace_stop() {
     grep -v '^#' "$1.raw" >"$1"
     counts=$(sed -n 's/^# entries-in-buffer\/entries-written: \([0-9]*\)\/\([0-9]*\) .*/\1 \2/p' "$1.raw")
     [ -n "$counts" ] || { say "no entries-in-buffer/entries-written line in $TRACEFS/trace"; return 1; }
+    rm -f "$1.raw"
+    : >"$TRACEFS/trace"
     [ "${counts% *}" = "${counts#* }" ] || { say "the trace buffer lost records ($counts)"; return 1; }
 }
 

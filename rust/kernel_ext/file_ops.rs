@@ -92,6 +92,18 @@ impl<T: FileOps> FileOperations<T> {
         } else {
             None
         },
+        // splice and sendfile go through the same read and write: the kernel's generic
+        // helpers copy between a pipe's pages and `read_iter`/`write_iter`.
+        splice_read: if T::HAS_READ {
+            Some(bindings::copy_splice_read)
+        } else {
+            None
+        },
+        splice_write: if T::HAS_WRITE {
+            Some(bindings::iter_file_splice_write)
+        } else {
+            None
+        },
         llseek: if T::HAS_SEEK_END {
             Some(Self::llseek)
         } else {

@@ -13,9 +13,10 @@ use std::{
 use carveout::{abi, devmem, pattern, Access, Region};
 use clap::Subcommand;
 use rustix::{
-    fs::{seek, SeekFrom},
+    fs::{seek, sendfile, SeekFrom},
     io::{pread, pwrite, read, readv, write, writev, Errno},
     mm::{mmap, MapFlags, ProtFlags},
+    pipe::{pipe, splice, SpliceFlags},
 };
 
 use crate::Failed;
@@ -74,6 +75,21 @@ pub enum FileCheck {
     ReadInto {
         #[arg(long)]
         sink: String,
+    },
+    /// sendfile() from the node at an odd offset (SEED's pattern, filled through a mapping)
+    /// into the tmpfs file SINK: the file holds what /dev/mem shows there, and the node's
+    /// position stays where it was.
+    Sendfile {
+        #[arg(long, value_parser = carveout::parse_u64)]
+        seed: u64,
+        #[arg(long, default_value = "/tmp/sendfile.out")]
+        sink: String,
+    },
+    /// splice() from a pipe into the node at an odd offset, in pieces, of SEED's pattern over
+    /// another one: /dev/mem shows it there, and the bytes either side are unchanged.
+    SpliceIn {
+        #[arg(long, value_parser = carveout::parse_u64)]
+        seed: u64,
     },
 }
 
@@ -161,6 +177,8 @@ pub fn run(dev: &str, check: &FileCheck) -> std::io::Result<Result<(), Failed>> 
         }
         FileCheck::ReadKilled { seed, sink } => check_read_killed(dev, &region, &info, *seed, sink),
         FileCheck::ReadInto { sink } => read_into(&region, &info, sink),
+        FileCheck::Sendfile { seed, sink } => check_sendfile(&region, &info, *seed, sink),
+        FileCheck::SpliceIn { seed } => check_splice_in(&region, &info, *seed),
     })
 }
 
@@ -710,5 +728,131 @@ fn read_into(region: &Region, info: &abi::Info, sink: &str) -> Result<(), Failed
     let buf = unsafe { std::slice::from_raw_parts_mut(buf.cast::<u8>(), size) };
     let n = sys("read()", read(region, buf))?;
     println!("read {n}");
+    Ok(())
+}
+
+/// The piece of the region the splice checks move: from an odd offset, several MiB (more than
+/// a pipe holds), ending short of the region's end.
+fn splice_span(info: &abi::Info, start: u64) -> Result<usize, Failed> {
+    let room = info
+        .size
+        .checked_sub(start + PAGE)
+        .ok_or_else(|| fail("the region is too small for the splice checks"))?;
+    Ok(room.min((4 << 20) + 13) as usize)
+}
+
+fn check_sendfile(region: &Region, info: &abi::Info, seed: u64, sink: &str) -> Result<(), Failed> {
+    region
+        .map(0..info.size, Access::ReadWrite)
+        .map_err(|e| fail(e.to_string()))?
+        .fill_pattern(seed, |_| ());
+    let start = PAGE + 3;
+    let len = splice_span(info, start)?;
+    sys("lseek(0)", seek(region, SeekFrom::Start(0)))?;
+    let out = File::create(sink).map_err(|e| fail(format!("{sink}: {e}")))?;
+    let (mut offset, mut done, mut calls) = (start, 0, 0);
+    while done < len {
+        let n = sys(
+            "sendfile()",
+            sendfile(&out, region, Some(&mut offset), len - done),
+        )?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+        calls += 1;
+    }
+    drop(out);
+    if done != len || offset != start + len as u64 {
+        return Err(fail(format!(
+            "sendfile() moved {done} bytes to offset {offset:#x}, expected {len} to {:#x}",
+            start + len as u64
+        )));
+    }
+    if position(region)? != 0 {
+        return Err(fail("sendfile() with an offset moved the node's position"));
+    }
+    let got = std::fs::read(sink).map_err(|e| fail(format!("{sink}: {e}")))?;
+    let _ = std::fs::remove_file(sink);
+    same(
+        "sendfile()'s output against /dev/mem",
+        start,
+        &got,
+        &via_devmem(info, start, len)?,
+    )?;
+    same(
+        "sendfile()'s output against the pattern",
+        start,
+        &got,
+        &pattern_bytes(seed, start, len),
+    )?;
+    println!("# sendfile(): {len} bytes from {start:#x} in {calls} calls match /dev/mem");
+    Ok(())
+}
+
+fn check_splice_in(region: &Region, info: &abi::Info, seed: u64) -> Result<(), Failed> {
+    let under = seed ^ 0x5eed;
+    region
+        .map(0..info.size, Access::ReadWrite)
+        .map_err(|e| fail(e.to_string()))?
+        .fill_pattern(under, |_| ());
+    let start = 2 * PAGE + 7;
+    let len = splice_span(info, start)?;
+    let data = pattern_bytes(seed, start, len);
+    let (from, into) = sys("pipe()", pipe())?;
+    // Pieces a pipe takes whole (its default capacity is 64 KiB), so a write never waits.
+    const PIECE: usize = 32 << 10;
+    let (mut offset, mut calls) = (start, 0);
+    for piece in data.chunks(PIECE) {
+        let mut written = 0;
+        while written < piece.len() {
+            written += sys("write() to the pipe", write(&into, &piece[written..]))?;
+        }
+        let mut moved = 0;
+        while moved < piece.len() {
+            let n = sys(
+                "splice() into the node",
+                splice(
+                    &from,
+                    None,
+                    region,
+                    Some(&mut offset),
+                    piece.len() - moved,
+                    SpliceFlags::empty(),
+                ),
+            )?;
+            if n == 0 {
+                return Err(fail("splice() into the node moved nothing"));
+            }
+            moved += n;
+            calls += 1;
+        }
+    }
+    if offset != start + len as u64 {
+        return Err(fail(format!(
+            "splice() left the offset at {offset:#x}, expected {:#x}",
+            start + len as u64
+        )));
+    }
+    same(
+        "/dev/mem after splice()",
+        start,
+        &via_devmem(info, start, len)?,
+        &data,
+    )?;
+    let end = start + len as u64;
+    same(
+        "/dev/mem before the spliced bytes",
+        start - 64,
+        &via_devmem(info, start - 64, 64)?,
+        &pattern_bytes(under, start - 64, 64),
+    )?;
+    same(
+        "/dev/mem after the spliced bytes",
+        end,
+        &via_devmem(info, end, 64)?,
+        &pattern_bytes(under, end, 64),
+    )?;
+    println!("# splice(): {len} bytes to {start:#x} in {calls} calls, seen through /dev/mem");
     Ok(())
 }
