@@ -143,9 +143,12 @@ test: setup
 bench: setup
 	@$(ROOT)/qemu/bench.sh
 
+# The fuzzer does 100,000 operations there (200,000 on the test kernel): the debug guests are
+# most of .ci/run's time.
 test-debug: setup
 	@kdir=$$(CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)) && \
 		CARVEOUT_KDIR="$$kdir" CARVEOUT_TIMEOUT="$${CARVEOUT_TIMEOUT:-2400}" \
+		CARVEOUT_GUEST_ARGS="cvt_fuzz_ops=100000 $${CARVEOUT_GUEST_ARGS:-}" \
 		$(ROOT)/qemu/run.sh test
 
 # rustfmt with the kernel's own settings.
