@@ -22,6 +22,22 @@ attach_reach28() {
     say "attached: $(cat /tmp/attach.json)"
 }
 
+# attached_then_vfio_bound SEED: edu attached with a 28-bit reach ($bdf, $bus), SEED's pattern
+# DMAed through the bus address, then edu bound to vfio-pci after a dmesg mark.
+attached_then_vfio_bound() {
+    iommu_load || return 1
+    attach_reach28 || return 1
+    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout --seed "$1" || return 1
+    dmesg_mark
+    bind_vfio "$bdf"
+}
+
+# revoked_on_bind: dmesg since the mark says vfio-pci's bind revoked edu's attachment.
+revoked_on_bind() {
+    dmesg_since_mark | grep -q "vfio-pci binds to $bdf, $REVOKED_LINE $bdf\$" ||
+        { say "no dmesg line for the revocation: $(dmesg_since_mark)"; return 1; }
+}
+
 # dmar_fault_at ADDR: dmesg since the mark holds a DMAR fault of edu at ADDR.
 dmar_fault_at() {
     fault=$(dmesg_since_mark | grep -E "DMAR: \[DMA (Read|Write) NO_PASID\] Request device \[$bdf\] fault addr $1 " | head -n 1)
@@ -34,14 +50,9 @@ dmar_fault_at() {
 # vfio-pci unbound (the group is back on its default domain); raw edu DMA to the old bus address
 # arrives nowhere, and the IOMMU names that address in a fault.
 case_detach_after_vfio_took_group_revokes() {
-    iommu_load || return 1
-    attach_reach28 || return 1
-    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout --seed 0x7a01 || return 1
-    dmesg_mark
-    bind_vfio "$bdf" || return 1
+    attached_then_vfio_bound 0x7a01 || return 1
     ok=1
-    dmesg_since_mark | grep -q "vfio-pci binds to $bdf, $REVOKED_LINE $bdf\$" ||
-        { say "no dmesg line for the revocation: $(dmesg_since_mark)"; ok=0; }
+    revoked_on_bind || ok=0
     [ "$(dma_devices)" = "$bdf - revoked" ] || { say "dma_devices: $(dma_devices)"; ok=0; }
     # carveout_vfio opens the group, VFIO_GROUP_SET_CONTAINER, VFIO_SET_IOMMU (type1v2), maps
     # the region in the container, then runs the detach while it holds all that.
@@ -110,14 +121,9 @@ case_attach_refused_while_vfio_owns() {
 # VFIO lets go and vfio-pci is unbound, the old bus address reaches nothing. Detach of the
 # revoked attachment returns 0.
 case_vfio_take_while_attached() {
-    iommu_load || return 1
-    attach_reach28 || return 1
-    edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout --seed 0x7a04 || return 1
-    dmesg_mark
-    bind_vfio "$bdf" || return 1
+    attached_then_vfio_bound 0x7a04 || return 1
     ok=1
-    dmesg_since_mark | grep -q "vfio-pci binds to $bdf, $REVOKED_LINE $bdf\$" ||
-        { say "no dmesg line for the revocation: $(dmesg_since_mark)"; ok=0; }
+    revoked_on_bind || ok=0
     carveoutctl --json info >/tmp/info.json || ok=0
     grep -q '"ioctl_error":"ENODEV"' /tmp/info.json || { say "info: $(cat /tmp/info.json)"; ok=0; }
     edu-dma --vfio --dma-mask "$EDU_MASK" to-carveout --seed 0x7a05 ||
