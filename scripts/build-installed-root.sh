@@ -20,7 +20,11 @@ grep -qx CONFIG_CC_IS_CLANG=y "$kdir/.config" && llvm=(LLVM="-$LLVM_VERSION")
 # udevadm from Debian's udev package, unpacked into the cache (apt-get download checks it
 # against the signed index).
 udev_cache=$CARVEOUT_CACHE/udev
-udevadm_in_cache() { find "$udev_cache/root" -name udevadm -type f -perm -u+x -print -quit 2>/dev/null; }
+# (Nothing, not a failure, before the package is unpacked: the first run on an empty cache.)
+udevadm_in_cache() {
+    [[ -d $udev_cache/root ]] || return 0
+    find "$udev_cache/root" -name udevadm -type f -perm -u+x -print -quit
+}
 udevadm=$(udevadm_in_cache)
 if [[ -z $udevadm ]]; then
     log "downloading Debian's udev package (udevadm for the guest; once)"
