@@ -19,6 +19,7 @@
 
 pub mod abi;
 pub mod attach;
+mod attr;
 pub mod check;
 pub mod configfs;
 pub mod devmem;
@@ -27,7 +28,9 @@ mod error;
 pub mod failure;
 pub mod iomem;
 pub mod iommu;
+mod mapping;
 pub mod memmap;
+mod nodes;
 pub mod pattern;
 pub mod plan;
 pub mod ptdump;
@@ -35,12 +38,13 @@ mod region;
 pub mod transfer;
 pub mod vfio;
 
+pub use attr::{flag_names, Attr};
 pub use error::{errno_name, Error, Op, Result};
 pub use failure::Failure;
+pub use mapping::{Mapping, Placement};
+pub use nodes::{discover, discover_in, resolve};
 pub use pattern::Mismatch;
-pub use region::{
-    discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Placement, Region,
-};
+pub use region::{Access, Region};
 
 /// Parses a number as the tools take seeds and addresses: decimal, or hex with `0x`. The
 /// error says what was wrong, for clap's `value_parser`.
