@@ -14,10 +14,10 @@ pub use finding::{Finding, Level, RegionView};
 pub use pci::{pci_devices, Attachment, Attachments};
 
 use crate::{
+    firmware_map::FirmwareMap,
     iomem::Iomem,
     iommu::PciIommu,
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
-    plan::FirmwareMap,
 };
 
 /// What [`check`] compares.

@@ -10,9 +10,9 @@
 //! each entry selects.
 //!
 //! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
-//! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
-//! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
-//! time). [`transfer`] copies between a region and a file through the region's own file
+//! [`iomem`] (`/proc/iomem`), [`firmware_map`] (the firmware's memory map), [`plan`] (where
+//! to put a new reservation), [`check`] (whether command line, `/proc/iomem` and the regions
+//! agree) and [`configfs`] (regions made at run time). [`transfer`] copies between a region and a file through the region's own file
 //! interface (`read`/`write` of the node): `carveoutctl save` and `restore`;
 //! [`Failure`] is how the tools report what they could not do (an errno, a reason, an
 //! exit status; one JSON object under `--json`).
@@ -26,6 +26,7 @@ pub mod devmem;
 pub mod edu;
 mod error;
 pub mod failure;
+pub mod firmware_map;
 pub mod iomem;
 pub mod iommu;
 mod mapping;
