@@ -60,6 +60,28 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+impl Plan {
+    /// `span`, inside the usable entry `inside` of `map`, with a note when it takes more than
+    /// half the usable RAM.
+    fn new(map: &FirmwareMap, span: Span, inside: Span) -> Self {
+        let usable_total = map.usable_total();
+        let mut notes = Vec::new();
+        if span.size > usable_total / 2 {
+            notes.push(format!(
+                "this takes {} of {} usable RAM: more than half",
+                format_size(span.size),
+                format_size(usable_total)
+            ));
+        }
+        Plan {
+            span,
+            inside,
+            usable_total,
+            notes,
+        }
+    }
+}
+
 /// Proposes the highest suitably aligned range of `size` bytes that lies wholly inside usable
 /// RAM, above the first MiB, below `below`, and clear of every unusable entry and every range
 /// in `avoid`. Refuses, saying why, when the request is malformed or nothing fits.
@@ -120,21 +142,7 @@ pub fn plan(map: &FirmwareMap, req: &Request) -> Result<Plan, String> {
         .find(|e| e.span.contains(&span))
         .map(|e| e.span)
         .ok_or("the chosen range straddles two usable entries")?;
-    let usable_total = map.usable_total();
-    let mut notes = Vec::new();
-    if req.size > usable_total / 2 {
-        notes.push(format!(
-            "this takes {} of {} usable RAM: more than half",
-            format_size(req.size),
-            format_size(usable_total)
-        ));
-    }
-    Ok(Plan {
-        span,
-        inside,
-        usable_total,
-        notes,
-    })
+    Ok(Plan::new(map, span, inside))
 }
 
 /// A range the user already chose, as `memmap=` writes it: `SIZE@BASE` (or `SIZE$BASE`),
@@ -197,21 +205,7 @@ pub fn vet(map: &FirmwareMap, span: &Span, req: &Request) -> Result<Plan, String
                 map.source
             )
         })?;
-    let usable_total = map.usable_total();
-    let mut notes = Vec::new();
-    if span.size > usable_total / 2 {
-        notes.push(format!(
-            "this takes {} of {} usable RAM: more than half",
-            format_size(span.size),
-            format_size(usable_total)
-        ));
-    }
-    Ok(Plan {
-        span: *span,
-        inside,
-        usable_total,
-        notes,
-    })
+    Ok(Plan::new(map, *span, inside))
 }
 
 #[cfg(test)]
