@@ -41,10 +41,6 @@
 
 #include "carveout.h"
 
-#ifndef CARVEOUT_MR_PAGES
-#define CARVEOUT_MR_PAGES (1u << 8) /* the region has struct pages (pages=1) */
-#endif
-
 #define CHECK(call, what)                                                      \
 	do {                                                                   \
 		if ((call) < 0) {                                              \
