@@ -73,22 +73,26 @@ case_iommufd_map_mapping_dma() {
     # the IOMMU's page table, read from debugfs, and edu-dma's device writes over the whole
     # region through the same device file and IOAS.
     say "the region at iova $IOMMUFD_IOVA:"
+    rm -f /tmp/iommufd.table
     # shellcheck disable=SC2016 # the inner shell expands them
     carveout_iommufd "$DEV" "$bdf" "$IOMMUFD_IOVA" -- sh -c \
         'if [ -r "$1" ]; then cat "$1" >/tmp/iommufd.table; fi; shift; exec "$@"' sh "$table" \
         edu-dma --vfio-device-fd --iova "$IOMMUFD_IOVA" --dma-mask "$EDU_MASK" \
-        to-carveout --seed 0x10fd >/tmp/iommufd.out 2>&1 || ok=0
+        to-carveout --seed 0x10fd >/tmp/iommufd.out 2>&1
+    status=$?
     cat /tmp/iommufd.out
     if ! grep -q "(pages mode), iova $IOMMUFD_IOVA" /tmp/iommufd.out; then
         say "carveout_iommufd did not map a pages-mode region at $IOMMUFD_IOVA"
         unbind_vfio "$bdf"
         return 1
     fi
+    [ "$status" = 0 ] || ok=0
+    # The command reads the table only once the program's own transfers checked.
     if [ -s /tmp/iommufd.table ]; then
         iommufd_table_matches /tmp/iommufd.table "$IOMMUFD_IOVA" || ok=0
     elif [ ! -e "$table" ]; then
         say "no $table (CONFIG_INTEL_IOMMU_DEBUGFS): the IOMMU's page table is not checked"
-    else
+    elif [ "$status" = 0 ]; then
         say "$table was not read while the IOAS mapped the region"
         ok=0
     fi
@@ -97,9 +101,14 @@ case_iommufd_map_mapping_dma() {
     say "the region at iova = its physical base:"
     carveout_iommufd "$DEV" "$bdf" -- edu-dma --vfio-device-fd --dma-mask "$EDU_MASK" \
         from-carveout --seed 0x10fe || ok=0
-    # The pins went with the processes: the module unloads at once.
+    # The pins went with the processes: the module unloads without waiting for any.
     unbind_vfio "$bdf"
+    dmesg_mark
     rmmod carveout || { say "rmmod failed after the iommufd programs ended"; ok=0; }
+    if dmesg_since_mark | grep -i "pinned"; then
+        say "rmmod found pages still pinned after the iommufd programs ended"
+        ok=0
+    fi
     [ "$ok" = 1 ] && dmesg_clean
 }
 
