@@ -83,7 +83,7 @@ static int vfio_cdev_path(const char *bdf, char *path, size_t len)
 	snprintf(dir_path, sizeof(dir_path), "/sys/bus/pci/devices/%s/vfio-dev", bdf);
 	dir = opendir(dir_path);
 	if (!dir) {
-		fprintf(stderr, "carveout_iommufd: %s: %s (not bound to vfio-pci? no VFIO_DEVICE_CDEV?)\n",
+		fprintf(stderr, "carveout_iommufd: %s: %s (not bound to vfio-pci? no cdev?)\n",
 			dir_path, strerror(errno));
 		return -1;
 	}
@@ -185,7 +185,7 @@ static volatile uint8_t *edu_open(int device)
 		return NULL;
 	}
 	if (!(bar.flags & VFIO_REGION_INFO_FLAG_MMAP) || bar.size < 4096) {
-		fprintf(stderr, "carveout_iommufd: BAR 0 (%llu bytes, flags 0x%x) cannot be mapped\n",
+		fprintf(stderr, "carveout_iommufd: BAR 0 (%llu bytes, flags 0x%x): no mmap\n",
 			(unsigned long long)bar.size, bar.flags);
 		return NULL;
 	}
@@ -339,12 +339,12 @@ static int edu_check(const struct mapped *m, volatile uint8_t *regs)
 	}
 	CHECK(devmem = open("/dev/mem", O_RDWR | O_SYNC), "open /dev/mem");
 	for (i = 0; i < sizeof(moves) / sizeof(moves[0]) && rc == 0; i++)
-		rc = move(m, regs, devmem, (uint64_t)(i + 1) << 32, moves[i][0], moves[i][1], moves[i][2],
-			  moves[i][3], i % 2 == 0);
+		rc = move(m, regs, devmem, (uint64_t)(i + 1) << 32, moves[i][0], moves[i][1],
+			  moves[i][2], moves[i][3], i % 2 == 0);
 	close(devmem);
 	if (rc == 0)
-		printf("# %u transfers through iova 0x%" PRIx64 " arrived, checked through /dev/mem\n",
-		       i, m->iova);
+		printf("# %u transfers through iova 0x%" PRIx64
+		       " arrived, checked through /dev/mem\n", i, m->iova);
 	return rc;
 }
 
