@@ -168,6 +168,7 @@ static volatile uint8_t *edu_open(int device)
 	struct vfio_region_info config = { .argsz = sizeof(config),
 					   .index = VFIO_PCI_CONFIG_REGION_INDEX };
 	uint16_t cmd;
+	uint32_t id;
 	void *regs;
 
 	if (ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &config) < 0 ||
@@ -194,9 +195,9 @@ static volatile uint8_t *edu_open(int device)
 		perror("carveout_iommufd: mmap BAR 0");
 		return NULL;
 	}
-	if ((*(volatile uint32_t *)regs & 0xff) != 0xed) {
-		fprintf(stderr, "carveout_iommufd: id register 0x%x: not an edu device\n",
-			*(volatile uint32_t *)regs);
+	id = *(volatile uint32_t *)((uint8_t *)regs + EDU_ID);
+	if ((id & 0xff) != 0xed) {
+		fprintf(stderr, "carveout_iommufd: id register 0x%x: not an edu device\n", id);
 		return NULL;
 	}
 	return regs;
