@@ -95,6 +95,9 @@ case_pages_mode_contents_survive_reload() {
     load_pages || return 1
     pages_flags_ok || return 1
     pinnable || return 1
+    # Reading and writing the node copies as for any region.
+    carveout-test file write --seed 0x9a6e0001 || { say "file write of a pages-mode region"; return 1; }
+    carveout-test file read --seed 0x9a6e0002 || { say "file read of a pages-mode region"; return 1; }
     carveout-test fill --seed "$PAGES_SEED" || return 1
     carveout-test verify --seed "$PAGES_SEED" || return 1
     rmmod carveout || return 1
