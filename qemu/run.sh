@@ -98,11 +98,13 @@ qemu_guest 768M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
 qemu+=(-device edu)
 main_qemu=("${qemu[@]}")
 
-# The IOMMU guest: VFIO's type1 container wants interrupt remapping, which QEMU's intel-iommu
-# lacks under TCG: allow_unsafe_interrupts. intel-iommu must come before the PCI devices.
+# The IOMMU guest: VFIO's type1 container and iommufd want interrupt remapping, which QEMU's
+# intel-iommu lacks under TCG: allow_unsafe_interrupts. intel-iommu must come before the PCI
+# devices.
 iommu_append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
     "memmap=8M\$$base" intel_iommu=on vfio_iommu_type1.allow_unsafe_interrupts=1
+    iommufd.allow_unsafe_interrupts=1
     cvt_mode=iommu "cvt_base=$base" "cvt_size=$iommu_size" "cvt_edu_dma_mask=$edu_dma_mask"
 )
 [[ -z ${CARVEOUT_SUITES:-} ]] || iommu_append+=("cvt_suites=$CARVEOUT_SUITES")

@@ -1,17 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A claimed carve-out: the range, its claim in the iomem tree, its cache attribute, and what
-//! may be done with it.
+//! A claimed carve-out: the range, its claim in the iomem tree (with struct pages in pages
+//! mode), its cache attribute, and what may be done with it. The checks and the claim are in
+//! `region/claim.rs`, how it is mapped into processes in `region/mapping.rs`.
+
+mod claim;
+mod mapping;
 
 use kernel::{
-    device::Device,
-    fs::File,
-    mm::virt::VmaNew,
-    new_mutex, new_spinlock,
-    page::{
-        PAGE_SHIFT,
-        PAGE_SIZE, //
-    },
+    page::PAGE_SIZE,
     prelude::*,
     str::CString,
     sync::{
@@ -27,43 +24,23 @@ use crate::{
     attr::CacheAttr,
     kernel_ext::{
         cache,
+        dev_pagemap::DevPagemap,
         dma_attachment::{
             Reach,
             Status,
             Translation, //
         },
-        iomem::{
-            self,
-            Claim,
-            Claimed,
-            InsertedClaim,
-            RamOverlap,
-            RequestedClaim,
-            ReserveMemError, //
-        },
-        memtype::{
-            self,
-            CacheMode,
-            HoldError,
-            MemtypeHold, //
-        },
-        pfn_vma::{
-            self,
-            PfnSource, //
-        },
+        iomem::Claim,
+        memtype::MemtypeHold,
         phys_window::{
             ClaimWindow,
             PhysWindow, //
         },
-        string_params,
     },
-    listing,
-    platform_device::Memory,
-    range::{
-        PhysRange,
-        RangeError, //
-    },
+    range::PhysRange,
 };
+
+use self::claim::unsupported;
 
 /// The name the claim carries in `/proc/iomem`.
 const CLAIM_NAME: &CStr = c"carveout";
@@ -113,160 +90,6 @@ pub(crate) struct Region {
 }
 
 impl Region {
-    /// Checks that `memory` is reserved memory nobody else holds, and claims it, with the
-    /// cache attribute `attr` (`None`: write-back, or uncached for unlisted memory).
-    ///
-    /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, touches System RAM, or
-    /// is not listed as reserved memory (a hole, a device's BAR, ACPI tables or NVS) unless
-    /// `allow_unlisted`; `ENODEV` for an unknown `reserve_mem` name; `EBUSY` for memory
-    /// something else already claimed; `EOPNOTSUPP` for an attribute the CPU (or the kernel's
-    /// direct map, for `reserve_mem` RAM) cannot give. Each says why in one line on `dev`.
-    /// Nothing reads or writes the memory.
-    pub(crate) fn claim(
-        dev: &Device,
-        memory: &Memory,
-        name: CString,
-        attr: Option<CacheAttr>,
-        allow_unlisted: bool,
-    ) -> Result<Arc<Self>> {
-        let (base, size, reserved_ram) = match memory {
-            Memory::Range { base, size } => (*base, *size, false),
-            Memory::ReserveMem(mem_name) => {
-                let (base, size) = string_params::find_reserve_mem(mem_name).ok_or_else(|| {
-                    dev_err!(
-                        dev,
-                        "refusing reserve_mem {}: no such region (boot with reserve_mem=SIZE:ALIGN:{})\n",
-                        mem_name.to_str().unwrap_or("?"),
-                        mem_name.to_str().unwrap_or("NAME")
-                    );
-                    ENODEV
-                })?;
-                (base, size, true)
-            }
-        };
-        let range = PhysRange::new(base, size).map_err(|err: RangeError| {
-            dev_err!(dev, "refusing {:#x}+{:#x}: {}\n", base, size, err.reason());
-            EINVAL
-        })?;
-        if range.last() > iomem::max_phys_addr() {
-            dev_err!(
-                dev,
-                "refusing {:#x}-{:#x}: beyond the physical address space (ends at {:#x})\n",
-                range.base(),
-                range.last(),
-                iomem::max_phys_addr()
-            );
-            return Err(EINVAL);
-        }
-        if !reserved_ram && iomem::system_ram_overlap(&range)? == RamOverlap::Intersects {
-            dev_err!(
-                dev,
-                "refusing {:#x}-{:#x}: overlaps System RAM (reserve it first, e.g. memmap=SIZE$BASE)\n",
-                range.base(),
-                range.last()
-            );
-            return Err(EINVAL);
-        }
-        let unlisted = match (reserved_ram, listing::check(&range)?) {
-            (true, _) | (false, Ok(())) => false,
-            (false, Err(what)) if allow_unlisted => {
-                dev_warn!(
-                    dev,
-                    "{:#x}-{:#x} is not listed as reserved memory ({}); claimed because allow_unlisted=1, default attribute uc\n",
-                    range.base(),
-                    range.last(),
-                    what
-                );
-                true
-            }
-            (false, Err(what)) => {
-                dev_err!(
-                    dev,
-                    "refusing {:#x}-{:#x}: not reserved memory: {} (allow_unlisted=1 claims it anyway)\n",
-                    range.base(),
-                    range.last(),
-                    what
-                );
-                return Err(EINVAL);
-            }
-        };
-        let attr = attr.unwrap_or(if unlisted {
-            CacheAttr::Uncached
-        } else {
-            CacheAttr::WriteBack
-        });
-        if let Some(why) = unsupported(attr, reserved_ram) {
-            dev_err!(dev, "refusing attribute {}: {}\n", attr.name(), why);
-            return Err(EOPNOTSUPP);
-        }
-        let claim_name = CString::try_from(CLAIM_NAME)?;
-        let claim = match memory {
-            Memory::ReserveMem(mem_name) => {
-                match InsertedClaim::reserve_mem(mem_name, claim_name) {
-                    Ok(claim) if claim.claimed_range() == range => Some(Claim::Inserted(claim)),
-                    Ok(_) | Err(ReserveMemError::NotFound | ReserveMemError::Unaligned) => {
-                        dev_err!(
-                            dev,
-                            "refusing reserve_mem {}: the kernel's table changed\n",
-                            mem_name.to_str().unwrap_or("?")
-                        );
-                        return Err(EINVAL);
-                    }
-                    Err(ReserveMemError::NotInSystemRam) => {
-                        dev_err!(
-                        dev,
-                        "refusing {:#x}-{:#x}: not a free part of one System RAM entry (see /proc/iomem)\n",
-                        range.base(),
-                        range.last()
-                    );
-                        return Err(EINVAL);
-                    }
-                    Err(ReserveMemError::NoMemory) => return Err(ENOMEM),
-                    Err(ReserveMemError::Busy) => None,
-                }
-            }
-            Memory::Range { .. } => RequestedClaim::new(&range, claim_name).map(Claim::Requested),
-        };
-        let claim = claim.ok_or_else(|| {
-            dev_err!(
-                dev,
-                "refusing {:#x}-{:#x}: already claimed by another driver (see /proc/iomem)\n",
-                range.base(),
-                range.last()
-            );
-            EBUSY
-        })?;
-        dev_info!(
-            dev,
-            "claimed {:#x}-{:#x} ({} KiB, {}) as {}\n",
-            range.base(),
-            range.last(),
-            range.size() / 1024,
-            attr.name(),
-            name.to_str().unwrap_or("?")
-        );
-        let attachments_name = CString::try_from(&*name)?;
-        Arc::pin_init(
-            try_pin_init!(Self {
-                range,
-                reserved_ram,
-                name,
-                state <- new_spinlock!(State {
-                    attr,
-                    maps: 0,
-                    opens: 0,
-                    transfers: 0,
-                    copiers: 0,
-                }),
-                memtype <- new_mutex!(None),
-                unlisted,
-                attachments <- Attachments::new(attachments_name),
-                claim <- ClaimWindow::new(claim),
-            }),
-            GFP_KERNEL,
-        )
-    }
-
     /// Whether the range is not listed as reserved memory (claimed with `allow_unlisted`).
     pub(crate) fn unlisted(&self) -> bool {
         self.unlisted
@@ -288,6 +111,21 @@ impl Region {
     /// Whether a file has the region open (a mapping keeps its file open).
     pub(crate) fn in_use(&self) -> bool {
         self.state.lock().opens > 0
+    }
+
+    /// Whether the region has struct pages (pages mode).
+    pub(crate) fn pages(&self) -> bool {
+        self.claim.claim().pagemap().is_some()
+    }
+
+    /// How many of a pages-mode region's pages are mapped or pinned now (an io_uring's
+    /// registered buffers and an `O_DIRECT` in flight hold pages after their mapping is gone);
+    /// 0 for a region without pages. Dropping the region waits for them.
+    pub(crate) fn pages_held(&self) -> usize {
+        self.claim
+            .claim()
+            .pagemap()
+            .map_or(0, DevPagemap::busy_pages)
     }
 
     pub(crate) fn file_opened(&self) {
@@ -322,7 +160,14 @@ impl Region {
         let state = self.state.lock();
         let busy = if state.maps > 0 { abi::MR_BUSY } else { 0 };
         let unlisted = if self.unlisted { abi::MR_UNLISTED } else { 0 };
-        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy | unlisted
+        let pages = if self.pages() { abi::MR_PAGES } else { 0 };
+        state.attr.flag()
+            | abi::MR_FIXBASE
+            | abi::MR_FIXLEN
+            | abi::MR_ACTIVE
+            | busy
+            | unlisted
+            | pages
     }
 
     /// What `CARVEOUT_GET_INFO` reports.
@@ -352,8 +197,18 @@ impl Region {
     }
 
     /// Changes the cache attribute (`CARVEOUT_SET_ATTR`): `EBUSY` while mapped, since the old
-    /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it.
+    /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it, or for
+    /// anything but write-back in pages mode (the kernel's direct map of the pages is
+    /// write-back), with a line saying so.
     pub(crate) fn set_attr(&self, attr: CacheAttr) -> Result {
+        if self.pages() && attr != CacheAttr::WriteBack {
+            pr_err!(
+                "{}: refusing attribute {}: a region with struct pages (pages=1) is write-back only\n",
+                self.display_name(),
+                attr.name()
+            );
+            return Err(EOPNOTSUPP);
+        }
         if unsupported(attr, self.reserved_ram).is_some() {
             return Err(EOPNOTSUPP);
         }
@@ -384,81 +239,6 @@ impl Region {
             state.attr
         };
         Transfer { region: self, attr }
-    }
-
-    /// Where to map `len` bytes from page `pgoff` of the region when the caller lets the kernel
-    /// choose (`get_unmapped_area`): an address congruent with the physical one modulo 2 MiB,
-    /// so that whole 2 MiB blocks get 2 MiB entries without the caller aligning anything.
-    pub(crate) fn unmapped_area(
-        &self,
-        file: &File,
-        addr: usize,
-        len: usize,
-        pgoff: usize,
-        flags: usize,
-    ) -> usize {
-        let first = (self.range.base() >> PAGE_SHIFT) as usize;
-        pfn_vma::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
-    }
-
-    /// Maps the window of the region that `vma` asks for (its page offset and length), with
-    /// the region's cache attribute: 2 MiB entries, filled at fault time, where the addresses
-    /// allow it and the attribute fits them; otherwise every page now, with 4 KiB entries.
-    ///
-    /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
-    /// does not lie inside the region (both refused by `pfn_vma` itself); `EACCES` for a writable mapping of a write-protected
-    /// region; `EBUSY` when the kernel would give the mapping another memory type than the
-    /// region's (another mapping of the range recorded one first), with a line saying which.
-    pub(crate) fn map(self: &Arc<Self>, vma: &VmaNew) -> Result {
-        // Counted as a mapping until it returns, so `set_attr` cannot change the type under
-        // it; the abstraction counts the VMA itself once it maps it.
-        let (attr, setup) = {
-            let mut state = self.state.lock();
-            if !state.attr.allows_write() && vma.writable() {
-                return Err(EACCES);
-            }
-            state.maps += 1;
-            (state.attr, MapSetup { region: self })
-        };
-        if !attr.allows_write() {
-            // No later mprotect(PROT_WRITE) either.
-            vma.try_clear_maywrite()?;
-        }
-        pfn_vma::set_cache_mode(vma, attr.cache_mode());
-        // 2 MiB entries, filled at fault time: the memory type is then recorded for the whole
-        // range while mapped. Otherwise (and for reserve_mem RAM, which the kernel's direct map
-        // already types) every page is mapped now, and the kernel records the type per VMA.
-        let claim = self.claim.claim();
-        let huge = !self.reserved_ram
-            && attr.fits_huge_entries()
-            && pfn_vma::is_shared(vma)
-            && pfn_vma::can_map_huge(vma, claim);
-        let hold = if huge {
-            let mut memtype = self.memtype.lock();
-            if memtype.is_none() {
-                match MemtypeHold::reserve(claim, attr.cache_mode()) {
-                    // No memory for the `Arc`: no record, every page now, as below.
-                    Ok(hold) => *memtype = Arc::new(hold, GFP_KERNEL).ok(),
-                    Err(HoldError::Conflict(in_force)) => {
-                        return Err(self.type_conflict(attr, in_force));
-                    }
-                    // No record (no memory): every page now, as below.
-                    Err(HoldError::Failed(_)) => {}
-                }
-            }
-            memtype.clone()
-        } else {
-            None
-        };
-        let mapped = match hold {
-            Some(hold) => pfn_vma::map_on_fault(vma, self.clone(), hold),
-            None => pfn_vma::map_now(vma, self.clone()),
-        };
-        drop(setup);
-        mapped.map_err(|err| match err {
-            pfn_vma::MapError::Conflict(in_force) => self.type_conflict(attr, in_force),
-            err => err.errno(),
-        })
     }
 
     /// Maps the whole region for the PCI device `device` (`0000:00:03.0`), which can address
@@ -521,20 +301,6 @@ impl Region {
     fn display_name(&self) -> &str {
         self.name.to_str().unwrap_or("?")
     }
-
-    /// Says that a mapping at `attr` would get `in_force` instead (or was refused by the
-    /// kernel's memory-type tracking), and gives the errno for it.
-    fn type_conflict(&self, attr: CacheAttr, in_force: Option<CacheMode>) -> Error {
-        pr_err!(
-            "{}: refusing a {} mapping of {:#x}-{:#x}: {} is in force for the range (another mapping of it, e.g. /dev/mem, recorded that type first)\n",
-            self.display_name(),
-            attr.name(),
-            self.range.base(),
-            self.range.last(),
-            in_force.map_or("another memory type", CacheMode::name)
-        );
-        EBUSY
-    }
 }
 
 /// A file read or write of a region in progress ([`Region::start_transfer`]).
@@ -560,54 +326,6 @@ impl Drop for Transfer<'_> {
     fn drop(&mut self) {
         let mut state = self.region.state.lock();
         state.transfers = state.transfers.saturating_sub(1);
-    }
-}
-
-/// A mapping being set up ([`Region::map`]): counted among the region's mappings until
-/// dropped.
-struct MapSetup<'a> {
-    region: &'a Region,
-}
-
-impl Drop for MapSetup<'_> {
-    fn drop(&mut self) {
-        self.region.vma_closed();
-    }
-}
-
-impl PfnSource for Region {
-    type Claim = Claim;
-
-    fn claim(&self) -> &Claim {
-        self.claim.claim()
-    }
-
-    fn vma_opened(&self) {
-        self.state.lock().maps += 1;
-    }
-
-    fn vma_closed(&self) {
-        let mut memtype = self.memtype.lock();
-        let mut state = self.state.lock();
-        state.maps = state.maps.saturating_sub(1);
-        if state.maps == 0 {
-            drop(state);
-            // The last VMA is gone: the memory type record goes too (and `set_attr` may change
-            // the attribute again).
-            *memtype = None;
-        }
-    }
-}
-
-/// Why `attr` cannot be given to a region (`reserved_ram`: memory from `reserve_mem=`), if it
-/// cannot: never silently downgraded.
-fn unsupported(attr: CacheAttr, reserved_ram: bool) -> Option<&'static str> {
-    if reserved_ram && attr != CacheAttr::WriteBack {
-        Some("reserve_mem memory is System RAM the kernel maps write-back; only wb")
-    } else if attr.needs_pat() && !memtype::pat_enabled() {
-        Some("this CPU has no PAT in use")
-    } else {
-        None
     }
 }
 

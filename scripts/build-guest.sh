@@ -27,6 +27,11 @@ gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
 gcc -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
     -o "$out/carveout_vfio" "$CARVEOUT_ROOT/userspace-test/c/carveout_vfio.c" ||
     die "building the C VFIO program failed"
+# The iommufd program needs the test kernel's uapi headers (<linux/iommufd.h>, the VFIO cdev).
+uapi=$("$CARVEOUT_ROOT/scripts/kernel-uapi.sh")
+gcc -static -O2 -Wall -Wextra -Werror -I"$uapi" -I"$CARVEOUT_ROOT/include" \
+    -o "$out/carveout_iommufd" "$CARVEOUT_ROOT/userspace-test/c/carveout_iommufd.c" ||
+    die "building the C iommufd program failed"
 # The 32-bit caller (case compat_32bit_caller): i386, static, through the kernel's compat layer.
 gcc -m32 -static -O2 -Wall -Wextra -Werror -I"$CARVEOUT_ROOT/include" \
     -o "$out/carveout_compat32" "$CARVEOUT_ROOT/userspace-test/c/carveout_compat32.c" ||
@@ -55,6 +60,7 @@ install -m 0644 "$CARVEOUT_ROOT"/qemu/guest/*.sh "$root/lib/carveout/"
 install -m 0644 "$CARVEOUT_ROOT/carveout.ko" "$root/lib/modules/carveout.ko"
 install -m 0755 "$out/carveout_test" "$root/bin/carveout_test"
 install -m 0755 "$out/carveout_vfio" "$root/bin/carveout_vfio"
+install -m 0755 "$out/carveout_iommufd" "$root/bin/carveout_iommufd"
 install -m 0755 "$out/carveout_compat32" "$root/bin/carveout_compat32"
 for tool in carveout-test carveoutctl carveout-bench edu-dma carveout-fuzz; do
     install -m 0755 "$CARVEOUT_ROOT/userspace-test/target/x86_64-unknown-linux-musl/release/$tool" \

@@ -83,6 +83,7 @@ pub fn flag_names(flags: u32) -> Vec<String> {
         (abi::MR_FIXBASE, "fixbase"),
         (abi::MR_FIXLEN, "fixlen"),
         (abi::MR_UNLISTED, "unlisted"),
+        (abi::MR_PAGES, "pages"),
         (abi::MR_ACTIVE, "active"),
         (abi::MR_BUSY, "busy"),
     ] {
