@@ -101,16 +101,7 @@ append=(
 console=$work/console.log
 text=$work/console.txt
 log "booting the packaged kernel $rel with it (TCG); console: $console"
-status=0
-qemu_guest 512M "$vmlinuz" "$work/initramfs.cpio" "${append[*]}"
-timeout 300 "${qemu[@]}" -no-reboot -serial "file:$console" || status=$?
-tr -d '\r' <"$console" >"$text"
-grep -E "^(# |@@case (ok|not ok) $name\$)" "$text" >&3 || true
+boot_case_guest "$name" "$vmlinuz" "$work/initramfs.cpio" "${append[*]}" "$console" "$text"
 log "$name: $((SECONDS - start))s (packages, module, boot)"
-if ! grep -qE "^@@case (ok|not ok) $name\$" "$text"; then
-    case $status in
-    1) fail "the guest exited without reporting (console: $text)" ;;
-    124) fail "the packaged kernel's guest did not finish within 300s (console: $text)" ;;
-    *) fail "the packaged kernel's guest stopped (QEMU status $status, a panic?; console: $text)" ;;
-    esac
-fi
+why=$(case_unreported "$name" "$text" "the packaged kernel's guest")
+[[ -z $why ]] || fail "$why"

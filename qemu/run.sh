@@ -207,40 +207,36 @@ boot_guest() {
     tr -d '\r' <"$console" >"$console.txt"
 }
 
+# run_guest WANTED CONSOLE MAX_BOOTS WHAT HOW QEMU...: boots the guest WHAT (HOW: its machine,
+# for the log) with boot_guest if WANTED is 1; CONSOLE.txt is emptied first. Sets `verdict` as
+# boot_guest does, or to why the guest was not booted.
+run_guest() {
+    local wanted=$1 console=$2 max_boots=$3 what=$4 how=$5
+    shift 5
+    : >"$console.txt"
+    verdict="not booted (CARVEOUT_SUITES names none of its suites)"
+    ((wanted)) || return 0
+    log "booting $what ($how); console: $console"
+    boot_guest "$console" "$max_boots" "$@"
+    log "$what ran for ${elapsed}s"
+}
+
 console="$out/console.log"
-verdict="" main_verdict="not booted (CARVEOUT_SUITES names none of its suites)"
-: >"$console.txt"
-if ((boot_main)); then
-    log "booting the guest (TCG); console: $console"
-    boot_guest "$console" 2 "${main_qemu[@]}"
-    main_verdict=$verdict
-    log "the guest ran for ${elapsed}s"
-fi
+run_guest "$boot_main" "$console" 2 "the guest" TCG "${main_qemu[@]}"
+main_verdict=$verdict
 iommu_console="$out/iommu-console.log"
-iommu_verdict="not booted (CARVEOUT_SUITES names none of its suites)"
-: >"$iommu_console.txt"
-if ((boot_iommu)); then
-    log "booting the IOMMU guest (q35, intel-iommu; TCG); console: $iommu_console"
-    boot_guest "$iommu_console" 1 "${iommu_qemu[@]}"
-    iommu_verdict=$verdict
-    log "the IOMMU guest ran for ${elapsed}s"
-fi
+run_guest "$boot_iommu" "$iommu_console" 1 "the IOMMU guest" "q35, intel-iommu; TCG" "${iommu_qemu[@]}"
+iommu_verdict=$verdict
 high_console="$out/high-console.log"
-high_verdict="not booted (CARVEOUT_SUITES names none of its suites)"
-: >"$high_console.txt"
-if ((boot_high)); then
-    log "booting the guest with memory above 4 GiB (TCG); console: $high_console"
-    boot_guest "$high_console" 1 "${high_qemu[@]}"
-    high_verdict=$verdict
-    log "the guest with memory above 4 GiB ran for ${elapsed}s"
-fi
+run_guest "$boot_high" "$high_console" 1 "the guest with memory above 4 GiB" TCG "${high_qemu[@]}"
+high_verdict=$verdict
 
 # A kernel warning on the main guest's console (or in its first boot's dmesg) outside any case
 # fails unload_clean: judged on the guest's own output, before other lines join it.
 main_dirty=""
 if grep -q '^@@dmesg-dirty' "$console.txt"; then
     main_dirty="dmesg of the first boot held a warning"
-elif grep -qE 'WARNING:|BUG:|Oops|Call Trace' "$console.txt"; then
+elif grep -qE "$KERNEL_WARNING" "$console.txt"; then
     main_dirty="the console holds a kernel warning"
 fi
 
@@ -313,21 +309,21 @@ for i in "${!host_names[@]}"; do
     esac
 done
 iommu_dirty=""
-if grep -qE 'WARNING:|BUG:|Oops|Call Trace' "$iommu_console.txt"; then
+if grep -qE "$KERNEL_WARNING" "$iommu_console.txt"; then
     iommu_dirty="the IOMMU guest's console holds a kernel warning"
 fi
 # The guest with memory above 4 GiB: a kernel warning fails the case it appeared in (from its
 # "@@running NAME" line to its "@@case" line); one outside every case fails them all.
 high_dirty=""
-if awk '/^@@running / { run = 1; w = 0; next } /^@@case / { run = 0; w = 0; next }
-    /WARNING:|BUG:|Oops|Call Trace/ && !run { w = 1 } END { exit !w }' "$high_console.txt"; then
+if awk -v warning="$KERNEL_WARNING" '/^@@running / { run = 1; w = 0; next } /^@@case / { run = 0; w = 0; next }
+    $0 ~ warning && !run { w = 1 } END { exit !w }' "$high_console.txt"; then
     high_dirty="the console of the guest with memory above 4 GiB holds a kernel warning outside its cases"
 fi
 # warned_during CONSOLE NAME: a kernel warning in CONSOLE while case NAME ran.
 warned_during() {
-    awk -v name="$2" '/^@@case / { if ($NF == name) { found = 1; exit } w = 0; next }
+    awk -v name="$2" -v warning="$KERNEL_WARNING" '/^@@case / { if ($NF == name) { found = 1; exit } w = 0; next }
         /^@@running / { w = 0; next }
-        /WARNING:|BUG:|Oops|Call Trace/ { w = 1 }
+        $0 ~ warning { w = 1 }
         END { exit !(found && w) }' "$1"
 }
 for name in "${cases[@]}" "${iommu_cases[@]}" "${high_cases[@]}"; do

@@ -84,19 +84,11 @@ append=(
 console=$work/console.log
 text=$work/console.txt
 log "booting $kdir with module.sig_enforce=1 (TCG); console: $console"
-status=0
-qemu_guest 512M "$kdir/arch/x86/boot/bzImage" "$work/initramfs.cpio" "${append[*]}"
-timeout 300 "${qemu[@]}" -no-reboot -serial "file:$console" || status=$?
-tr -d '\r' <"$console" >"$text"
-grep -E "^(# |@@case (ok|not ok) $name\$)" "$text" >&3 || true
-if grep -qE 'WARNING:|BUG:|Oops|Call Trace' "$text"; then
+boot_case_guest "$name" "$kdir/arch/x86/boot/bzImage" "$work/initramfs.cpio" "${append[*]}" \
+    "$console" "$text"
+if grep -qE "$KERNEL_WARNING" "$text"; then
     fail "the console holds a kernel warning (console: $text)"
 fi
 log "$name: $((SECONDS - start))s (signing, boot)"
-if ! grep -qE "^@@case (ok|not ok) $name\$" "$text"; then
-    case $status in
-    1) fail "the guest exited without reporting (console: $text)" ;;
-    124) fail "the guest did not finish within 300s (console: $text)" ;;
-    *) fail "the guest stopped (QEMU status $status, a panic?; console: $text)" ;;
-    esac
-fi
+why=$(case_unreported "$name" "$text" "the guest")
+[[ -z $why ]] || fail "$why"

@@ -288,9 +288,9 @@ case_stock_debian_suite() {
         { say "the IOMMU guest did not finish cleanly"; bad=1; }
     report "$work/iommu-console.txt" "${iommu_names[@]}"
 
-    if grep -qE 'WARNING:|BUG:|Oops|Call Trace' "$work/main-console.txt" "$work/iommu-console.txt"; then
+    if grep -qE "$KERNEL_WARNING" "$work/main-console.txt" "$work/iommu-console.txt"; then
         say "a console holds a kernel warning:"
-        grep -hE -A3 'WARNING:|BUG:|Oops|Call Trace' "$work/main-console.txt" "$work/iommu-console.txt" |
+        grep -hE -A3 "$KERNEL_WARNING" "$work/main-console.txt" "$work/iommu-console.txt" |
             head -n 20 | sed 's/^/#   /'
         bad=1
     fi

@@ -5,7 +5,7 @@
  * the scheduling point and fatal-signal test of long file transfers (`kernel_ext/task.rs`)
  * the rate limit of the lines that say why a request was refused
  * (`kernel_ext/ratelimit.rs`), and whether the DMA API bounces a device's direct mappings
- * (`kernel_ext/dma_attachment.rs`).
+ * (`kernel_ext/dma_mapping.rs`).
  */
 #include <linux/ratelimit.h>
 #include <linux/sched.h>

@@ -37,6 +37,31 @@ qemu_guest() {
     )
 }
 
+# boot_case_guest NAME KERNEL INITRD APPEND CONSOLE TEXT: the one-case guests of qemu/extmod.sh
+# and qemu/signed.sh. Boots KERNEL with INITRD and APPEND (512 MiB, no reboot, 300 s at most)
+# with its serial port in CONSOLE, copies it to TEXT without carriage returns, and prints the
+# guest's diagnostics ("# ...") and NAME's result line on fd 3. Sets `case_status` to QEMU's
+# exit status (1: through isa-debug-exit; 124: the timeout).
+boot_case_guest() {
+    local name=$1 console=$5 text=$6
+    case_status=0
+    qemu_guest 512M "$2" "$3" "$4"
+    timeout 300 "${qemu[@]}" -no-reboot -serial "file:$console" || case_status=$?
+    tr -d '\r' <"$console" >"$text"
+    grep -E "^(# |@@case (ok|not ok) $name\$)" "$text" >&3 || true
+}
+
+# case_unreported NAME TEXT GUEST: after boot_case_guest, why the guest did not report NAME
+# (GUEST names it: "the guest"), or nothing if it did.
+case_unreported() {
+    grep -qE "^@@case (ok|not ok) $1\$" "$2" && return 0
+    case $case_status in
+    1) echo "the guest exited without reporting (console: $2)" ;;
+    124) echo "$3 did not finish within 300s (console: $2)" ;;
+    *) echo "$3 stopped (QEMU status $case_status, a panic?; console: $2)" ;;
+    esac
+}
+
 # The TCG guests' CPU: QEMU's max, with 4-level paging (see tcg_clock_args) and without the
 # fast-string features ERMS and FSRM. With them the kernel copies and clears with
 # `rep movsb`/`rep stosb` (copy_to_user, copy_from_user, clear_page, memcpy), which TCG
@@ -95,6 +120,10 @@ host_tool() {
 }
 
 log() { printf '[carveout] %s\n' "$*" >&2; }
+
+# A kernel warning, BUG or oops on a guest's console (grep -E, awk).
+# shellcheck disable=SC2034 # used by the scripts that source this file
+KERNEL_WARNING='WARNING:|BUG:|Oops|Call Trace'
 
 die() {
     printf '[carveout] error: %s\n' "$1" >&2

@@ -139,7 +139,7 @@ case_vfio_take_while_attached() {
 }
 
 DMA_API_DUMP=/sys/kernel/debug/dma-api/dump
-INTEL_IOMMU_DEBUG=/sys/kernel/debug/iommu/intel/domain_translation_struct
+INTEL_IOMMU_DEBUG=/sys/kernel/debug/iommu/intel
 
 # dma_api_entries BDF: the DMA-API debug dump's entries for BDF (none on a kernel without
 # CONFIG_DMA_API_DEBUG).
@@ -148,23 +148,71 @@ dma_api_entries() {
     grep " $1 " "$DMA_API_DUMP" || true
 }
 
-# iommu_mappings BDF: intel-iommu's page-table entries of BDF's domain (none on a kernel without
-# CONFIG_INTEL_IOMMU_DEBUGFS).
-iommu_mappings() {
-    [ -r "$INTEL_IOMMU_DEBUG" ] || return 0
-    awk -v dev="$1" '/^Device / { mine = index($0, dev) > 0; next } mine && /^0x/' "$INTEL_IOMMU_DEBUG"
+# region_leaves BDF: the leaves of BDF's IOMMU page table (intel-iommu's debugfs dump of the
+# device's domain, CONFIG_INTEL_IOMMU_DEBUGFS) that lead into the region, one "IOVA PHYS SIZE"
+# line each (decimal); fails if the kernel has no dump for BDF. A dump line is the IOVA's page
+# number, then the entry of each level down to the leaf: 5 fields for a 1 GiB leaf, 6 for
+# 2 MiB, 7 for 4 KiB. The address is bits 12 to 51 of the leaf.
+region_leaves() {
+    table=$INTEL_IOMMU_DEBUG/$1/domain_translation_struct
+    [ -r "$table" ] || { say "no $table (CONFIG_INTEL_IOMMU_DEBUGFS)"; return 1; }
+    awk -v base="$((BASE))" -v size="$((SIZE))" '
+        function low52(s,   v, i) {
+            s = substr(s, length(s) - 12)
+            v = 0
+            for (i = 1; i <= 13; i++)
+                v = v * 16 + index("0123456789abcdef", substr(s, i, 1)) - 1
+            return v
+        }
+        /^0x/ && $2 == "|" && NF >= 5 && NF <= 7 {
+            len = NF == 5 ? 1073741824 : (NF == 6 ? 2097152 : 4096)
+            phys = low52($NF)
+            phys -= phys % len
+            if (phys < base + size && phys + len > base)
+                printf "%.0f %.0f %.0f\n", low52($1) * 4096, phys, len
+        }' "$table"
+}
+
+# region_unmapped_for BDF WHEN: no IOVA of BDF's domain leads into the region.
+region_unmapped_for() {
+    leaves=$(region_leaves "$1") || return 1
+    [ -z "$leaves" ] && return 0
+    say "$2: intel-iommu's page table of $1 still leads into the region (IOVA PHYS SIZE):"
+    echo "$leaves" | head -n 5 | sed 's/^/# /'
+    return 1
+}
+
+# region_mapped_for BDF BUS: BDF's domain maps the whole region at bus address BUS (decimal),
+# and nothing else leads into it.
+region_mapped_for() {
+    leaves=$(region_leaves "$1") || return 1
+    summary=$(echo "$leaves" | awk -v base="$((BASE))" -v size="$((SIZE))" -v bus="$2" '
+        NF == 3 {
+            n++
+            if ($1 - bus != $2 - base || $2 < base || $2 + $3 > base + size) bad++
+            covered += $3
+        }
+        END { printf "%d leaves, %.0f bytes, %d astray", n, covered, bad; exit !(bad == 0 && covered == size) }') && {
+        say "intel-iommu's page table of $1 maps the region at $(hex "$2"): $summary"
+        return 0
+    }
+    say "intel-iommu's page table of $1 does not map the region at $(hex "$2") as one: $summary"
+    echo "$leaves" | head -n 5 | sed 's/^/# /'
+    return 1
 }
 
 # Attach and detach, 200 rounds (carveout-test attach-rounds: ioctls from one process, which TCG
 # runs far faster than a process per request), against edu's removal and rescan in a loop: every
 # request succeeds or finds the device gone (ENODEV) or not attached (ENOENT); no stale
-# dma_devices entry, no warning, nothing left mapped for edu (the DMA-API debug dump on the debug kernel,
-# intel-iommu's debugfs where the kernel has it); edu still attaches and DMAs afterwards.
+# dma_devices entry, no warning, nothing left mapped for edu (the DMA-API debug dump on the debug
+# kernel; intel-iommu's page table of edu, read from its debugfs, after the race, and again after
+# an attach, where it must map the region at the bus address, and its detach); edu still attaches
+# and DMAs afterwards.
 case_attach_vs_remove_race() {
     iommu_load || return 1
     bdf=$(edu_bdf) || return 1
     [ -r "$DMA_API_DUMP" ] || say "no $DMA_API_DUMP (CONFIG_DMA_API_DEBUG): the DMA-API half is not checked"
-    [ -r "$INTEL_IOMMU_DEBUG" ] || say "no $INTEL_IOMMU_DEBUG (CONFIG_INTEL_IOMMU_DEBUGFS): the page-table half is not checked"
+    region_leaves "$bdf" >/dev/null || return 1
     rm -f /tmp/race.stop /tmp/race.count
     (
         n=0
@@ -194,12 +242,14 @@ case_attach_vs_remove_race() {
     [ -z "$(dma_devices)" ] || { say "stale: $(dma_devices)"; ok=0; }
     entries=$(dma_api_entries "$bdf")
     [ -z "$entries" ] || { say "DMA-API mappings left for $bdf:"; echo "$entries" | head -n 5 | sed 's/^/# /'; ok=0; }
-    left=$(iommu_mappings "$bdf")
-    [ -z "$left" ] || { say "intel-iommu mappings left for $bdf:"; echo "$left" | head -n 5 | sed 's/^/# /'; ok=0; }
-    # The device found again still attaches and reaches the region.
+    region_unmapped_for "$bdf" "after the race" || ok=0
+    # The device found again still attaches and reaches the region; its page table maps the
+    # region while attached, and no longer after the detach.
     attach_reach28 || return 1
+    region_mapped_for "$bdf" "$bus" || ok=0
     edu-dma --dma-mask "$EDU_MASK" --bus-addr "$(hex "$bus")" to-carveout --seed 0x7a07 || ok=0
     carveoutctl detach "$bdf" >/dev/null || ok=0
+    region_unmapped_for "$bdf" "after the detach" || ok=0
     [ "$ok" = 1 ] && dmesg_clean
 }
 
