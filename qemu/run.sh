@@ -39,10 +39,11 @@ acpi_size=0x100000
 iommu_size=0x800000
 edu_dma_mask=0xffffffff
 
-# The guest with memory above 4 GiB (qemu/guest/high-*.sh): 256 MiB below 4 GiB, 2 GiB from
-# 4 GiB on (max-ram-below-4g), 8 MiB of it reserved with memmap=$ (and 1 MiB at $base, below
-# 4 GiB), and its last GiB, 1 GiB aligned, for 1 GiB entries (pud_mapping_1g); edu's DMA mask
-# all 64 bits. TCG backs only the guest memory that is touched.
+# The guest with memory above 4 GiB (qemu/guest/high-*.sh): 256 MiB below 4 GiB, 2 GiB + 64 MiB
+# from 4 GiB on (max-ram-below-4g), 8 MiB of it reserved with memmap=$ (and 1 MiB at $base,
+# below 4 GiB), and the GiB from 5 GiB, 1 GiB aligned, for 1 GiB entries (pud_mapping_1g; RAM
+# above it too: /dev/mem reads only up to the last RAM); edu's DMA mask all 64 bits. TCG backs
+# only the guest memory that is touched.
 # swiotlb=force: the DMA API bounces every direct mapping (as in a confidential guest), which
 # an attach must refuse; its pool 4 MiB (2048 slabs).
 high_base=0x101000000
@@ -120,7 +121,7 @@ high_append=(
 )
 [[ -z ${CARVEOUT_SUITES:-} ]] || high_append+=("cvt_suites=$CARVEOUT_SUITES")
 high_append+=("${guest_args[@]}")
-qemu_guest 2304M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${high_append[*]}" "pc,max-ram-below-4g=256M"
+qemu_guest 2368M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${high_append[*]}" "pc,max-ram-below-4g=256M"
 qemu+=(-device "edu,dma_mask=0xffffffffffffffff")
 high_qemu=("${qemu[@]}")
 qemu=("${main_qemu[@]}")

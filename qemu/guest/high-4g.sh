@@ -1,7 +1,8 @@
 # shellcheck shell=sh
 # The guest with memory above 4 GiB (cvt_mode=high; qemu/run.sh): 256 MiB of RAM below 4 GiB,
-# 2 GiB from 4 GiB on, the region (memmap=8M$BASE) inside the latter and its last GiB reserved
-# too (memmap=1G$GIB_BASE, 1 GiB aligned: pud_mapping_1g); edu's DMA mask is all 64 bits. Every path a user takes with such a region, checked from outside the driver through
+# 2 GiB + 64 MiB from 4 GiB on, the region (memmap=8M$BASE) inside the latter and the GiB from
+# 5 GiB reserved too (memmap=1G$GIB_BASE, 1 GiB aligned: pud_mapping_1g); edu's DMA mask is all
+# 64 bits. Every path a user takes with such a region, checked from outside the driver through
 # /dev/mem. And swiotlb=force: every direct DMA mapping would be bounced, which an attach must
 # refuse. edu_bdf comes from iommu-dma.sh.
 
@@ -45,7 +46,7 @@ case_region_above_4g_data() {
 # region's: refused with ERANGE and one line, nothing attached, the contents untouched. Both for
 # the param region (8 MiB, above 4 GiB, with a stated reach of 64 bits) and a region small
 # enough for swiotlb to bounce (64 KiB, with edu's own 32-bit mask: LOW_BASE). And a reach the
-# DMA API refuses (EIO): with no IOMMU a mask must cover all RAM (here up to 6 GiB),
+# DMA API refuses (EIO): with no IOMMU a mask must cover all RAM (here up to 6 GiB + 64 MiB),
 # which 28 bits do not, though they reach the region at LOW_BASE.
 LOW_BASE=${cvt_low_base:-0x8000000}
 

@@ -138,7 +138,7 @@ mod suite {
         let pages = |bytes: usize| bytes / PAGE as usize;
         let (start, end) = (4 * GIB, 6 * GIB);
         // A fault 5 MiB into the second GiB of a VMA at page offset 0: its 1 GiB block starts
-        // at page offset 1 GiB, its 2 MiB block at 4 MiB.
+        // at page offset 1 GiB, its 2 MiB block at 1 GiB + 4 MiB.
         let address = 5 * GIB + 5 * (1 << 20);
         let pgoff = pages(address - start);
         assert_eq!(
@@ -147,7 +147,7 @@ mod suite {
         );
         assert_eq!(
             pfn_vma::large_block_pgoff(address, pgoff, start, end, pfn_vma::PMD_SIZE),
-            Some(pages(4 * MB2))
+            Some(pages(GIB + 2 * MB2))
         );
         // A VMA ending 4 KiB short of the block, or starting 2 MiB into it: no 1 GiB entry.
         assert_eq!(

@@ -507,12 +507,6 @@ impl Pte {
                 mapping.write_u8(off, byte);
             }
         }
-        if let Some(seed) = self.stamp.filter(|_| mapping.is_writable()) {
-            for off in self.stamp_offsets() {
-                let word = pattern::word(seed, (self.offset + off as u64) / 8);
-                mapping.write_u64(off, word);
-            }
-        }
         let start = mapping.as_ptr() as u64;
         let end = start + mapping.len() as u64;
         let phys = info.base + self.offset;
@@ -534,6 +528,13 @@ impl Pte {
         let text = std::fs::read_to_string(ptdump::CURRENT)
             .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", ptdump::CURRENT)))?;
         let entries = ptdump::parse(&text).map_err(io::Error::other)?;
+        // After the dump, so that the words' dirty pages do not split its lines.
+        if let Some(seed) = self.stamp.filter(|_| mapping.is_writable()) {
+            for off in self.stamp_offsets() {
+                let word = pattern::word(seed, (self.offset + off as u64) / 8);
+                mapping.write_u64(off, word);
+            }
+        }
         let verdict = match ptdump::covering(&entries, start, end) {
             Err(why) => Err(Failed(format!("the page tables: {why}"))),
             Ok(covering) => self.judge(attr, &covering),
