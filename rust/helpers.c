@@ -4,15 +4,14 @@
  * (and, with PREEMPT_DYNAMIC, static calls), which Rust cannot call or define directly:
  * the scheduling point and fatal-signal test of long file transfers (`kernel_ext/task.rs`)
  * the rate limit of the lines that say why a request was refused
- * (`kernel_ext/ratelimit.rs`), whether the DMA API bounces a device's direct mappings
- * (`kernel_ext/dma_attachment.rs`), and whether the CPU has 1 GiB page-table entries
- * (`kernel_ext/pfn_vma.rs`).
+ * (`kernel_ext/ratelimit.rs`), and whether the DMA API bounces a device's direct mappings
+ * (`kernel_ext/dma_attachment.rs`).
  */
-#include <asm/cpufeature.h>
 #include <linux/ratelimit.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/swiotlb.h>
+#include <asm/cpufeature.h>
 
 void carveout_cond_resched(void);
 bool carveout_fatal_signal_pending(void);
@@ -43,6 +42,7 @@ bool carveout_dma_force_bounce(void *dev)
 	return is_swiotlb_force_bounce(dev);
 }
 
+/* Whether the CPU walks 1 GiB page-table entries (`kernel_ext/pfn_vma.rs`). */
 bool carveout_cpu_has_gbpages(void)
 {
 	return boot_cpu_has(X86_FEATURE_GBPAGES);
