@@ -16,6 +16,9 @@ timeout_s=${CARVEOUT_TIMEOUT:-3600}
 # 2 GiB stay for the kernel and the anonymous 1 GiB the bench compares against.
 base=0x40000000
 size=0x40000000
+# And 2 GiB at 4 GiB, 1 GiB aligned, for map_setup_2m_over_1g (issue 22): -m 5G, of which the
+# pc machine keeps 3 GiB below 4 GiB (as with 3G) and puts 2 GiB at 4 GiB, all of it reserved.
+gib_base=0x100000000
 
 kdir=$("$CARVEOUT_ROOT/scripts/build-kernel.sh")
 out="$CARVEOUT_ROOT/build/bench"
@@ -23,13 +26,13 @@ initramfs=$("$CARVEOUT_ROOT/scripts/build-guest.sh" "$kdir" "$out")
 
 append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
-    "memmap=1G\$$base" "cvt_mode=bench" "cvt_base=$base" "cvt_size=$size" "cvt_runs=$runs"
+    "memmap=1G\$$base" "memmap=2G\$$gib_base" "cvt_gib_base=$gib_base" "cvt_mode=bench" "cvt_base=$base" "cvt_size=$size" "cvt_runs=$runs"
 )
 console="$out/console.log"
-log "booting the guest ($([[ ${CARVEOUT_KVM:-0} == 1 ]] && echo KVM || echo TCG), 3 GiB): ${append[*]}"
+log "booting the guest ($([[ ${CARVEOUT_KVM:-0} == 1 ]] && echo KVM || echo TCG), 5 GiB): ${append[*]}"
 log "console: $console"
 status=0
-qemu_guest 3G "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
+qemu_guest 5G "$kdir/arch/x86/boot/bzImage" "$initramfs" "${append[*]}"
 # QEMU backs guest RAM with host memory on the guest's first write to each page: without
 # -mem-prealloc the first mapping of the region after boot (first_map_since_boot_over_steady)
 # and the first anonymous runs paid for the host's allocation (seconds per GiB on a loaded

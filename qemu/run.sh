@@ -39,13 +39,16 @@ acpi_size=0x100000
 iommu_size=0x800000
 edu_dma_mask=0xffffffff
 
-# The guest with memory above 4 GiB (qemu/guest/high-*.sh): 256 MiB below 4 GiB, 64 MiB from
-# 4 GiB on (max-ram-below-4g), 8 MiB of it reserved with memmap=$ (and 1 MiB at $base, below
-# 4 GiB); edu's DMA mask all 64 bits.
+# The guest with memory above 4 GiB (qemu/guest/high-*.sh): 256 MiB below 4 GiB, 2 GiB + 64 MiB
+# from 4 GiB on (max-ram-below-4g), 8 MiB of it reserved with memmap=$ (and 1 MiB at $base,
+# below 4 GiB), and the GiB from 5 GiB, 1 GiB aligned, for 1 GiB entries (pud_mapping_1g; RAM
+# above it too: /dev/mem reads only up to the last RAM); edu's DMA mask all 64 bits. TCG backs
+# only the guest memory that is touched.
 # swiotlb=force: the DMA API bounces every direct mapping (as in a confidential guest), which
 # an attach must refuse; its pool 4 MiB (2048 slabs).
 high_base=0x101000000
 high_size=0x800000
+high_gib_base=0x140000000
 
 # The cases: every `run_case NAME` in the host-side cases (scripts/host-cases.sh), in the
 # guest suites (in the order they run), then the second boot's cases in /init, then the
@@ -114,12 +117,13 @@ qemu+=(-device intel-iommu -device "edu,dma_mask=$edu_dma_mask")
 iommu_qemu=("${qemu[@]}")
 high_append=(
     console=ttyS0 loglevel=5 panic=-1 oops=panic
-    "memmap=8M\$$high_base" "memmap=1M\$$base" "swiotlb=2048,force"
+    "memmap=8M\$$high_base" "memmap=1M\$$base" "memmap=1G\$$high_gib_base" "swiotlb=2048,force"
     cvt_mode=high "cvt_base=$high_base" "cvt_size=$high_size" "cvt_low_base=$base"
+    "cvt_gib_base=$high_gib_base"
 )
 [[ -z ${CARVEOUT_SUITES:-} ]] || high_append+=("cvt_suites=$CARVEOUT_SUITES")
 high_append+=("${guest_args[@]}")
-qemu_guest 320M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${high_append[*]}" "pc,max-ram-below-4g=256M"
+qemu_guest 2368M "$kdir/arch/x86/boot/bzImage" "$initramfs" "${high_append[*]}" "pc,max-ram-below-4g=256M"
 qemu+=(-device "edu,dma_mask=0xffffffffffffffff")
 high_qemu=("${qemu[@]}")
 qemu=("${main_qemu[@]}")

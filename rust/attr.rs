@@ -84,10 +84,11 @@ impl CacheAttr {
         }
     }
 
-    /// Whether 2 MiB entries can carry it. x86 keeps the PAT bit of a 2 MiB entry at bit 12,
-    /// while `vmf_insert_pfn_pmd` copies a 4 KiB protection's PAT bit (bit 7) unchanged, where
-    /// a 2 MiB entry has PSE: WT and WP, the two types that need the PAT bit, would come out as
-    /// UC and WC. They are mapped with 4 KiB entries instead.
+    /// Whether 2 MiB and 1 GiB entries can carry it. x86 keeps the PAT bit of such an entry at
+    /// bit 12, while `vmf_insert_pfn_pmd` and `vmf_insert_pfn_pud` copy a 4 KiB protection's
+    /// PAT bit (bit 7) unchanged, where a large entry has PSE: WT and WP, the two types that
+    /// need the PAT bit, would come out as UC and WC. They are mapped with 4 KiB entries
+    /// instead.
     pub(crate) fn fits_huge_entries(self) -> bool {
         !matches!(self, Self::WriteThrough | Self::WriteProtect)
     }

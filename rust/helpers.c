@@ -11,11 +11,13 @@
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/swiotlb.h>
+#include <asm/cpufeature.h>
 
 void carveout_cond_resched(void);
 bool carveout_fatal_signal_pending(void);
 bool carveout_refusal_ratelimit(void);
 bool carveout_dma_force_bounce(void *dev);
+bool carveout_cpu_has_gbpages(void);
 
 void carveout_cond_resched(void)
 {
@@ -38,4 +40,10 @@ bool carveout_refusal_ratelimit(void)
 bool carveout_dma_force_bounce(void *dev)
 {
 	return is_swiotlb_force_bounce(dev);
+}
+
+/* Whether the CPU walks 1 GiB page-table entries (`kernel_ext/pfn_vma.rs`). */
+bool carveout_cpu_has_gbpages(void)
+{
+	return boot_cpu_has(X86_FEATURE_GBPAGES);
 }

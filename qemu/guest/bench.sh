@@ -6,7 +6,7 @@ run_bench() {
     echo "== carveout-bench: a $(hex "$SIZE") reservation at $(hex "$BASE"), $runs runs each"
     say "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
     carveout-bench all --module "$MOD" --base "$(hex "$BASE")" --size "$(hex "$SIZE")" \
-        --runs "$runs" || echo "@@bench-failed"
+        --runs "$runs" --gib-base "${cvt_gib_base:-0}" || echo "@@bench-failed"
     echo "@@bench-done"
     qemu_exit
 }

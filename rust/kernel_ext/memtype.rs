@@ -84,8 +84,8 @@ impl CacheMode {
 
     /// Whether a 2 MiB or 1 GiB entry can select this type with the bits a 4 KiB entry uses:
     /// only if its PAT index does not need bit 2 (the PAT bit, bit 7 of a 4 KiB entry, is bit
-    /// 12 of a large one, and `vmf_insert_pfn_pmd` does not move it). Not WT or WP as the
-    /// kernel programs the PAT.
+    /// 12 of a large one, and neither `vmf_insert_pfn_pmd` nor `vmf_insert_pfn_pud` moves it).
+    /// Not WT or WP as the kernel programs the PAT.
     pub(crate) fn fits_large_entry(self) -> bool {
         self.pte_bits() & (1 << bindings::_PAGE_BIT_PAT) == 0
     }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! VMAs that map physical page frames (`VM_PFNMAP`) of a source the VMA keeps alive: mapped
-//! whole at `mmap` time (`remap_pfn_range`, 4 KiB entries) or filled at fault time (2 MiB
-//! entries where the block fits, 4 KiB elsewhere), with `open`/`close` operations that let the
-//! source count the VMAs (and every copy by fork or split) that map it.
+//! whole at `mmap` time (`remap_pfn_range`, 4 KiB entries) or filled at fault time (1 GiB and
+//! 2 MiB entries where the block fits, 4 KiB elsewhere), with `open`/`close` operations that let
+//! the source count the VMAs (and every copy by fork or split) that map it.
 //!
 //! Each VMA owns a reference to the source (an [`Arc`] in `vm_private_data`): `open` takes one
 //! for a copy, `close` drops it, so the source outlives every VMA whatever its owner does.
@@ -12,8 +12,9 @@
 //! the source's claim ([`Claimed`], sealed: made only by [`super::iomem`]) and every window is
 //! checked against it here; the VMA must be shared (a copy-on-write `VM_PFNMAP` VMA makes
 //! `vmf_insert_pfn*` `BUG`), not `VM_MIXEDMAP` and not set up already; the source counts the
-//! VMA before anything is mapped; and 2 MiB entries are used only for a type a 2 MiB entry can
-//! give.
+//! VMA before anything is mapped; 2 MiB and 1 GiB entries are used only for a type such an
+//! entry can give, and 1 GiB entries only on a CPU that has them (`X86_FEATURE_GBPAGES`: without
+//! it the kernel would still write one, which the CPU rejects as a reserved bit).
 
 use kernel::{
     bindings,
@@ -236,10 +237,10 @@ pub(crate) fn map_now<T: PfnSource>(vma: &VmaNew, source: Arc<T>) -> Result<(), 
 }
 
 /// Sets `vma` up to be filled at fault time from the part of `source`'s claim it asks for,
-/// with the memory type `hold` keeps in force for the claim: 2 MiB entries where a whole
-/// aligned block of the claim lies inside the VMA and the type can be given by a 2 MiB entry,
-/// 4 KiB entries elsewhere (WT and WP always: their PAT index needs the bit a 2 MiB entry
-/// keeps elsewhere). Makes `source` count the VMA and its copies. Sets
+/// with the memory type `hold` keeps in force for the claim: 1 GiB or 2 MiB entries where a
+/// whole aligned block of the claim lies inside the VMA and the type can be given by a large
+/// entry, 4 KiB entries elsewhere (WT and WP always: their PAT index needs the bit a large
+/// entry keeps elsewhere). Makes `source` count the VMA and its copies. Sets
 /// `VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP`, as `remap_pfn_range` does.
 ///
 /// The VMA owns a reference to `hold`, so the type its entries take (from the kernel's record,
@@ -301,8 +302,68 @@ const SIGBUS: bindings::vm_fault_t =
 /// Bytes one PMD entry maps: 2 MiB.
 pub(crate) const PMD_SIZE: usize = 1 << bindings::PMD_SHIFT;
 
-/// Pages one PMD entry maps: 512.
-const PMD_PAGES: usize = PMD_SIZE >> PAGE_SHIFT;
+/// Bytes one PUD entry maps: 1 GiB.
+pub(crate) const PUD_SIZE: usize = 1 << bindings::PUD_SHIFT;
+
+// Defined in `helpers.c`.
+extern "C" {
+    fn carveout_cpu_has_gbpages() -> bool;
+}
+
+/// A page-table entry larger than 4 KiB that a VMA filled at fault time may get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LargeEntry {
+    /// A PMD entry: 2 MiB.
+    Pmd,
+    /// A PUD entry: 1 GiB.
+    Pud,
+}
+
+impl LargeEntry {
+    /// The entry a `huge_fault` of `order` asks for.
+    fn of_order(order: c_uint) -> Option<Self> {
+        match order {
+            bindings::PMD_ORDER => Some(Self::Pmd),
+            bindings::PUD_ORDER => Some(Self::Pud),
+            _ => None,
+        }
+    }
+
+    /// Bytes it maps.
+    fn size(self) -> usize {
+        match self {
+            Self::Pmd => PMD_SIZE,
+            Self::Pud => PUD_SIZE,
+        }
+    }
+
+    /// Whether the CPU walks such entries: 2 MiB ones always on x86-64, 1 GiB ones only with
+    /// `X86_FEATURE_GBPAGES` (which `vmf_insert_pfn_pud` does not check).
+    fn cpu_has(self) -> bool {
+        match self {
+            Self::Pmd => true,
+            // SAFETY: `boot_cpu_has` only reads the boot CPU's feature words, set up at boot.
+            Self::Pud => unsafe { carveout_cpu_has_gbpages() },
+        }
+    }
+}
+
+/// The page offset (in the VMA's source) of the first page of the `size`-byte block that holds
+/// user address `address`, when the block lies wholly inside the VMA `vm_start..vm_end`;
+/// `pgoff` is the page offset of `address`. Pure arithmetic.
+pub(crate) fn large_block_pgoff(
+    address: usize,
+    pgoff: usize,
+    vm_start: usize,
+    vm_end: usize,
+    size: usize,
+) -> Option<usize> {
+    let block = address & !(size - 1);
+    if block < vm_start || block.checked_add(size).is_none_or(|end| end > vm_end) {
+        return None;
+    }
+    pgoff.checked_sub((address - block) >> PAGE_SHIFT)
+}
 
 impl<T: PfnSource> VmOps<T> {
     const COUNTING: bindings::vm_operations_struct = bindings::vm_operations_struct {
@@ -387,10 +448,11 @@ impl<T: PfnSource> VmOps<T> {
         unsafe { bindings::vmf_insert_pfn(vma, address, pfn) }
     }
 
-    /// A 2 MiB entry for the block around the faulting address, when the block lies wholly
-    /// inside the VMA and the claim, is 2 MiB aligned in physical memory, and the memory type
-    /// in force fits a 2 MiB entry ([`huge_entry_fits`]); otherwise the core falls back to
-    /// [`Self::fault`].
+    /// A 2 MiB or 1 GiB entry (as `order` asks) for the block around the faulting address,
+    /// when the block lies wholly inside the VMA and the claim, is aligned to its size in
+    /// physical memory, the memory type in force fits a large entry ([`huge_entry_fits`]) and
+    /// the CPU has such entries; otherwise the core falls back to a smaller entry (a 1 GiB
+    /// fault to a 2 MiB one, that to [`Self::fault`]).
     ///
     /// # Safety
     ///
@@ -399,7 +461,10 @@ impl<T: PfnSource> VmOps<T> {
         vmf: *mut bindings::vm_fault,
         order: c_uint,
     ) -> bindings::vm_fault_t {
-        if order != bindings::PMD_ORDER {
+        let Some(entry) = LargeEntry::of_order(order) else {
+            return FALLBACK;
+        };
+        if !entry.cpu_has() {
             return FALLBACK;
         }
         // SAFETY: As in `fault`.
@@ -418,34 +483,41 @@ impl<T: PfnSource> VmOps<T> {
             let bounds = &(*vma).__bindgen_anon_1.__bindgen_anon_1;
             (bounds.vm_start, bounds.vm_end)
         };
-        let block = address & !(PMD_SIZE - 1);
-        if block < vm_start || block.checked_add(PMD_SIZE).is_none_or(|end| end > vm_end) {
-            return FALLBACK;
-        }
-        let Some(first) = pgoff.checked_sub((address - block) >> PAGE_SHIFT) else {
+        let size = entry.size();
+        let pages = size >> PAGE_SHIFT;
+        let Some(first) = large_block_pgoff(address, pgoff, vm_start, vm_end, size) else {
             return FALLBACK;
         };
         let (Some(pfn), Some(_)) = (
             Self::frame(source, first),
-            Self::frame(source, first + PMD_PAGES - 1),
+            first
+                .checked_add(pages - 1)
+                .and_then(|last| Self::frame(source, last)),
         ) else {
             return FALLBACK;
         };
-        if pfn % PMD_PAGES != 0 {
+        if pfn % pages != 0 {
             return FALLBACK;
         }
         let write = fault_flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
-        // SAFETY: `vmf` is a fault on a shared `VM_PFNMAP` VMA (not `VM_MIXEDMAP`) under its
-        // lock; the block lies inside the VMA and `pfn..pfn + 512` inside the claim the VMA
-        // keeps alive.
-        unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, write) }
+        match entry {
+            // SAFETY: `vmf` is a fault on a shared `VM_PFNMAP` VMA (not `VM_MIXEDMAP`) under
+            // its lock; the 2 MiB block lies inside the VMA and `pfn..pfn + 512` inside the
+            // claim the VMA keeps alive.
+            LargeEntry::Pmd => unsafe { bindings::vmf_insert_pfn_pmd(vmf, pfn, write) },
+            // SAFETY: As for the 2 MiB entry, for the 1 GiB block and `pfn..pfn + 262144`; the
+            // CPU walks 1 GiB entries (`cpu_has`).
+            LargeEntry::Pud => unsafe { bindings::vmf_insert_pfn_pud(vmf, pfn, write) },
+        }
     }
 }
 
 /// A user address for a mapping of `len` bytes of physical memory from page frame `pfn`:
-/// congruent with the physical address modulo 2 MiB whenever the range holds a whole aligned
-/// 2 MiB block (so the mapping can use 2 MiB entries), else wherever the kernel would put it
-/// (`thp_get_unmapped_area`, as for a file at offset `pfn`). `MAP_FIXED` keeps `addr`.
+/// congruent with the physical address modulo 1 GiB whenever the range holds a whole aligned
+/// 1 GiB block (so the mapping can use 1 GiB entries), else modulo 2 MiB whenever it holds a
+/// whole aligned 2 MiB block, else wherever the kernel would put it (`thp_get_unmapped_area`,
+/// as for a file at offset `pfn`). An address hint (or `MAP_FIXED`) is left to
+/// `thp_get_unmapped_area`, which keeps it where it is free.
 pub(crate) fn unmapped_area(
     file: &File,
     addr: usize,
@@ -453,16 +525,53 @@ pub(crate) fn unmapped_area(
     pfn: usize,
     flags: usize,
 ) -> usize {
-    // SAFETY: `file` is a live file being mapped by the current task; the function only picks
-    // an address in the current task's address space.
+    if addr == 0 {
+        if let Some(padded) = padded_len(pfn, len, PUD_SIZE) {
+            // SAFETY: `file` is a live file being mapped by the current task; the function
+            // only picks a free area of the current task's address space.
+            let area =
+                unsafe { bindings::mm_get_unmapped_area(file.as_ptr(), 0, padded, pfn, flags) };
+            if let Some(placed) = place_in_padded(area, pfn, PUD_SIZE) {
+                return placed;
+            }
+        }
+    }
+    // SAFETY: As above.
     unsafe { bindings::thp_get_unmapped_area(file.as_ptr(), addr, len, pfn, flags) }
 }
 
+/// The length of a free area to look for, so that a mapping of `len` bytes from page frame
+/// `pfn` can be placed in it congruent with the physical address modulo `size`: `len + size`,
+/// when the range holds a whole `size`-aligned block. Pure arithmetic.
+pub(crate) fn padded_len(pfn: usize, len: usize, size: usize) -> Option<usize> {
+    let phys = pfn.checked_mul(PAGE_SIZE)?;
+    let end = phys.checked_add(len)?;
+    let first_block = phys.checked_next_multiple_of(size)?;
+    if first_block.checked_add(size)? > end {
+        return None;
+    }
+    len.checked_add(size)
+}
+
+/// Where in a free area at `area` of [`padded_len`] bytes (or an error value from the kernel)
+/// the mapping from page frame `pfn` goes: the first address congruent with the physical one
+/// modulo `size`, which leaves the mapping inside the area. `None` for an error value, or an
+/// area at 0 (returned only for `MAP_FIXED` at 0: left as it is). Pure arithmetic.
+pub(crate) fn place_in_padded(area: usize, pfn: usize, size: usize) -> Option<usize> {
+    // IS_ERR_VALUE: the last page of the address space holds the errnos.
+    if area == 0 || area > usize::MAX - PAGE_SIZE {
+        return None;
+    }
+    let phys = pfn.wrapping_mul(PAGE_SIZE);
+    area.checked_add(phys.wrapping_sub(area) & (size - 1))
+}
+
 /// Whether the entries of a VMA filled at fault time may be 2 MiB ones under `hold` for
-/// `claim`: only with a record for all of the claim (the type the kernel then gives the
-/// entries is the record's) whose type a 2 MiB entry can give
-/// ([`CacheMode::fits_large_entry`]: not WT or WP). Otherwise 4 KiB entries, whatever the
-/// driver asked for.
+/// `claim` (and, where the CPU has them, 1 GiB ones): only with a record for all of the claim
+/// (the type the kernel then gives the entries is the record's) whose type a large entry can
+/// give ([`CacheMode::fits_large_entry`]: not WT or WP; `vmf_insert_pfn_pmd` and
+/// `vmf_insert_pfn_pud` both leave the PAT bit where a 4 KiB entry has it). Otherwise 4 KiB
+/// entries, whatever the driver asked for.
 pub(crate) fn huge_entry_fits(hold: Option<&MemtypeHold>, claim: &PhysRange) -> bool {
     hold.is_some_and(|hold| hold.range() == *claim && hold.mode().fits_large_entry())
 }
@@ -470,7 +579,8 @@ pub(crate) fn huge_entry_fits(hold: Option<&MemtypeHold>, claim: &PhysRange) -> 
 /// Whether the part of `claim` that `vma` asks for, mapped at the start of `vma`, can use
 /// 2 MiB entries: the user address and the physical address agree modulo 2 MiB, and at least
 /// one whole aligned 2 MiB block lies inside it. The pages before the first and after the last
-/// such block are mapped with 4 KiB entries. `false` for a window not inside the claim.
+/// such block are mapped with 4 KiB entries; whole aligned 1 GiB blocks, where the addresses
+/// also agree modulo 1 GiB, with 1 GiB entries. `false` for a window not inside the claim.
 pub(crate) fn can_map_huge<C: Claimed>(vma: &VmaNew, claim: &C) -> bool {
     // SAFETY: `vma` is valid and being set up under the mmap lock; `vm_pgoff` is a plain
     // integer set by the mmap core before calling the driver.

@@ -136,6 +136,67 @@ mod suite {
     }
 
     #[test]
+    fn large_blocks_only_inside_the_vma() -> Result {
+        const GIB: usize = 1 << 30;
+        const MB2: usize = 2 << 20;
+        let pages = |bytes: usize| bytes / PAGE as usize;
+        let (start, end) = (4 * GIB, 6 * GIB);
+        // A fault 5 MiB into the second GiB of a VMA at page offset 0: its 1 GiB block starts
+        // at page offset 1 GiB, its 2 MiB block at 1 GiB + 4 MiB.
+        let address = 5 * GIB + 5 * (1 << 20);
+        let pgoff = pages(address - start);
+        assert_eq!(
+            pfn_vma::large_block_pgoff(address, pgoff, start, end, pfn_vma::PUD_SIZE),
+            Some(pages(GIB))
+        );
+        assert_eq!(
+            pfn_vma::large_block_pgoff(address, pgoff, start, end, pfn_vma::PMD_SIZE),
+            Some(pages(GIB + 2 * MB2))
+        );
+        // A VMA ending 4 KiB short of the block, or starting 2 MiB into it: no 1 GiB entry.
+        assert_eq!(
+            pfn_vma::large_block_pgoff(address, pgoff, start, end - PAGE as usize, GIB),
+            None
+        );
+        assert_eq!(
+            pfn_vma::large_block_pgoff(address, pgoff, 5 * GIB + MB2, end, GIB),
+            None
+        );
+        // A page offset too small for the block to start at or after page 0 of the source.
+        assert_eq!(
+            pfn_vma::large_block_pgoff(address, 2, start, end, GIB),
+            None
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unmapped_area_congruent_inside_the_padding() -> Result {
+        const GIB: usize = 1 << 30;
+        let page = PAGE as usize;
+        // 1 GiB from 5 GiB: one whole block; 1 GiB from 5 GiB + 4 KiB: none.
+        assert_eq!(pfn_vma::padded_len(5 * GIB / page, GIB, GIB), Some(2 * GIB));
+        assert_eq!(pfn_vma::padded_len((5 * GIB + page) / page, GIB, GIB), None);
+        // 2 GiB from 5 GiB - 2 MiB: the block at 5 GiB.
+        let pfn = (5 * GIB - (2 << 20)) / page;
+        assert_eq!(pfn_vma::padded_len(pfn, 2 * GIB, GIB), Some(3 * GIB));
+        assert_eq!(pfn_vma::padded_len(usize::MAX / page, 2 * GIB, GIB), None);
+        // The placed mapping is congruent and inside the padded area.
+        for area in [0x7f00_0000_0000_usize, 0x7f00_1234_5000, 0x7eff_c020_0000] {
+            let placed = pfn_vma::place_in_padded(area, pfn, GIB).ok_or(EINVAL)?;
+            assert_eq!((placed ^ (pfn * page)) & (GIB - 1), 0);
+            assert!(placed >= area && placed + 2 * GIB <= area + 3 * GIB);
+        }
+        // An errno from the kernel, and MAP_FIXED at 0, are not areas.
+        assert_eq!(
+            pfn_vma::place_in_padded(ENOMEM.to_errno() as usize, pfn, GIB),
+            None
+        );
+        assert_eq!(pfn_vma::place_in_padded(0, pfn, GIB), None);
+        Ok(())
+    }
+
+    #[test]
     fn claim_of_system_ram_refused() -> Result {
         let page = ram_page().ok_or(ENODEV)?;
         let name = CString::try_from(c"carveout_kunit")?;

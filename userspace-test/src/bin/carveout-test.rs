@@ -11,6 +11,7 @@ use carveout::parse_u64;
 use carveout::{
     abi, devmem,
     memmap::format_size,
+    pattern,
     ptdump::{self, Level, MemType, PatTable},
     Access, Attr, Mismatch, Placement, Region,
 };
@@ -113,7 +114,7 @@ enum Command {
         /// Bytes to map (default: the region from OFFSET to its end).
         #[arg(long, value_parser = parse_u64)]
         len: Option<u64>,
-        /// Every entry must be at this level: pte (4 KiB) or pmd (2 MiB).
+        /// Every entry must be at this level: pte (4 KiB), pmd (2 MiB) or pud (1 GiB).
         #[arg(long)]
         level: Option<Level>,
         /// The PAT layout, as dmesg's "x86/PAT: Configuration [0-7]:" line gives it (default:
@@ -126,6 +127,10 @@ enum Command {
         /// After the check, print "holding" and keep the mapping for SECONDS.
         #[arg(long)]
         hold: Option<u64>,
+        /// Write the pattern for SEED's word at the start of every MiB of the mapping (and its
+        /// last word) through the mapping, and check them through /dev/mem once it is gone.
+        #[arg(long, value_parser = parse_u64)]
+        stamp: Option<u64>,
     },
     /// Map LEN bytes of physical memory at PHYS through /dev/mem (O_SYNC with --sync: the
     /// kernel records uncached-minus for the range), touch it, say "holding", keep it.
@@ -441,6 +446,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             ref pat,
             write,
             hold,
+            stamp,
         } => {
             let pat = match pat {
                 Some(text) => PatTable::parse(text).map_err(io::Error::other)?,
@@ -460,14 +466,19 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
                 level,
                 pat,
                 write,
+                stamp,
             };
             let (verdict, mapping) = check.run(&region, &info)?;
             if let Some(seconds) = hold {
                 println!("holding the mapping");
                 std::thread::sleep(std::time::Duration::from_secs(seconds));
             }
+            let stamped = mapping.is_writable();
             drop(mapping);
-            verdict
+            match (verdict, stamp) {
+                (Ok(()), Some(seed)) if stamped => check.stamps_in_memory(&info, seed)?,
+                (verdict, _) => verdict,
+            }
         }
         Command::WpCheck => wp_check(&region, info.size),
         Command::AttachFailNth {
@@ -501,7 +512,11 @@ struct Pte {
     level: Option<Level>,
     pat: PatTable,
     write: bool,
+    stamp: Option<u64>,
 }
+
+/// Bytes between two of `pte --stamp`'s words.
+const STAMP_STEP: usize = 1 << 20;
 
 impl Pte {
     /// Maps, touches and checks; the verdict, and the mapping (for `--hold`).
@@ -532,25 +547,73 @@ impl Pte {
         let phys = info.base + self.offset;
         println!(
             "# {:?} placement: {:#x} bytes of {} at {start:#x}-{end:#x} (physical {phys:#x}, \
-             {}congruent modulo 2 MiB), attr {attr} (CARVEOUT_GET_ATTR: {reported}), PAT slots {}",
+             {}), attr {attr} (CARVEOUT_GET_ATTR: {reported}), PAT slots {}",
             self.placement,
             self.len,
             region.path().display(),
-            if (start ^ phys) % (2 << 20) == 0 {
-                ""
+            if (start ^ phys) % (1 << 30) == 0 {
+                "congruent modulo 1 GiB"
+            } else if (start ^ phys) % (2 << 20) == 0 {
+                "congruent modulo 2 MiB, not 1 GiB"
             } else {
-                "not "
+                "not congruent modulo 2 MiB"
             },
             self.pat
         );
         let text = std::fs::read_to_string(ptdump::CURRENT)
             .map_err(|err| io::Error::new(err.kind(), format!("{}: {err}", ptdump::CURRENT)))?;
         let entries = ptdump::parse(&text).map_err(io::Error::other)?;
+        // After the dump, so that the words' dirty pages do not split its lines.
+        if let Some(seed) = self.stamp.filter(|_| mapping.is_writable()) {
+            for off in self.stamp_offsets() {
+                let word = pattern::word(seed, (self.offset + off as u64) / 8);
+                mapping.write_u64(off, word);
+            }
+        }
         let verdict = match ptdump::covering(&entries, start, end) {
             Err(why) => Err(Failed(format!("the page tables: {why}"))),
             Ok(covering) => self.judge(attr, &covering),
         };
         Ok((verdict, mapping))
+    }
+
+    /// The mapping offsets `--stamp` writes a word at (8-aligned, inside the mapping).
+    fn stamp_offsets(&self) -> impl Iterator<Item = usize> {
+        let len = usize::try_from(self.len).unwrap_or(0) & !7;
+        (0..len)
+            .step_by(STAMP_STEP)
+            .chain(len.checked_sub(8).filter(|&last| last % STAMP_STEP != 0))
+    }
+
+    /// The words `--stamp` wrote through the mapping, read through `/dev/mem` at the
+    /// region's physical addresses (the mapping gone, so its memory type no longer holds the
+    /// range).
+    fn stamps_in_memory(&self, info: &abi::Info, seed: u64) -> io::Result<Result<(), Failed>> {
+        let mut wrong = Vec::new();
+        let mut count = 0;
+        for off in self.stamp_offsets() {
+            let offset = self.offset + off as u64;
+            let mut buf = [0u8; 8];
+            devmem::read(info.base + offset, &mut buf)?;
+            let (want, got) = (pattern::word(seed, offset / 8), u64::from_ne_bytes(buf));
+            if want != got {
+                wrong.push(format!(
+                    "{:#x}: {got:#018x}, not {want:#018x}",
+                    info.base + offset
+                ));
+            }
+            count += 1;
+        }
+        if wrong.is_empty() {
+            println!("# /dev/mem holds the {count} words written through the mapping");
+            Ok(Ok(()))
+        } else {
+            Ok(Err(Failed(format!(
+                "/dev/mem: {} of {count} words written through the mapping differ: {}",
+                wrong.len(),
+                wrong.iter().take(4).cloned().collect::<Vec<_>>().join(", ")
+            ))))
+        }
     }
 
     /// Every entry must select one of the attribute's memory types and sit at the level

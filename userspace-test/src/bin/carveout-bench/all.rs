@@ -7,6 +7,7 @@ use crate::{
     bandwidth::{bench_bandwidth, bench_random},
     bench::Bench,
     file_io::bench_file_io,
+    gib_entries::bench_map_setup_1g,
     load::{insmod, rmmod},
     map_costs::{bench_first_map, bench_map_setup, bench_map_touch},
     maps::Source,
@@ -14,7 +15,14 @@ use crate::{
 
 /// Every measurement, then the ratios and the Markdown table; needs the module unloaded and a
 /// reservation of at least 1 GiB at `base`, and leaves the module unloaded.
-pub fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> Result<(), String> {
+pub fn bench_all(
+    dev: &str,
+    module: &str,
+    base: u64,
+    size: u64,
+    runs: usize,
+    gib_base: u64,
+) -> Result<(), String> {
     let gib = 1u64 << 30;
     if size < gib {
         return Err(format!(
@@ -69,6 +77,7 @@ pub fn bench_all(dev: &str, module: &str, base: u64, size: u64, runs: usize) -> 
     })();
     let _ = rmmod();
     result?;
+    bench_map_setup_1g(&mut b, (dev, module), gib_base)?;
 
     let report = &mut b.report;
     report.ratio("load_1g_over_4m", "insmod_1g", "insmod_4m");

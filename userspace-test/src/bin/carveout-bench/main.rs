@@ -16,6 +16,7 @@ mod bandwidth;
 mod bench;
 mod clock;
 mod file_io;
+mod gib_entries;
 mod huge;
 mod iommu;
 mod load;
@@ -56,6 +57,10 @@ enum Cmd {
         /// Runs of each measurement.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Physical base of a second reservation, of 2 GiB, 1 GiB aligned, for
+        /// map_setup_2m_over_1g (0: none, not measured).
+        #[arg(long, value_parser = parse_u64, default_value_t = 0)]
+        gib_base: u64,
     },
     /// Checks that a 2 MiB-aligned mapping of the whole region uses 2 MiB entries: one fault
     /// per 2 MiB, and no page tables of 4 KiB entries.
@@ -107,7 +112,8 @@ fn main() -> ExitCode {
             base,
             size,
             runs,
-        } => all::bench_all(&cli.dev, &module, base, size, runs).map(|()| true),
+            gib_base,
+        } => all::bench_all(&cli.dev, &module, base, size, runs, gib_base).map(|()| true),
         Cmd::IommuAttach {
             module,
             base,
