@@ -38,6 +38,7 @@
  * configfs attribute allow_unlisted=1). Such a region defaults to UC.
  */
 #define CARVEOUT_MR_UNLISTED (1u << 7)
+#define CARVEOUT_MR_PAGES   (1u << 8)  /* has struct pages: mappings can be pinned (pages=1) */
 #define CARVEOUT_MR_ACTIVE  (1u << 27) /* claimed and usable */
 #define CARVEOUT_MR_BUSY    (1u << 30) /* mapped by some process now */
 

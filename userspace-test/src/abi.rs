@@ -27,6 +27,8 @@ pub const MR_FIXLEN: u32 = 1 << 6;
 /// Claimed though not listed as reserved memory, because the region opted in
 /// (`allow_unlisted=1`); such a region defaults to UC.
 pub const MR_UNLISTED: u32 = 1 << 7;
+/// The region has `struct page`s (pages mode, `pages=1`): its mappings can be pinned.
+pub const MR_PAGES: u32 = 1 << 8;
 pub const MR_ACTIVE: u32 = 1 << 27;
 pub const MR_BUSY: u32 = 1 << 30;
 
@@ -168,6 +170,7 @@ const _: () = {
     assert!(MR_FIXBASE == c::MR_FIXBASE);
     assert!(MR_FIXLEN == c::MR_FIXLEN);
     assert!(MR_UNLISTED == c::MR_UNLISTED);
+    assert!(MR_PAGES == c::MR_PAGES);
     assert!(MR_ACTIVE == c::MR_ACTIVE);
     assert!(MR_BUSY == c::MR_BUSY);
 };

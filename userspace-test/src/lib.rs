@@ -22,6 +22,7 @@ pub mod attach;
 pub mod check;
 pub mod configfs;
 pub mod devmem;
+mod direct;
 pub mod edu;
 mod error;
 pub mod failure;
@@ -35,6 +36,7 @@ mod region;
 pub mod transfer;
 pub mod vfio;
 
+pub use direct::{DirectBuffer, DIRECT_ALIGN};
 pub use error::{errno_name, Error, Op, Result};
 pub use failure::Failure;
 pub use pattern::Mismatch;
