@@ -12,17 +12,12 @@
 //! the volatile accessors of [`DirectBuffer::mapping`].
 //!
 //! ```no_run
-//! use std::{fs::OpenOptions, os::unix::fs::OpenOptionsExt};
-//!
-//! use carveout::{DirectBuffer, Region};
+//! use carveout::{open_direct, DirectBuffer, Region};
 //!
 //! let region = Region::open("/dev/carveout0")?;
 //! // 1 MiB at the start of the region, for O_DIRECT.
 //! let buffer = DirectBuffer::new(&region, 0..1 << 20)?;
-//! let disk = OpenOptions::new()
-//!     .write(true)
-//!     .custom_flags(libc::O_DIRECT)
-//!     .open("/dev/pmem0")?;
+//! let disk = open_direct("/dev/pmem0")?;
 //! // The region's first MiB to the disk's first MiB, with no copy through a bounce buffer.
 //! let written = buffer.write_to(&disk, 0, 0..1 << 20)?;
 //! assert_eq!(written, 1 << 20);
@@ -30,9 +25,14 @@
 //! ```
 
 use std::{
+    fs::{File, OpenOptions},
     io,
     ops::Range,
-    os::fd::{AsFd, AsRawFd},
+    os::{
+        fd::{AsFd, AsRawFd},
+        unix::fs::OpenOptionsExt,
+    },
+    path::Path,
 };
 
 use crate::{
@@ -43,6 +43,16 @@ use crate::{
 
 /// The alignment of a [`DirectBuffer`]'s start and length.
 pub const DIRECT_ALIGN: u64 = 4096;
+
+/// Opens `path` (a block device or a file) for reading and writing with `O_DIRECT`: its
+/// transfers go between the device and the buffer given, bypassing the page cache.
+pub fn open_direct(path: impl AsRef<Path>) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
 
 /// A mapping of a pages-mode region, usable as an `O_DIRECT`, io_uring or `vmsplice` buffer.
 #[derive(Debug)]

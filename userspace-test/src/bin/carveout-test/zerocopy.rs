@@ -9,12 +9,12 @@
 use std::{
     fs::{File, OpenOptions},
     io,
-    os::unix::fs::{FileExt, OpenOptionsExt},
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use carveout::{abi, devmem, pattern, DirectBuffer, Region};
+use carveout::{abi, devmem, open_direct, pattern, DirectBuffer, Region};
 use clap::{Args, Subcommand};
 use io_uring::{opcode, types, IoUring};
 use rustix::pipe::{fcntl_setpipe_size, pipe, splice, SpliceFlags};
@@ -146,14 +146,13 @@ struct Context<'a> {
 impl Context<'_> {
     /// The target opened for reading and writing, with `O_DIRECT` if `direct`.
     fn open_target(&self, direct: bool) -> Result<File, Failed> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true);
-        if direct {
-            options.custom_flags(libc::O_DIRECT);
-        }
-        options
-            .open(&self.target.target)
-            .map_err(io_fail(&self.target.target.display().to_string()))
+        let path = &self.target.target;
+        let file = if direct {
+            open_direct(path)
+        } else {
+            OpenOptions::new().read(true).write(true).open(path)
+        };
+        file.map_err(io_fail(&path.display().to_string()))
     }
 
     /// Puts `bytes` on the target at `offset` through the page cache (and fsync), and checks
