@@ -7,6 +7,9 @@ run_bench() {
     say "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
     carveout-bench all --module "$MOD" --base "$(hex "$BASE")" --size "$(hex "$SIZE")" \
         --runs "$runs" || echo "@@bench-failed"
+    # Zero copy (issue 22): O_DIRECT from a pages-mode mapping to pmem, pages mode's load cost.
+    carveout-bench zerocopy --module "$MOD" --base "$(hex "$BASE")" --pmem /dev/pmem0 \
+        --runs "$runs" || echo "@@bench-failed"
     echo "@@bench-done"
     qemu_exit
 }

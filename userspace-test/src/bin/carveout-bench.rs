@@ -25,6 +25,9 @@ use rustix::{
 };
 use serde::Serialize;
 
+#[path = "carveout-bench/zerocopy.rs"]
+mod zerocopy;
+
 const PAGE: usize = 4096;
 const HUGE: usize = 2 << 20;
 
@@ -85,6 +88,20 @@ enum Cmd {
         /// its DMA mask is 32 bits): its IOVAs may then lie above 4 GiB.
         #[arg(long)]
         reach_bits: Option<u32>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Zero copy (issue 22): 256 MiB from a pages-mode mapping to the block device PMEM with
+    /// O_DIRECT against buffered writes and fsync, and the load time and memory map of a
+    /// 1 GiB region with pages over one without. Needs the module unloaded and 1 GiB at BASE.
+    Zerocopy {
+        #[arg(long)]
+        module: String,
+        #[arg(long, value_parser = parse_u64)]
+        base: u64,
+        /// The block device to write to (the guest's pmem).
+        #[arg(long, default_value = "/dev/pmem0")]
+        pmem: std::path::PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
@@ -1234,6 +1251,12 @@ fn main() -> ExitCode {
             runs,
         } => bench_iommu_attach(&cli.dev, &module, (base, size), &device, reach_bits, runs)
             .map(|()| true),
+        Cmd::Zerocopy {
+            module,
+            base,
+            pmem,
+            runs,
+        } => zerocopy::bench_zerocopy(&cli.dev, &module, base, &pmem, runs).map(|()| true),
         Cmd::HugeUsed => huge_check(&cli.dev, true),
         Cmd::HugeMatches => huge_check(&cli.dev, false),
         Cmd::Hold { seconds, read_only } => hold(&cli.dev, seconds, read_only).map(|()| true),

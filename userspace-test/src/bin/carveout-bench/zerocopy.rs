@@ -1,0 +1,157 @@
+//! Zero copy (issue 22): `O_DIRECT` writes from a pages-mode mapping to a block device against
+//! buffered writes of the same bytes and `fsync` (`odirect_write_over_buffered`), and what
+//! pages mode costs at load (`pages_mode_load_overhead`): `insmod` time and the memory map,
+//! for a 1 GiB region with pages over one without.
+
+use std::{fs, path::Path};
+
+use carveout::{open_direct, DirectBuffer, Region};
+
+use super::{rmmod, run, Clock, Report, Res, Stat};
+
+/// Bytes each write measurement moves.
+const TOTAL: usize = 256 << 20;
+/// Bytes a call moves.
+const CALL: usize = 4 << 20;
+
+fn load(module: &str, base: u64, size: u64, pages: bool) -> Res<()> {
+    run(
+        "insmod",
+        &[
+            module.to_string(),
+            format!("base={base:#x}"),
+            format!("size={size:#x}"),
+            format!("pages={}", u8::from(pages)),
+        ],
+    )
+}
+
+/// MemFree of /proc/meminfo, in KiB.
+fn mem_free_kib() -> Res<u64> {
+    let text = fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemFree:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| "/proc/meminfo has no MemFree".to_string())
+}
+
+/// The size of block device `dev` (`/sys/class/block/NAME/size`, in 512-byte sectors).
+fn device_size(dev: &Path) -> Res<u64> {
+    let name = dev
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: not a device path", dev.display()))?;
+    let sectors = fs::read_to_string(format!("/sys/class/block/{name}/size"))
+        .map_err(|e| format!("{}: size: {e}", dev.display()))?;
+    sectors
+        .trim()
+        .parse::<u64>()
+        .map(|s| s * 512)
+        .map_err(|e| format!("{}: size {sectors:?}: {e}", dev.display()))
+}
+
+/// Both measurements; the module must be unloaded. `base` is a reservation of at least 1 GiB.
+pub fn bench_zerocopy(dev: &str, module: &str, base: u64, pmem: &Path, runs: usize) -> Res<()> {
+    let mut report = Report::default();
+    let _ = rmmod();
+    let clock = Clock::calibrate();
+    println!("# pages mode: insmod of a 1 GiB region with and without pages");
+    load_overhead(&mut report, clock, module, base, runs)?;
+    println!(
+        "# {} MiB from a pages-mode mapping to {}: O_DIRECT against buffered + fsync",
+        TOTAL >> 20,
+        pmem.display()
+    );
+    load(module, base, TOTAL as u64, true)?;
+    let result = write_rates(&mut report, clock, dev, pmem, runs);
+    let _ = rmmod();
+    result?;
+    report.ratio(
+        "odirect_write_over_buffered",
+        "odirect_write_256m",
+        "buffered_write_fsync_256m",
+    );
+    report.ratio("pages_mode_load_overhead", "insmod_1g_pages", "insmod_1g");
+    report.markdown();
+    Ok(())
+}
+
+/// `insmod_1g`, `insmod_1g_pages` (ms) and `pages_memmap_1g` (MiB of MemFree a load with
+/// pages takes beyond one without), the loads alternating run by run.
+fn load_overhead(
+    report: &mut Report,
+    clock: Clock,
+    module: &str,
+    base: u64,
+    runs: usize,
+) -> Res<()> {
+    let gib = 1u64 << 30;
+    let (mut plain, mut pages, mut memmap) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(5) {
+        let mut taken = [0f64; 2];
+        for (with_pages, samples) in [(false, &mut plain), (true, &mut pages)] {
+            let free = mem_free_kib()?;
+            let watch = clock.start();
+            load(module, base, gib, with_pages)?;
+            samples.push(watch.secs() * 1e3);
+            taken[usize::from(with_pages)] = free.saturating_sub(mem_free_kib()?) as f64 / 1024.0;
+            rmmod()?;
+        }
+        memmap.push(taken[1] - taken[0]);
+    }
+    report.add(Stat::of("insmod_1g", "ms", plain));
+    report.add(Stat::of("insmod_1g_pages", "ms", pages));
+    report.add(Stat::of("pages_memmap_1g", "MiB", memmap));
+    Ok(())
+}
+
+/// `odirect_write_256m` and `buffered_write_fsync_256m` (MiB/s): 256 MiB of the region, in
+/// 4 MiB calls, onto the device over and over (it is smaller); buffered, each pass over the
+/// device ends with fsync, so that every byte reaches it as with O_DIRECT.
+fn write_rates(report: &mut Report, clock: Clock, dev: &str, pmem: &Path, runs: usize) -> Res<()> {
+    let room = device_size(pmem)? as usize / CALL * CALL;
+    if room == 0 {
+        return Err(format!("{} is smaller than {CALL} bytes", pmem.display()));
+    }
+    let region = Region::open(dev).map_err(|e| e.to_string())?;
+    let buffer = DirectBuffer::new(&region, 0..TOTAL as u64).map_err(|e| e.to_string())?;
+    buffer.mapping().fill_pattern(0x2e20, |_| ());
+    let direct = open_direct(pmem).map_err(|e| format!("{}: {e}", pmem.display()))?;
+    let buffered = fs::OpenOptions::new()
+        .write(true)
+        .open(pmem)
+        .map_err(|e| format!("{}: {e}", pmem.display()))?;
+    let mib = TOTAL as f64 / f64::from(1 << 20);
+    let (mut odirect, mut cached) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let watch = clock.start();
+        for at in (0..TOTAL).step_by(CALL) {
+            let n = buffer
+                .write_to(&direct, (at % room) as u64, at..at + CALL)
+                .map_err(|e| format!("pwrite(O_DIRECT): {e}"))?;
+            if n != CALL {
+                return Err(format!("pwrite(O_DIRECT) wrote {n} of {CALL} bytes"));
+            }
+        }
+        odirect.push(mib / watch.secs());
+
+        let watch = clock.start();
+        for at in (0..TOTAL).step_by(CALL) {
+            // The same pwrite from the mapping, without O_DIRECT: the kernel copies the bytes
+            // into the page cache, and writeback copies them again onto the device.
+            let n = buffer
+                .write_to(&buffered, (at % room) as u64, at..at + CALL)
+                .map_err(|e| format!("buffered pwrite: {e}"))?;
+            if n != CALL {
+                return Err(format!("buffered pwrite wrote {n} of {CALL} bytes"));
+            }
+            if (at + CALL) % room == 0 || at + CALL == TOTAL {
+                buffered.sync_all().map_err(|e| format!("fsync: {e}"))?;
+            }
+        }
+        cached.push(mib / watch.secs());
+    }
+    report.add(Stat::of("odirect_write_256m", "MiB/s", odirect));
+    report.add(Stat::of("buffered_write_fsync_256m", "MiB/s", cached));
+    Ok(())
+}
