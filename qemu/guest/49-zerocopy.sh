@@ -7,7 +7,8 @@
 # under a pin: configfs enable=0 and rmdir are refused, rmmod waits (or is refused).
 
 ZC_PMEM=/dev/pmem0
-ZC_CFS=/sys/kernel/config/carveout/zerocopy
+ZC_CFS_ROOT=/sys/kernel/config/carveout
+ZC_CFS=$ZC_CFS_ROOT/zerocopy
 ZC_UNPIN=/tmp/zerocopy.unpin
 
 # zc_load PAGES: the module loaded afresh with the reservation as its region, pages=PAGES.
@@ -141,11 +142,65 @@ case_pages_mode_release_while_pinned() {
     return "$ok"
 }
 
+# zc_out CMD...: CMD's output (both streams) in /tmp/zerocopy.out, shown as diagnostics.
+zc_out() {
+    "$@" >/tmp/zerocopy.out 2>&1
+    rc=$?
+    sed 's/^/# /' /tmp/zerocopy.out
+    return "$rc"
+}
+
+# zc_json_has POINTER=VALUE...: /tmp/zerocopy.out is one JSON value holding them.
+zc_json_has() {
+    for want in "$@"; do
+        set -- "$@" --has "$want"
+        shift
+    done
+    carveout-test json-check "$@" </tmp/zerocopy.out
+}
+
+# carveoutctl learns the mode: load --pages makes the memmap= region with pages (the configfs
+# attribute says 1, the driver's flags have CARVEOUT_MR_PAGES), info and check say so, in text
+# and JSON; without --pages, none of it.
+case_carveoutctl_pages_mode() {
+    unload_quietly
+    insmod "$MOD" || return 1
+    ok=0
+    zc_out carveoutctl --json load --pages || ok=1
+    zc_json_has /pages=true /entries/0/action=created /entries/0/node=/dev/carveout/memmap0 || ok=1
+    [ "$(cat "$ZC_CFS_ROOT/memmap0/pages" 2>&1)" = 1 ] || { say "configfs pages is not 1"; ok=1; }
+    flags=$(carveout-test --dev /dev/carveout/memmap0 info | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
+    [ $((${flags:-0} & 0x100)) != 0 ] || { say "flags ${flags:-?} lack CARVEOUT_MR_PAGES"; ok=1; }
+    zc_out carveoutctl --json info memmap0 || ok=1
+    zc_json_has /pages=true || ok=1
+    zc_out carveoutctl info memmap0 || ok=1
+    grep -q '^  pages   yes' /tmp/zerocopy.out || { say "info does not say pages yes"; ok=1; }
+    grep -q '^  flags   0x.*(.*pages' /tmp/zerocopy.out || { say "info's flags do not name pages"; ok=1; }
+    zc_out carveoutctl check
+    grep -q '^note: /dev/carveout/memmap0 .* has pages: .* takes 1M of RAM' /tmp/zerocopy.out ||
+        { say "check does not note the pages and their cost"; ok=1; }
+    zc_out carveoutctl --json check
+    zc_json_has /regions/0/pages=true || ok=1
+    { echo 0 >"$ZC_CFS_ROOT/memmap0/enable" && rmdir "$ZC_CFS_ROOT/memmap0"; } ||
+        { say "could not drop memmap0"; ok=1; }
+    # Without --pages: no pages anywhere.
+    zc_out carveoutctl --json load || ok=1
+    zc_json_has /pages=false /entries/0/action=created || ok=1
+    zc_out carveoutctl --json info memmap0 || ok=1
+    zc_json_has /pages=false || ok=1
+    zc_out carveoutctl info memmap0 || ok=1
+    grep -q '^  pages   no' /tmp/zerocopy.out || { say "info does not say pages no"; ok=1; }
+    { echo 0 >"$ZC_CFS_ROOT/memmap0/enable" && rmdir "$ZC_CFS_ROOT/memmap0"; } || ok=1
+    rmmod carveout || ok=1
+    return "$ok"
+}
+
 suite_zerocopy() {
     run_case odirect_write_from_mapping case_odirect_write_from_mapping
     run_case odirect_read_into_mapping case_odirect_read_into_mapping
     run_case io_uring_fixed_buffers case_io_uring_fixed_buffers
     run_case vmsplice_from_mapping case_vmsplice_from_mapping
     run_case pages_mode_release_while_pinned case_pages_mode_release_while_pinned
+    run_case carveoutctl_pages_mode case_carveoutctl_pages_mode
 }
 SUITES="$SUITES zerocopy"

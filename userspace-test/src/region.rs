@@ -124,6 +124,7 @@ pub fn flag_names(flags: u32) -> Vec<String> {
         (abi::MR_FIXBASE, "fixbase"),
         (abi::MR_FIXLEN, "fixlen"),
         (abi::MR_UNLISTED, "unlisted"),
+        (abi::MR_PAGES, "pages"),
         (abi::MR_ACTIVE, "active"),
         (abi::MR_BUSY, "busy"),
     ] {
@@ -883,6 +884,10 @@ mod tests {
         assert_eq!(
             flag_names(abi::MR_UNCACHEABLE | abi::MR_UNLISTED | abi::MR_ACTIVE),
             ["uc", "unlisted", "active"]
+        );
+        assert_eq!(
+            flag_names(abi::MR_WRITEBACK | abi::MR_PAGES | abi::MR_ACTIVE),
+            ["wb", "pages", "active"]
         );
     }
 
