@@ -13,9 +13,23 @@ pub fn word(seed: u64, index: u64) -> u64 {
 
 /// The pattern's bytes for `[offset, offset + len)` of a region (words in native byte order).
 pub fn bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
-    (offset..offset + len as u64)
-        .map(|o| word(seed, o / 8).to_ne_bytes()[(o % 8) as usize])
-        .collect()
+    let mut buf = vec![0u8; len];
+    fill_bytes(seed, offset, &mut buf);
+    buf
+}
+
+/// Fills `buf` with the pattern's bytes for `[offset, offset + buf.len())` of a region, a word
+/// at a time.
+pub fn fill_bytes(seed: u64, offset: u64, buf: &mut [u8]) {
+    let mut k = 0;
+    while k < buf.len() {
+        let o = offset + k as u64;
+        let word = word(seed, o / 8).to_ne_bytes();
+        let start = (o % 8) as usize;
+        let n = (8 - start).min(buf.len() - k);
+        buf[k..k + n].copy_from_slice(&word[start..start + n]);
+        k += n;
+    }
 }
 
 /// Where a pattern check first failed, and how much differed.
@@ -86,6 +100,11 @@ mod tests {
         let b = bytes(9, 13, 20);
         assert_eq!(b[3], word(9, 2).to_ne_bytes()[0]);
         assert_eq!(b, bytes(9, 0, 40)[13..33]);
+        // Byte by byte, as the definition reads.
+        let by_byte: Vec<u8> = (13..33u64)
+            .map(|o| word(9, o / 8).to_ne_bytes()[(o % 8) as usize])
+            .collect();
+        assert_eq!(b, by_byte);
     }
 
     #[test]

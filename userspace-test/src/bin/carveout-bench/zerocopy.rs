@@ -7,24 +7,17 @@ use std::{fs, path::Path};
 
 use carveout::{open_direct, DirectBuffer, Region};
 
-use super::{rmmod, run, Clock, Report, Res, Stat};
+use crate::{
+    bench::Bench,
+    load::{insmod_pages, rmmod},
+};
+
+type Res<T> = Result<T, String>;
 
 /// Bytes each write measurement moves.
 const TOTAL: usize = 256 << 20;
 /// Bytes a call moves.
 const CALL: usize = 4 << 20;
-
-fn load(module: &str, base: u64, size: u64, pages: bool) -> Res<()> {
-    run(
-        "insmod",
-        &[
-            module.to_string(),
-            format!("base={base:#x}"),
-            format!("size={size:#x}"),
-            format!("pages={}", u8::from(pages)),
-        ],
-    )
-}
 
 /// MemFree of /proc/meminfo, in KiB.
 fn mem_free_kib() -> Res<u64> {
@@ -52,67 +45,60 @@ fn device_size(dev: &Path) -> Res<u64> {
 
 /// Both measurements; the module must be unloaded. `base` is a reservation of at least 1 GiB.
 pub fn bench_zerocopy(dev: &str, module: &str, base: u64, pmem: &Path, runs: usize) -> Res<()> {
-    let mut report = Report::default();
     let _ = rmmod();
-    let clock = Clock::calibrate();
+    let mut b = Bench::new(runs);
     println!("# pages mode: insmod of a 1 GiB region with and without pages");
-    load_overhead(&mut report, clock, module, base, runs)?;
+    load_overhead(&mut b, module, base)?;
     println!(
         "# {} MiB from a pages-mode mapping to {}: O_DIRECT against buffered + fsync",
         TOTAL >> 20,
         pmem.display()
     );
-    load(module, base, TOTAL as u64, true)?;
-    let result = write_rates(&mut report, clock, dev, pmem, runs);
+    insmod_pages(module, base, TOTAL as u64, true)?;
+    let result = write_rates(&mut b, dev, pmem);
     let _ = rmmod();
     result?;
-    report.ratio(
+    b.report.ratio(
         "odirect_write_over_buffered",
         "odirect_write_256m",
         "buffered_write_fsync_256m",
     );
-    report.ratio(
+    b.report.ratio(
         "pages_mode_load_overhead",
         "insmod_1g_pages",
         "insmod_1g_pfn",
     );
-    report.markdown();
+    b.report.markdown();
     Ok(())
 }
 
 /// `insmod_1g_pfn`, `insmod_1g_pages` (ms) and `pages_memmap_1g` (MiB of MemFree a load with
 /// pages takes beyond one without), the loads alternating run by run.
-fn load_overhead(
-    report: &mut Report,
-    clock: Clock,
-    module: &str,
-    base: u64,
-    runs: usize,
-) -> Res<()> {
+fn load_overhead(b: &mut Bench, module: &str, base: u64) -> Res<()> {
     let gib = 1u64 << 30;
     let (mut plain, mut pages, mut memmap) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..runs.max(5) {
+    for _ in 0..b.runs.max(5) {
         let mut taken = [0f64; 2];
         for (with_pages, samples) in [(false, &mut plain), (true, &mut pages)] {
             let free = mem_free_kib()?;
-            let watch = clock.start();
-            load(module, base, gib, with_pages)?;
+            let watch = b.clock.start();
+            insmod_pages(module, base, gib, with_pages)?;
             samples.push(watch.secs() * 1e3);
             taken[usize::from(with_pages)] = free.saturating_sub(mem_free_kib()?) as f64 / 1024.0;
             rmmod()?;
         }
         memmap.push(taken[1] - taken[0]);
     }
-    report.add(Stat::of("insmod_1g_pfn", "ms", plain));
-    report.add(Stat::of("insmod_1g_pages", "ms", pages));
-    report.add(Stat::of("pages_memmap_1g", "MiB", memmap));
+    b.add("insmod_1g_pfn", "ms", plain);
+    b.add("insmod_1g_pages", "ms", pages);
+    b.add("pages_memmap_1g", "MiB", memmap);
     Ok(())
 }
 
 /// `odirect_write_256m` and `buffered_write_fsync_256m` (MiB/s): 256 MiB of the region, in
 /// 4 MiB calls, onto the device over and over (it is smaller); buffered, each pass over the
 /// device ends with fsync, so that every byte reaches it as with O_DIRECT.
-fn write_rates(report: &mut Report, clock: Clock, dev: &str, pmem: &Path, runs: usize) -> Res<()> {
+fn write_rates(b: &mut Bench, dev: &str, pmem: &Path) -> Res<()> {
     let room = device_size(pmem)? as usize / CALL * CALL;
     if room == 0 {
         return Err(format!("{} is smaller than {CALL} bytes", pmem.display()));
@@ -127,8 +113,8 @@ fn write_rates(report: &mut Report, clock: Clock, dev: &str, pmem: &Path, runs: 
         .map_err(|e| format!("{}: {e}", pmem.display()))?;
     let mib = TOTAL as f64 / f64::from(1 << 20);
     let (mut odirect, mut cached) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let watch = clock.start();
+    for _ in 0..b.runs {
+        let watch = b.clock.start();
         for at in (0..TOTAL).step_by(CALL) {
             let n = buffer
                 .write_to(&direct, (at % room) as u64, at..at + CALL)
@@ -139,7 +125,7 @@ fn write_rates(report: &mut Report, clock: Clock, dev: &str, pmem: &Path, runs: 
         }
         odirect.push(mib / watch.secs());
 
-        let watch = clock.start();
+        let watch = b.clock.start();
         for at in (0..TOTAL).step_by(CALL) {
             // The same pwrite from the mapping, without O_DIRECT: the kernel copies the bytes
             // into the page cache, and writeback copies them again onto the device.
@@ -155,7 +141,7 @@ fn write_rates(report: &mut Report, clock: Clock, dev: &str, pmem: &Path, runs: 
         }
         cached.push(mib / watch.secs());
     }
-    report.add(Stat::of("odirect_write_256m", "MiB/s", odirect));
-    report.add(Stat::of("buffered_write_fsync_256m", "MiB/s", cached));
+    b.add("odirect_write_256m", "MiB/s", odirect);
+    b.add("buffered_write_fsync_256m", "MiB/s", cached);
     Ok(())
 }

@@ -103,16 +103,6 @@ fn sys<T>(what: &str, result: rustix::io::Result<T>) -> Result<T, Failed> {
     result.map_err(|errno| fail(format!("{what}: {errno}")))
 }
 
-/// The pattern's bytes for `[offset, offset + len)`, word by word when `offset` is aligned.
-fn pattern_bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
-    if offset % 8 != 0 || len % 8 != 0 {
-        return pattern::bytes(seed, offset, len);
-    }
-    (offset / 8..(offset + len as u64) / 8)
-        .flat_map(|i| pattern::word(seed, i).to_ne_bytes())
-        .collect()
-}
-
 /// `got` must equal `want`; else the first differing offset (from `at`) is the reason.
 fn same(what: &str, at: u64, got: &[u8], want: &[u8]) -> Result<(), Failed> {
     if got.len() != want.len() {
@@ -194,7 +184,7 @@ fn check_read(region: &Region, info: &abi::Info, seed: u64) -> Result<(), Failed
         "the mapping after the fill",
         0,
         &from_map,
-        &pattern_bytes(seed, 0, size),
+        &pattern::bytes(seed, 0, size),
     )?;
 
     // read() from the start in odd lengths, to the end of file.
@@ -271,7 +261,7 @@ fn check_read(region: &Region, info: &abi::Info, seed: u64) -> Result<(), Failed
 
 fn check_write(region: &Region, info: &abi::Info, seed: u64) -> Result<(), Failed> {
     let size = info.size as usize;
-    let want = pattern_bytes(seed, 0, size);
+    let want = pattern::bytes(seed, 0, size);
     sys("lseek(0)", seek(region, SeekFrom::Start(0)))?;
     // The first 3 MiB + 5 bytes with writev() in three vectors, the rest with write() in odd
     // lengths.
@@ -599,7 +589,7 @@ fn check_write_refused(
         "pread() after the refused writes",
         1 << 20,
         &buf[..n],
-        &pattern_bytes(seed, 1 << 20, n),
+        &pattern::bytes(seed, 1 << 20, n),
     )?;
     devmem::verify(info.base, info.size, seed)
         .map_err(|e| fail(e.to_string()))?
@@ -673,7 +663,7 @@ fn check_read_killed(
     if status.signal() != Some(libc::SIGKILL) {
         return Err(fail(format!("the reader was not killed: {status}")));
     }
-    let want = pattern_bytes(seed, 0, size);
+    let want = pattern::bytes(seed, 0, size);
     let done = copied
         .iter()
         .zip(&want)
@@ -784,7 +774,7 @@ fn check_sendfile(region: &Region, info: &abi::Info, seed: u64, sink: &str) -> R
         "sendfile()'s output against the pattern",
         start,
         &got,
-        &pattern_bytes(seed, start, len),
+        &pattern::bytes(seed, start, len),
     )?;
     println!("# sendfile(): {len} bytes from {start:#x} in {calls} calls match /dev/mem");
     Ok(())
@@ -798,7 +788,7 @@ fn check_splice_in(region: &Region, info: &abi::Info, seed: u64) -> Result<(), F
         .fill_pattern(under, |_| ());
     let start = 2 * PAGE + 7;
     let len = splice_span(info, start)?;
-    let data = pattern_bytes(seed, start, len);
+    let data = pattern::bytes(seed, start, len);
     let (from, into) = sys("pipe()", pipe())?;
     // Pieces a pipe takes whole (its default capacity is 64 KiB), so a write never waits.
     const PIECE: usize = 32 << 10;
@@ -845,13 +835,13 @@ fn check_splice_in(region: &Region, info: &abi::Info, seed: u64) -> Result<(), F
         "/dev/mem before the spliced bytes",
         start - 64,
         &via_devmem(info, start - 64, 64)?,
-        &pattern_bytes(under, start - 64, 64),
+        &pattern::bytes(under, start - 64, 64),
     )?;
     same(
         "/dev/mem after the spliced bytes",
         end,
         &via_devmem(info, end, 64)?,
-        &pattern_bytes(under, end, 64),
+        &pattern::bytes(under, end, 64),
     )?;
     println!("# splice(): {len} bytes to {start:#x} in {calls} calls, seen through /dev/mem");
     Ok(())
