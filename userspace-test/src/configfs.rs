@@ -122,6 +122,15 @@ pub fn create(root: &Path, name: &str, span: &Span, opts: &Options) -> Result<Cr
             write_attr(&dir, "gid", &gid.to_string())?;
         }
         if opts.pages {
+            if !dir.join("pages").exists() {
+                return Err(Error::Unavailable {
+                    why: format!(
+                        "{} has no attribute pages: this carveout.ko has no pages mode (update \
+                         the module)",
+                        dir.display()
+                    ),
+                });
+            }
             write_attr(&dir, "pages", "1")?;
         }
         write_attr(&dir, "enable", "1")
