@@ -22,6 +22,8 @@ pub(crate) const MR_FIXLEN: u32 = 1 << 6;
 /// Claimed though not listed as reserved memory, because the region opted in
 /// (`allow_unlisted=1`).
 pub(crate) const MR_UNLISTED: u32 = 1 << 7;
+/// The region has struct pages (pages mode): its mappings can be pinned; write-back only.
+pub(crate) const MR_PAGES: u32 = 1 << 8;
 pub(crate) const MR_ACTIVE: u32 = 1 << 27;
 pub(crate) const MR_BUSY: u32 = 1 << 30;
 

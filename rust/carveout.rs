@@ -90,6 +90,10 @@ module! {
             default: false,
             description: "Claim a range the kernel's memory map does not list as reserved memory (default attribute UC)",
         },
+        pages: bool {
+            default: false,
+            description: "Give the region struct pages (ZONE_DEVICE): its mappings can be pinned (O_DIRECT, io_uring, vmsplice, iommufd); write-back only, base and size 2 MiB aligned",
+        },
         mode: u32 {
             default: 0o600,
             description: "Permission bits of /dev/carveout0 (default 0600)",
@@ -200,6 +204,7 @@ fn param_spec() -> Result<Option<RegionSpec>> {
         path: None,
         attr,
         allow_unlisted: module_parameters::allow_unlisted.value(),
+        pages: module_parameters::pages.value(),
         mode,
         gid: module_parameters::gid.value(),
     }))

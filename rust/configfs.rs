@@ -19,6 +19,11 @@
 //! `enable` = 0 and `rmdir` refuse with `EBUSY` while the region is open or mapped (an open file
 //! holds a configfs dependency on the directory; a mapping holds its file). `base` and `size`
 //! cannot change while enabled (`FIXBASE`, `FIXLEN`); `attr` can, unless it is mapped.
+//!
+//! `echo 1 > pages` (before `enable`) gives the region struct pages (pages mode, see
+//! `include/carveout.h`): then `enable` = 0 also refuses with `EBUSY` while any page is pinned,
+//! even after its mapping and file are gone (an io_uring's registered buffers), and `rmdir`
+//! refuses with `EBUSY` until `enable` = 0.
 
 use core::fmt::{
     self,
@@ -52,6 +57,7 @@ use crate::{
     },
     kernel_ext::{
         configfs_item::{
+            ConfigItemDependency,
             GroupAnchor,
             GroupLink, //
         },
@@ -105,6 +111,7 @@ impl configfs::GroupOperations for Regions {
                 allow_unlisted: 7,
                 attach: 8,
                 detach: 9,
+                pages: 10,
             ],
         };
         let link = GroupLink::new()?;
@@ -125,7 +132,9 @@ impl configfs::GroupOperations for Regions {
                     mode: 0o600,
                     gid: 0,
                     reserve_mem: None,
+                    pages: false,
                     enabled: None,
+                    pages_dependency: None,
                 }),
             }),
         )
@@ -158,8 +167,14 @@ struct ConfigInner {
     gid: u32,
     /// A `reserve_mem=` name to claim instead of `base` and `size`.
     reserve_mem: Option<CString>,
+    /// Give the region struct pages (pages mode).
+    pages: bool,
     /// The device and its region while enabled.
     enabled: Option<(PlatformDeviceRegistration, Arc<Region>)>,
+    /// While a pages-mode region is enabled, a dependency on the directory: `rmdir` fails with
+    /// `EBUSY` until `enable` = 0, which refuses while a page is pinned (a pin can outlive every
+    /// file and mapping, which hold dependencies of their own).
+    pages_dependency: Option<ConfigItemDependency>,
 }
 
 impl ConfigInner {
@@ -178,6 +193,7 @@ impl ConfigInner {
             path: Some(CString::try_from_fmt(fmt!("carveout/{name}"))?),
             attr: self.attr,
             allow_unlisted: self.allow_unlisted,
+            pages: self.pages,
             mode: self.mode,
             gid: self.gid,
         })
@@ -335,15 +351,32 @@ impl AttributeOperations<5> for RegionConfig {
             (None, true) => {
                 let spec = inner.spec()?;
                 let link = this.link.clone();
-                inner.enabled = Some(driver::create_region(&spec, None, Some(link))?);
+                let enabled = driver::create_region(&spec, None, Some(link))?;
+                if spec.pages {
+                    // A write to an attribute holds none of the locks a dependency takes. The
+                    // item is alive (this is its callback): this reference is not its last.
+                    let item = this.link.get().ok_or(ENODEV)?;
+                    inner.pages_dependency = Some(item.depend()?);
+                }
+                inner.enabled = Some(enabled);
             }
             (Some((_, region)), false) => {
                 if region.in_use() {
                     return Err(EBUSY);
                 }
+                let held = region.pages_held();
+                if held > 0 {
+                    pr_err!(
+                        "configfs: enable=0 refused: {} page(s) of {} are still pinned\n",
+                        held,
+                        region.name().to_str().unwrap_or("?")
+                    );
+                    return Err(EBUSY);
+                }
                 // Enabling again gives the attribute the region has now (SET_ATTR changes it).
                 inner.attr = Some(region.attr());
                 inner.enabled = None;
+                inner.pages_dependency = None;
             }
             _ => {}
         }
@@ -458,5 +491,26 @@ impl AttributeOperations<9> for RegionConfig {
     fn store(this: &RegionConfig, page: &[u8]) -> Result {
         let device = crate::chardev::device_name("configfs: detach", "DDDD:BB:DD.F", page)?;
         enabled_region(this)?.detach(&device)
+    }
+}
+
+#[vtable]
+impl AttributeOperations<10> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{}", u8::from(this.inner.lock().pages)))
+    }
+
+    /// 1: give the region struct pages (pages mode) when it is enabled.
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let pages = kstrtobool_bytes(page).inspect_err(|_| {
+            pr_err!(
+                "configfs: pages must be 1 or 0, not {:?}\n",
+                BStrLossy(page)
+            );
+        })?;
+        this.inner.lock().unless_enabled()?.pages = pages;
+        Ok(())
     }
 }

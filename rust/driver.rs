@@ -83,6 +83,7 @@ fn describe_and_claim(dev: &Device) -> Result<(NodeSpec, Arc<Region>)> {
         CString::try_from(&*spec.name)?,
         spec.attr,
         spec.allow_unlisted,
+        spec.pages,
     )?;
     let node = NodeSpec {
         name: spec.name,

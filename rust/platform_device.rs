@@ -30,6 +30,7 @@ const PROP_ATTR: &CStr = c"carveout,attr";
 const PROP_MODE: &CStr = c"carveout,mode";
 const PROP_GID: &CStr = c"carveout,gid";
 const PROP_ALLOW_UNLISTED: &CStr = c"carveout,allow-unlisted";
+const PROP_PAGES: &CStr = c"carveout,pages";
 
 /// The name the driver and its devices match on.
 pub(crate) const DRIVER_NAME: &CStr = c"carveout";
@@ -54,6 +55,8 @@ pub(crate) struct RegionSpec {
     pub(crate) attr: Option<CacheAttr>,
     /// Claim a range the kernel's map does not list as reserved memory.
     pub(crate) allow_unlisted: bool,
+    /// Give the memory struct pages (pages mode: pinnable mappings, write-back only).
+    pub(crate) pages: bool,
     /// The node's permission bits.
     pub(crate) mode: u16,
     /// The node's group.
@@ -90,6 +93,7 @@ impl RegionSpec {
                 .property_read::<u32>(PROP_ALLOW_UNLISTED)
                 .required_by(dev)?
                 != 0,
+            pages: node.property_read::<u32>(PROP_PAGES).required_by(dev)? != 0,
             mode: node.property_read::<u16>(PROP_MODE).required_by(dev)?,
             gid: node.property_read::<u32>(PROP_GID).required_by(dev)?,
         })
@@ -113,6 +117,7 @@ impl RegionSpec {
         }
         properties.push_u32(PROP_ATTR, self.attr.map_or(0, |attr| attr.flag()))?;
         properties.push_u32(PROP_ALLOW_UNLISTED, u32::from(self.allow_unlisted))?;
+        properties.push_u32(PROP_PAGES, u32::from(self.pages))?;
         properties.push_u16(PROP_MODE, self.mode)?;
         properties.push_u32(PROP_GID, self.gid)?;
         Ok(properties)

@@ -1,17 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A claimed carve-out: the range, its claim in the iomem tree, its cache attribute, and what
-//! may be done with it.
+//! A claimed carve-out: the range, its claim in the iomem tree (with struct pages in pages
+//! mode), its cache attribute, and what may be done with it. How it is mapped into processes
+//! is in `region/mapping.rs`.
+
+mod mapping;
 
 use kernel::{
     device::Device,
-    fs::File,
-    mm::virt::VmaNew,
     new_mutex, new_spinlock,
-    page::{
-        PAGE_SHIFT,
-        PAGE_SIZE, //
-    },
+    page::PAGE_SIZE,
     prelude::*,
     str::CString,
     sync::{
@@ -27,6 +25,10 @@ use crate::{
     attr::CacheAttr,
     kernel_ext::{
         cache,
+        dev_pagemap::{
+            DevPagemap,
+            PAGEMAP_ALIGN, //
+        },
         dma_attachment::{
             Reach,
             Status,
@@ -43,13 +45,7 @@ use crate::{
         },
         memtype::{
             self,
-            CacheMode,
-            HoldError,
             MemtypeHold, //
-        },
-        pfn_vma::{
-            self,
-            PfnSource, //
         },
         phys_window::{
             ClaimWindow,
@@ -114,7 +110,9 @@ pub(crate) struct Region {
 
 impl Region {
     /// Checks that `memory` is reserved memory nobody else holds, and claims it, with the
-    /// cache attribute `attr` (`None`: write-back, or uncached for unlisted memory).
+    /// cache attribute `attr` (`None`: write-back, or uncached for unlisted memory); with
+    /// `pages`, gives it struct pages (pages mode: write-back only, 2 MiB aligned, not
+    /// `reserve_mem` RAM; `EINVAL` otherwise).
     ///
     /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, touches System RAM, or
     /// is not listed as reserved memory (a hole, a device's BAR, ACPI tables or NVS) unless
@@ -128,6 +126,7 @@ impl Region {
         name: CString,
         attr: Option<CacheAttr>,
         allow_unlisted: bool,
+        pages: bool,
     ) -> Result<Arc<Self>> {
         let (base, size, reserved_ram) = match memory {
             Memory::Range { base, size } => (*base, *size, false),
@@ -190,7 +189,10 @@ impl Region {
                 return Err(EINVAL);
             }
         };
-        let attr = attr.unwrap_or(if unlisted {
+        if pages {
+            check_pages(dev, &range, reserved_ram, attr)?;
+        }
+        let attr = attr.unwrap_or(if unlisted && !pages {
             CacheAttr::Uncached
         } else {
             CacheAttr::WriteBack
@@ -236,13 +238,33 @@ impl Region {
             );
             EBUSY
         })?;
+        let claim = match claim {
+            Claim::Requested(requested) if pages => {
+                Claim::Paged(DevPagemap::new(requested).map_err(|err| {
+                    dev_err!(
+                        dev,
+                        "refusing pages=1 for {:#x}-{:#x}: {}\n",
+                        range.base(),
+                        range.last(),
+                        err.reason()
+                    );
+                    err.errno()
+                })?)
+            }
+            claim => claim,
+        };
         dev_info!(
             dev,
-            "claimed {:#x}-{:#x} ({} KiB, {}) as {}\n",
+            "claimed {:#x}-{:#x} ({} KiB, {}{}) as {}\n",
             range.base(),
             range.last(),
             range.size() / 1024,
             attr.name(),
+            if claim.pagemap().is_some() {
+                ", with struct pages"
+            } else {
+                ""
+            },
             name.to_str().unwrap_or("?")
         );
         let attachments_name = CString::try_from(&*name)?;
@@ -290,6 +312,21 @@ impl Region {
         self.state.lock().opens > 0
     }
 
+    /// Whether the region has struct pages (pages mode).
+    pub(crate) fn pages(&self) -> bool {
+        self.claim.claim().pagemap().is_some()
+    }
+
+    /// How many of a pages-mode region's pages are mapped or pinned now (an io_uring's
+    /// registered buffers and an `O_DIRECT` in flight hold pages after their mapping is gone);
+    /// 0 for a region without pages. Dropping the region waits for them.
+    pub(crate) fn pages_held(&self) -> usize {
+        self.claim
+            .claim()
+            .pagemap()
+            .map_or(0, DevPagemap::busy_pages)
+    }
+
     pub(crate) fn file_opened(&self) {
         self.state.lock().opens += 1;
     }
@@ -322,7 +359,14 @@ impl Region {
         let state = self.state.lock();
         let busy = if state.maps > 0 { abi::MR_BUSY } else { 0 };
         let unlisted = if self.unlisted { abi::MR_UNLISTED } else { 0 };
-        state.attr.flag() | abi::MR_FIXBASE | abi::MR_FIXLEN | abi::MR_ACTIVE | busy | unlisted
+        let pages = if self.pages() { abi::MR_PAGES } else { 0 };
+        state.attr.flag()
+            | abi::MR_FIXBASE
+            | abi::MR_FIXLEN
+            | abi::MR_ACTIVE
+            | busy
+            | unlisted
+            | pages
     }
 
     /// What `CARVEOUT_GET_INFO` reports.
@@ -352,8 +396,18 @@ impl Region {
     }
 
     /// Changes the cache attribute (`CARVEOUT_SET_ATTR`): `EBUSY` while mapped, since the old
-    /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it.
+    /// and the new memory type would alias; `EOPNOTSUPP` if the CPU cannot give it, or for
+    /// anything but write-back in pages mode (the kernel's direct map of the pages is
+    /// write-back), with a line saying so.
     pub(crate) fn set_attr(&self, attr: CacheAttr) -> Result {
+        if self.pages() && attr != CacheAttr::WriteBack {
+            pr_err!(
+                "{}: refusing attribute {}: a region with struct pages (pages=1) is write-back only\n",
+                self.display_name(),
+                attr.name()
+            );
+            return Err(EOPNOTSUPP);
+        }
         if unsupported(attr, self.reserved_ram).is_some() {
             return Err(EOPNOTSUPP);
         }
@@ -384,81 +438,6 @@ impl Region {
             state.attr
         };
         Transfer { region: self, attr }
-    }
-
-    /// Where to map `len` bytes from page `pgoff` of the region when the caller lets the kernel
-    /// choose (`get_unmapped_area`): an address congruent with the physical one modulo 2 MiB,
-    /// so that whole 2 MiB blocks get 2 MiB entries without the caller aligning anything.
-    pub(crate) fn unmapped_area(
-        &self,
-        file: &File,
-        addr: usize,
-        len: usize,
-        pgoff: usize,
-        flags: usize,
-    ) -> usize {
-        let first = (self.range.base() >> PAGE_SHIFT) as usize;
-        pfn_vma::unmapped_area(file, addr, len, pgoff.wrapping_add(first), flags)
-    }
-
-    /// Maps the window of the region that `vma` asks for (its page offset and length), with
-    /// the region's cache attribute: 2 MiB entries, filled at fault time, where the addresses
-    /// allow it and the attribute fits them; otherwise every page now, with 4 KiB entries.
-    ///
-    /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
-    /// does not lie inside the region (both refused by `pfn_vma` itself); `EACCES` for a writable mapping of a write-protected
-    /// region; `EBUSY` when the kernel would give the mapping another memory type than the
-    /// region's (another mapping of the range recorded one first), with a line saying which.
-    pub(crate) fn map(self: &Arc<Self>, vma: &VmaNew) -> Result {
-        // Counted as a mapping until it returns, so `set_attr` cannot change the type under
-        // it; the abstraction counts the VMA itself once it maps it.
-        let (attr, setup) = {
-            let mut state = self.state.lock();
-            if !state.attr.allows_write() && vma.writable() {
-                return Err(EACCES);
-            }
-            state.maps += 1;
-            (state.attr, MapSetup { region: self })
-        };
-        if !attr.allows_write() {
-            // No later mprotect(PROT_WRITE) either.
-            vma.try_clear_maywrite()?;
-        }
-        pfn_vma::set_cache_mode(vma, attr.cache_mode());
-        // 2 MiB entries, filled at fault time: the memory type is then recorded for the whole
-        // range while mapped. Otherwise (and for reserve_mem RAM, which the kernel's direct map
-        // already types) every page is mapped now, and the kernel records the type per VMA.
-        let claim = self.claim.claim();
-        let huge = !self.reserved_ram
-            && attr.fits_huge_entries()
-            && pfn_vma::is_shared(vma)
-            && pfn_vma::can_map_huge(vma, claim);
-        let hold = if huge {
-            let mut memtype = self.memtype.lock();
-            if memtype.is_none() {
-                match MemtypeHold::reserve(claim, attr.cache_mode()) {
-                    // No memory for the `Arc`: no record, every page now, as below.
-                    Ok(hold) => *memtype = Arc::new(hold, GFP_KERNEL).ok(),
-                    Err(HoldError::Conflict(in_force)) => {
-                        return Err(self.type_conflict(attr, in_force));
-                    }
-                    // No record (no memory): every page now, as below.
-                    Err(HoldError::Failed(_)) => {}
-                }
-            }
-            memtype.clone()
-        } else {
-            None
-        };
-        let mapped = match hold {
-            Some(hold) => pfn_vma::map_on_fault(vma, self.clone(), hold),
-            None => pfn_vma::map_now(vma, self.clone()),
-        };
-        drop(setup);
-        mapped.map_err(|err| match err {
-            pfn_vma::MapError::Conflict(in_force) => self.type_conflict(attr, in_force),
-            err => err.errno(),
-        })
     }
 
     /// Maps the whole region for the PCI device `device` (`0000:00:03.0`), which can address
@@ -521,20 +500,6 @@ impl Region {
     fn display_name(&self) -> &str {
         self.name.to_str().unwrap_or("?")
     }
-
-    /// Says that a mapping at `attr` would get `in_force` instead (or was refused by the
-    /// kernel's memory-type tracking), and gives the errno for it.
-    fn type_conflict(&self, attr: CacheAttr, in_force: Option<CacheMode>) -> Error {
-        pr_err!(
-            "{}: refusing a {} mapping of {:#x}-{:#x}: {} is in force for the range (another mapping of it, e.g. /dev/mem, recorded that type first)\n",
-            self.display_name(),
-            attr.name(),
-            self.range.base(),
-            self.range.last(),
-            in_force.map_or("another memory type", CacheMode::name)
-        );
-        EBUSY
-    }
 }
 
 /// A file read or write of a region in progress ([`Region::start_transfer`]).
@@ -563,40 +528,41 @@ impl Drop for Transfer<'_> {
     }
 }
 
-/// A mapping being set up ([`Region::map`]): counted among the region's mappings until
-/// dropped.
-struct MapSetup<'a> {
-    region: &'a Region,
-}
-
-impl Drop for MapSetup<'_> {
-    fn drop(&mut self) {
-        self.region.vma_closed();
+/// Refuses pages mode (with a line on `dev` and `EINVAL`) for `reserve_mem` RAM, an attribute
+/// other than write-back, and a range that is not 2 MiB aligned.
+fn check_pages(
+    dev: &Device,
+    range: &PhysRange,
+    reserved_ram: bool,
+    attr: Option<CacheAttr>,
+) -> Result {
+    if reserved_ram {
+        dev_err!(
+            dev,
+            "refusing pages=1 for {:#x}-{:#x}: reserve_mem memory is System RAM, which has struct pages already\n",
+            range.base(),
+            range.last()
+        );
+        return Err(EINVAL);
     }
-}
-
-impl PfnSource for Region {
-    type Claim = Claim;
-
-    fn claim(&self) -> &Claim {
-        self.claim.claim()
+    if let Some(attr) = attr.filter(|attr| *attr != CacheAttr::WriteBack) {
+        dev_err!(
+            dev,
+            "refusing attribute {} with pages=1: a region with struct pages is write-back only\n",
+            attr.name()
+        );
+        return Err(EINVAL);
     }
-
-    fn vma_opened(&self) {
-        self.state.lock().maps += 1;
+    if range.base() % PAGEMAP_ALIGN != 0 || range.size() % PAGEMAP_ALIGN != 0 {
+        dev_err!(
+            dev,
+            "refusing pages=1 for {:#x}+{:#x}: base and size must be 2 MiB aligned (the memory map's sub-sections)\n",
+            range.base(),
+            range.size()
+        );
+        return Err(EINVAL);
     }
-
-    fn vma_closed(&self) {
-        let mut memtype = self.memtype.lock();
-        let mut state = self.state.lock();
-        state.maps = state.maps.saturating_sub(1);
-        if state.maps == 0 {
-            drop(state);
-            // The last VMA is gone: the memory type record goes too (and `set_attr` may change
-            // the attribute again).
-            *memtype = None;
-        }
-    }
+    Ok(())
 }
 
 /// Why `attr` cannot be given to a region (`reserved_ram`: memory from `reserve_mem=`), if it

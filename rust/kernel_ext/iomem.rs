@@ -20,7 +20,10 @@ use kernel::{
     types::Opaque, //
 };
 
-use crate::range::PhysRange;
+use crate::{
+    kernel_ext::dev_pagemap::DevPagemap,
+    range::PhysRange, //
+};
 
 /// How a physical range relates to System RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,8 +146,9 @@ mod sealed {
 /// the value lives: whatever takes a `&impl Claimed` (a VMA's page frames, a kernel mapping, a
 /// device's DMA mapping) reaches that memory and no other.
 ///
-/// The trait is sealed: only [`RequestedClaim`], [`InsertedClaim`] and [`Claim`] implement it,
-/// and only their constructors make them, each after the kernel gave it the range. A driver
+/// The trait is sealed: only [`RequestedClaim`], [`InsertedClaim`], [`Claim`] and a
+/// [`DevPagemap`] (which owns a claim) implement it, and only their constructors make them, each
+/// after the kernel gave it the range. A driver
 /// cannot implement it, so no driver code can make a range it did not claim look claimed.
 ///
 /// # Invariants
@@ -331,12 +335,38 @@ unsafe impl Send for InsertedClaim {}
 // SAFETY: `&InsertedClaim` gives no access to the entry.
 unsafe impl Sync for InsertedClaim {}
 
-/// A claim of either kind: reserved memory nested in its entry, or `reserve_mem=` RAM.
+impl<C: Claimed> sealed::Sealed for DevPagemap<C> {}
+
+/// A page map owns its claim and covers exactly its memory.
+impl<C: Claimed> Claimed for DevPagemap<C> {
+    fn claimed_range(&self) -> PhysRange {
+        self.claim().claimed_range()
+    }
+
+    fn is_ram(&self) -> bool {
+        self.claim().is_ram()
+    }
+}
+
+/// A claim of any kind: reserved memory nested in its entry, `reserve_mem=` RAM, or reserved
+/// memory given struct pages.
 pub(crate) enum Claim {
     /// Nested inside the reserved entry that contains it.
     Requested(RequestedClaim),
     /// `reserve_mem=` RAM: an entry of its own inside System RAM.
     Inserted(InsertedClaim),
+    /// Nested inside the reserved entry that contains it, with struct pages (pages mode).
+    Paged(DevPagemap<RequestedClaim>),
+}
+
+impl Claim {
+    /// The page map, for a claim with struct pages.
+    pub(crate) fn pagemap(&self) -> Option<&DevPagemap<RequestedClaim>> {
+        match self {
+            Self::Paged(pagemap) => Some(pagemap),
+            Self::Requested(_) | Self::Inserted(_) => None,
+        }
+    }
 }
 
 impl sealed::Sealed for Claim {}
@@ -346,6 +376,7 @@ impl Claimed for Claim {
         match self {
             Self::Requested(claim) => claim.claimed_range(),
             Self::Inserted(claim) => claim.claimed_range(),
+            Self::Paged(claim) => claim.claimed_range(),
         }
     }
 
@@ -353,6 +384,7 @@ impl Claimed for Claim {
         match self {
             Self::Requested(claim) => claim.is_ram(),
             Self::Inserted(claim) => claim.is_ram(),
+            Self::Paged(claim) => claim.is_ram(),
         }
     }
 }

@@ -27,7 +27,8 @@ pub const MR_FIXLEN: u32 = 1 << 6;
 /// Claimed though not listed as reserved memory, because the region opted in
 /// (`allow_unlisted=1`); such a region defaults to UC.
 pub const MR_UNLISTED: u32 = 1 << 7;
-/// The region has `struct page`s (pages mode, `pages=1`): its mappings can be pinned.
+/// The region has struct pages (pages mode): its mappings can be pinned (`O_DIRECT`,
+/// io_uring, `vmsplice`, iommufd); write-back only.
 pub const MR_PAGES: u32 = 1 << 8;
 pub const MR_ACTIVE: u32 = 1 << 27;
 pub const MR_BUSY: u32 = 1 << 30;

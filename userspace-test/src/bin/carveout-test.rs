@@ -68,6 +68,16 @@ enum Command {
         #[arg(long)]
         read_only: bool,
     },
+    /// Map LEN bytes from the region's start, hand them to a pipe with vmsplice (the pipe then
+    /// holds references to their pages: only a region with struct pages, pages mode, allows it;
+    /// a PFN mapping fails EFAULT), unmap them, close the device, say "holding", and keep the
+    /// pipe unread for SECONDS.
+    PinHold {
+        #[arg(long, value_parser = parse_u64, default_value = "0x10000")]
+        len: u64,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Print the attribute and flags CARVEOUT_GET_ATTR reports.
     AttrGet,
     /// Set the cache attribute: uc, wc, wt, wb or wp (or a raw flags word with --raw).
@@ -335,6 +345,31 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             let mapping = region.map(whole, access)?;
             drop(region);
             println!("holding a {}-byte mapping, device closed", mapping.len());
+            std::thread::sleep(std::time::Duration::from_secs(seconds));
+            Ok(())
+        }
+        Command::PinHold { len, seconds } => {
+            let mapping = region.map(0..len, Access::ReadWrite)?;
+            let (_read_end, write_end) = rustix::pipe::pipe()?;
+            let want = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+            rustix::pipe::fcntl_setpipe_size(&write_end, want)?;
+            // SAFETY: The slice only describes the mapping to vmsplice (an iovec); nothing reads
+            // or writes the memory through it, and it ends before the mapping is unmapped.
+            let bytes = unsafe { std::slice::from_raw_parts(mapping.as_ptr(), mapping.len()) };
+            // SAFETY: The pipe is ours and unread; without SPLICE_F_GIFT the kernel takes its
+            // own references to the pages, so unmapping them afterwards is sound.
+            let spliced = unsafe {
+                rustix::pipe::vmsplice(
+                    &write_end,
+                    &[rustix::pipe::IoSliceRaw::from_slice(bytes)],
+                    rustix::pipe::SpliceFlags::empty(),
+                )
+            }?;
+            drop(mapping);
+            drop(region);
+            println!(
+                "holding {spliced} bytes of the region's pages in a pipe, unmapped, device closed"
+            );
             std::thread::sleep(std::time::Duration::from_secs(seconds));
             Ok(())
         }

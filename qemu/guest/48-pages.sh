@@ -1,0 +1,138 @@
+# shellcheck shell=sh
+# Pages mode (issue 22): pages=1 gives the region struct pages (ZONE_DEVICE,
+# MEMORY_DEVICE_GENERIC), so that its mappings can be pinned. Write-back only, 2 MiB aligned,
+# never reserve_mem RAM; the memory is still never touched. The warm-reboot half of
+# pages_mode_survives_warm_reboot runs in /init's second boot (case_pages_mode_survives_warm_reboot
+# below).
+#
+# The suite loads the module with pages=1 on the boot's reservation and ends with it unloaded.
+
+PAGES_SEED=0x9a6e5eed
+MR_PAGES=0x100
+
+load_pages() { insmod "$MOD" "base=$(hex "$BASE")" "size=$(hex "$SIZE")" pages=1; }
+
+# pages_flags_ok: GET_INFO and GET_ATTR report CARVEOUT_MR_PAGES and write-back.
+pages_flags_ok() {
+    info=$(carveout-test info) || return 1
+    attr=$(carveout-test attr-get) || return 1
+    say "info: $info"
+    say "attr: $attr"
+    flags=$(echo "$info" | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
+    [ $((${flags:-0} & MR_PAGES)) != 0 ] || { say "GET_INFO flags lack CARVEOUT_MR_PAGES ($MR_PAGES)"; return 1; }
+    aflags=$(echo "$attr" | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
+    [ $((${aflags:-0} & MR_PAGES)) != 0 ] || { say "GET_ATTR flags lack CARVEOUT_MR_PAGES"; return 1; }
+    case $attr in *" attr=wb "*) ;; *) say "not write-back"; return 1 ;; esac
+}
+
+# pinnable: the region's mapping is of pages, seen from outside the driver: vmsplice takes
+# references to them (from a PFN mapping it fails EFAULT). Leaves nothing running.
+pinnable() {
+    carveout-test pin-hold --len 0x10000 --seconds 0 >/tmp/pin.out 2>&1 ||
+        { say "vmsplice from a mapping failed: $(cat /tmp/pin.out)"; return 1; }
+    say "$(cat /tmp/pin.out)"
+}
+
+case_pages_mode_refuses_non_wb() {
+    unload_quietly
+    ok=0
+    # Load time: every other attribute, with one line each and nothing claimed.
+    for a in 1:uc 2:wc 4:wt 16:wp; do
+        expect_refused 'Invalid argument' "refusing attribute ${a#*:} with pages=1: .*write-back only" \
+            "base=$(hex "$BASE")" "size=$(hex "$SIZE")" pages=1 "attr=${a%%:*}" || ok=1
+    done
+    # The alignment the memory map needs, and RAM (reserve_mem), refused the same way.
+    expect_refused 'Invalid argument' 'refusing pages=1 for .*: base and size must be 2 MiB aligned' \
+        "base=$(hex "$BASE")" "size=$(hex $((SIZE - 0x100000)))" pages=1 || ok=1
+    expect_refused 'Invalid argument' 'refusing pages=1 for .*: reserve_mem memory is System RAM' \
+        reserve_mem=cvtest pages=1 || ok=1
+    # SET_ATTR on a pages-mode region: EOPNOTSUPP and one line; still write-back after.
+    cat /proc/iomem >/tmp/iomem.pages.before
+    load_pages || { say "insmod pages=1 failed: $(dmesg | tail -n 3)"; return 1; }
+    pages_flags_ok || ok=1
+    for a in uc wc wt wp; do
+        dmesg_mark
+        if carveout-test attr-set "$a" 2>/tmp/attr.err; then
+            say "SET_ATTR $a succeeded on a pages-mode region"
+            ok=1
+            continue
+        fi
+        say "attr-set $a: $(cat /tmp/attr.err)"
+        grep -q 'EOPNOTSUPP' /tmp/attr.err || { say "expected EOPNOTSUPP"; ok=1; }
+        n=$(dmesg_since_mark | grep -c "carveout.*refusing attribute $a: a region with struct pages (pages=1) is write-back only")
+        [ "$n" = 1 ] || { say "$n dmesg lines for SET_ATTR $a, expected 1"; dmesg_since_mark | sed 's/^/# dmesg: /'; ok=1; }
+    done
+    pages_flags_ok || ok=1
+    rmmod carveout || ok=1
+    cmp -s /tmp/iomem.pages.before /proc/iomem || { say "/proc/iomem differs after the pages-mode region went"; ok=1; }
+    # configfs: attr=wc with pages=1 is refused at enable, and claims nothing.
+    insmod "$MOD" || return 1
+    mkdir "$CFS/pg" || return 1
+    hex "$BASE" >"$CFS/pg/base"
+    hex "$SIZE" >"$CFS/pg/size"
+    echo 1 >"$CFS/pg/pages"
+    echo wc >"$CFS/pg/attr"
+    cat /proc/iomem >/tmp/iomem.before
+    dmesg_mark
+    if echo 1 2>/tmp/enable.err >"$CFS/pg/enable"; then
+        say "configfs enabled a wc region with pages=1"
+        echo 0 >"$CFS/pg/enable"
+        ok=1
+    else
+        say "enable: $(cat /tmp/enable.err)"
+        grep -q 'Invalid argument' /tmp/enable.err || { say "expected EINVAL"; ok=1; }
+        dmesg_since_mark | grep -q 'carveout.*refusing attribute wc with pages=1' ||
+            { say "no dmesg line for the configfs refusal"; ok=1; }
+        cmp -s /tmp/iomem.before /proc/iomem || { say "/proc/iomem changed"; ok=1; }
+    fi
+    rmdir "$CFS/pg"
+    rmmod carveout || ok=1
+    return "$ok"
+}
+
+case_pages_mode_contents_survive_reload() {
+    unload_quietly
+    load_pages || return 1
+    pages_flags_ok || return 1
+    pinnable || return 1
+    carveout-test fill --seed "$PAGES_SEED" || return 1
+    carveout-test verify --seed "$PAGES_SEED" || return 1
+    rmmod carveout || return 1
+    if [ -e "$DEV" ] || iomem_has_name carveout || module_loaded; then
+        say "rmmod left the node, the claim or the module behind"
+        return 1
+    fi
+    carveout-test devmem-verify --phys "$BASE" --len "$SIZE" --seed "$PAGES_SEED" ||
+        { say "contents changed while unloaded"; return 1; }
+    load_pages || return 1
+    pages_flags_ok || return 1
+    carveout-test verify --seed "$PAGES_SEED" || { say "the mapping after reload differs"; return 1; }
+    carveout-test verify --devmem --seed "$PAGES_SEED" || { say "/dev/mem after reload differs"; return 1; }
+    rmmod carveout || return 1
+    # And the normal module over the same memory sees the same bytes.
+    load || return 1
+    carveout-test verify --seed "$PAGES_SEED" || { say "a PFN mapping after pages mode differs"; return 1; }
+    rmmod carveout
+}
+
+# Run by /init in the second boot, after survives_warm_reboot (module loaded, the first boot's
+# pattern verified): the same pattern through a pages-mode mapping and /dev/mem; leaves the
+# normal module loaded, as it found it.
+case_pages_mode_survives_warm_reboot() {
+    rmmod carveout || return 1
+    load_pages || return 1
+    ok=0
+    pages_flags_ok || ok=1
+    pinnable || ok=1
+    carveout-test verify --seed "$REBOOT_SEED" || { say "the pages-mode mapping differs"; ok=1; }
+    carveout-test verify --devmem --seed "$REBOOT_SEED" || { say "/dev/mem differs"; ok=1; }
+    rmmod carveout || ok=1
+    load || ok=1
+    return "$ok"
+}
+
+suite_pages() {
+    run_case pages_mode_refuses_non_wb case_pages_mode_refuses_non_wb
+    run_case pages_mode_contents_survive_reload case_pages_mode_contents_survive_reload
+}
+SUITES="$SUITES pages"

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! VMAs that map the struct pages of a [`DevPagemap`] (pages mode), filled at fault time one
+//! 4 KiB page at a time (`vmf_insert_page_mkwrite`, as device-dax's 4 KiB faults), with
+//! `open`/`close` operations that let the source count the VMAs (and every copy by fork or
+//! split) that map it.
+//!
+//! Unlike a PFN map (`pfn_vma.rs`) the VMA is neither `VM_PFNMAP` nor `VM_IO`, and its entries
+//! are not special: they count as references to their pages, are in the rmap, and
+//! `get_user_pages` can pin them (`O_DIRECT`, io_uring's registered buffers, `vmsplice`,
+//! iommufd). The entries are write-back only: the kernel's direct map of the pages is.
+//!
+//! Each VMA owns a reference to the source (an [`Arc`] in `vm_private_data`): `open` takes one
+//! for a copy, `close` drops it, so the page map outlives every VMA whatever its owner does; a
+//! pin may outlive the VMA, which the page map itself waits for when dropped.
+//!
+//! The pages' `mapping` field is left empty, unlike device-dax's (`dax_set_mapping`), which
+//! points it at the device's own inode mapping with a `dirty_folio` that does nothing: the
+//! mapping of a character device's inode has no `dirty_folio`, which `folio_mark_dirty` (at the
+//! end of an `O_DIRECT` read into the pages) would call. With no mapping it marks nothing; the
+//! rmap and `get_user_pages` need none (a long-term writable pin takes the slow path).
+//!
+//! The abstraction decides everything soundness rests on by itself: the frames come only from
+//! the source's page map ([`DevPagemap`], whose claim only [`super::iomem`] makes), every page
+//! offset is checked against it at fault time, the VMA must be shared and not set up already,
+//! and its entries are write-back.
+
+use kernel::{
+    bindings,
+    mm::virt::VmaNew,
+    prelude::*,
+    sync::Arc,
+    types::ForeignOwnable, //
+};
+
+use crate::kernel_ext::{
+    dev_pagemap::DevPagemap,
+    iomem::Claimed,
+    memtype::CacheMode,
+    pfn_vma::{
+        self,
+        MapError, //
+    },
+    ratelimit,
+};
+
+// Defined in `pages_helpers.c`.
+extern "C" {
+    // `struct vm_fault *`, which holds a field bindgen gives no members.
+    fn carveout_insert_page(vmf: *mut c_void, pfn: usize, write: bool) -> bindings::vm_fault_t;
+}
+
+/// Something that owns a page map whose pages VMAs map.
+///
+/// An implementation decides which of its page maps is mapped, never which pages: those come
+/// from the page map, checked here. The VMA keeps the source (and so the page map) alive.
+pub(crate) trait PageSource: Send + Sync + 'static {
+    /// The kind of claim the page map covers.
+    type Claim: Claimed;
+
+    /// The page map whose pages VMAs of this source map (page `vm_pgoff` of a VMA is page
+    /// `vm_pgoff` of the page map); `None` if the source has none, when [`map_on_fault`]
+    /// refuses and a fault gets `SIGBUS`.
+    fn pagemap(&self) -> Option<&DevPagemap<Self::Claim>>;
+
+    /// A VMA now maps it (a new mapping, or a copy by fork or a split). Called by
+    /// [`map_on_fault`] before it sets anything up, and by the VMA's `open`.
+    fn vma_opened(&self);
+
+    /// A VMA that mapped it is gone, or a [`map_on_fault`] that counted one failed.
+    fn vma_closed(&self);
+}
+
+/// Sets `vma` up to be filled at fault time with the pages of `source`'s page map it asks for
+/// (its page offset and length), write-back, and makes `source` count the VMA and its copies.
+/// Sets `VM_DONTEXPAND | VM_DONTDUMP`; the VMA stays pinnable (no `VM_IO`, no `VM_PFNMAP`).
+///
+/// Refuses a private mapping ([`MapError::Private`]: a copy-on-write VMA would copy the pages
+/// into anonymous memory), a window not inside the page map ([`MapError::Window`]), a VMA
+/// already set up and a source without a page map (`EINVAL`).
+pub(crate) fn map_on_fault<T: PageSource>(vma: &VmaNew, source: Arc<T>) -> Result<(), MapError> {
+    if !pfn_vma::is_shared(vma) {
+        if ratelimit::refusal_may_print() {
+            pr_err!(
+                "page_vma: refusing a private mapping: device pages are mapped shared only (MAP_SHARED)\n"
+            );
+        }
+        return Err(MapError::Private);
+    }
+    let raw = vma.as_ptr();
+    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract);
+    // these are plain fields.
+    let (vm_flags, private, pgoff) = unsafe {
+        (
+            (*raw).__bindgen_anon_2.vm_flags,
+            (*raw).vm_private_data,
+            (*raw).vm_pgoff,
+        )
+    };
+    if vm_flags & (bindings::VM_PFNMAP | bindings::VM_MIXEDMAP | bindings::VM_IO) != 0
+        || !private.is_null()
+    {
+        return Err(MapError::Failed(EINVAL));
+    }
+    let len = (vma.end() - vma.start()) as u64;
+    let claim = source
+        .pagemap()
+        .ok_or(MapError::Failed(EINVAL))?
+        .claim()
+        .claimed_range();
+    pfn_vma::claim_window(&claim, pgoff as u64, len).map_err(MapError::Window)?;
+    source.vma_opened();
+    vma.set_dontexpand();
+    vma.set_dontdump();
+    // The kernel's direct map of the pages is write-back: so are the entries.
+    pfn_vma::set_cache_mode(vma, CacheMode::WriteBack);
+    // SAFETY: `vma` is being set up under the mmap lock and not yet visible to anyone else; the
+    // ops are a `'static` constant whose callbacks expect an `Arc<T>` in the private data,
+    // which the VMA now owns.
+    unsafe {
+        (*raw).vm_ops = const { &VmOps::<T>::FAULTING };
+        (*raw).vm_private_data = source.into_foreign();
+    }
+    Ok(())
+}
+
+/// The `vm_operations_struct` for VMAs of a `T`.
+struct VmOps<T>(core::marker::PhantomData<T>);
+
+const SIGBUS: bindings::vm_fault_t =
+    bindings::vm_fault_reason_VM_FAULT_SIGBUS as bindings::vm_fault_t;
+
+impl<T: PageSource> VmOps<T> {
+    const FAULTING: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        open: Some(Self::open),
+        close: Some(Self::close),
+        fault: Some(Self::fault),
+        ..pin_init::zeroed()
+    };
+
+    /// # Safety
+    ///
+    /// Called by the mm core for a copy of a VMA set up by [`map_on_fault`] (fork, split),
+    /// whose private data the copy shares.
+    unsafe extern "C" fn open(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: By the function's safety requirement the private data is an `Arc<T>` the
+        // original VMA owns.
+        let data = unsafe { <Arc<T>>::borrow((*vma).vm_private_data) };
+        let data: Arc<T> = data.into();
+        data.vma_opened();
+        // SAFETY: The copy owns the reference just taken; its `close` drops it.
+        unsafe { (*vma).vm_private_data = data.into_foreign() };
+    }
+
+    /// # Safety
+    ///
+    /// Called by the mm core once for each VMA set up by [`map_on_fault`] or copied by `open`.
+    unsafe extern "C" fn close(vma: *mut bindings::vm_area_struct) {
+        // SAFETY: The VMA owns one reference in its private data, given back here.
+        let source = unsafe { <Arc<T>>::from_foreign((*vma).vm_private_data) };
+        source.vma_closed();
+    }
+
+    /// A 4 KiB entry for the faulting page: the page itself, counted and in the rmap.
+    ///
+    /// # Safety
+    ///
+    /// `vmf` is a fault on a VMA set up by [`map_on_fault`], under its lock.
+    unsafe extern "C" fn fault(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+        // SAFETY: By the function's safety requirement `vmf` and its VMA are valid.
+        let (vma, pgoff, fault_flags) = unsafe {
+            let fault = &(*vmf).__bindgen_anon_1;
+            (fault.vma, fault.pgoff, (*vmf).flags)
+        };
+        // SAFETY: The VMA was set up by `map_on_fault` and owns an `Arc<T>` in its private data
+        // until `close`, after every fault.
+        let data = unsafe { <Arc<T>>::borrow((*vma).vm_private_data) };
+        let Some(pfn) = data.pagemap().and_then(|pagemap| pagemap.frame(pgoff)) else {
+            return SIGBUS;
+        };
+        let write = fault_flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
+        // SAFETY: `vmf` is a fault under the VMA's lock on a shared VMA that is neither
+        // `VM_PFNMAP` nor `VM_MIXEDMAP` (`map_on_fault`) with write-back entries; `pfn` is a page
+        // of the page map the VMA keeps alive, so its `struct page` lives while the entry (which
+        // holds a reference to it) does.
+        unsafe { carveout_insert_page(vmf.cast(), pfn, write) }
+    }
+}
