@@ -195,6 +195,26 @@ case_carveoutctl_pages_mode() {
     return "$ok"
 }
 
+# The fuzzer on a region with pages (carveout-fuzz --pages, a tenth of 70-fuzz.sh's
+# operations): its model of the contents holds through mappings, the file interface and pins
+# (vmsplice) of mappings, SET_ATTR to another type than WB is refused, its reloads keep pages;
+# then the contents through /dev/mem and dmesg.
+case_fuzz_pages_mode() {
+    zc_load 1 || return 1
+    ok=0
+    carveout-test fill --seed 0xf0a9e || return 1
+    carveout-fuzz --pages --seed 0x9a9e5 --pattern-seed 0xf0a9e --ops $((${cvt_fuzz_ops:-200000} / 10)) \
+        --procs 2 || ok=1
+    module_loaded || zc_load 1 || return 1
+    flags=$(carveout-test info | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
+    [ $((${flags:-0} & 0x100)) != 0 ] || { say "after the fuzzer's reloads, flags ${flags:-?} lack pages"; ok=1; }
+    carveout-test verify --seed 0xf0a9e || ok=1
+    carveout-test verify --devmem --seed 0xf0a9e || ok=1
+    dmesg_clean || ok=1
+    unload_quietly
+    return "$ok"
+}
+
 suite_zerocopy() {
     run_case odirect_write_from_mapping case_odirect_write_from_mapping
     run_case odirect_read_into_mapping case_odirect_read_into_mapping
@@ -202,5 +222,6 @@ suite_zerocopy() {
     run_case vmsplice_from_mapping case_vmsplice_from_mapping
     run_case pages_mode_release_while_pinned case_pages_mode_release_while_pinned
     run_case carveoutctl_pages_mode case_carveoutctl_pages_mode
+    run_case fuzz_pages_mode case_fuzz_pages_mode
 }
 SUITES="$SUITES zerocopy"
