@@ -393,7 +393,8 @@ pub fn check(input: &Input) -> Vec<Finding> {
         say(
             Level::Note,
             format!(
-                "{} ({}) has pages: O_DIRECT, io_uring and vmsplice can use its mappings;                  write-back only; its memory map takes {} of RAM",
+                "{} ({}) has pages: O_DIRECT, io_uring and vmsplice can use its mappings; \
+                 write-back only; its memory map takes {} of RAM",
                 r.path.display(),
                 r.span.display(),
                 format_size(memmap_cost(r.span.size))
@@ -670,6 +671,7 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
         assert_eq!(notes.len(), 1, "{f:#?}");
         assert_eq!(notes[0].level, Level::Note);
         assert!(notes[0].message.contains("takes 1M of RAM"), "{notes:#?}");
+        assert!(!notes[0].message.contains("  "), "{notes:#?}");
         let without = check(&input(
             "quiet",
             IOMEM_HELD,
