@@ -94,6 +94,9 @@ struct Worker {
     forks: u64,
     rmmods: u64,
     insmods: u64,
+    /// Pins of a mapping (vmsplice) that succeeded (with pages) or were refused EFAULT
+    /// (without), as the model says.
+    pins: u64,
     noted_read_only: bool,
 }
 
@@ -153,6 +156,7 @@ pub fn run(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
         forks: 0,
         rmmods: 0,
         insmods: 0,
+        pins: 0,
         // One worker says it; the others would repeat it.
         noted_read_only: id != 0,
     };
@@ -160,13 +164,14 @@ pub fn run(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
     w.run(ops);
     println!(
         "# worker {id} seed {seed:#x}: {} operations ({} refused; {} mmaps, {} forks, {} rmmods, \
-         {} insmods) in {:.1}s, {} findings",
+         {} insmods, {} pins as the model says) in {:.1}s, {} findings",
         w.op,
         w.refused,
         w.mapped,
         w.forks,
         w.rmmods,
         w.insmods,
+        w.pins,
         start.elapsed().as_secs_f64(),
         w.findings
     );

@@ -43,7 +43,10 @@ impl Worker {
                 "vmsplice of a mapping at region offset {off:#x} succeeded on a region without \
                  pages"
             )),
-            (Err(_), false) if errno.raw_os_error() == Some(libc::EFAULT) => self.refused += 1,
+            (Err(_), false) if errno.raw_os_error() == Some(libc::EFAULT) => {
+                self.refused += 1;
+                self.pins += 1;
+            }
             (Err(_), _) => self.finding(format!(
                 "vmsplice of {count} page(s) of a mapping at region offset {off:#x}: {errno}"
             )),
@@ -63,6 +66,7 @@ impl Worker {
             }
         }
         let want = pattern::bytes(self.pattern_seed, off, n);
+        self.pins += 1;
         if let Some(i) = (0..n).find(|&i| self.big[i] != want[i]) {
             self.finding(format!(
                 "a pin at region offset {off:#x} reads {:#04x} at {:#x}, the pattern is {:#04x}",
