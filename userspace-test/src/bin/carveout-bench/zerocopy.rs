@@ -19,13 +19,15 @@ const TOTAL: usize = 256 << 20;
 /// Bytes a call moves.
 const CALL: usize = 4 << 20;
 
-/// MemFree of /proc/meminfo, in KiB.
-fn mem_free_kib() -> Res<u64> {
-    let text = fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+/// The pages the kernel's memory maps take, in MiB (/proc/vmstat `nr_memmap_pages`: what
+/// the page allocator gave for `struct page`s, also of memory added later, as pages mode's).
+fn memmap_mib() -> Res<f64> {
+    let text = fs::read_to_string("/proc/vmstat").map_err(|e| format!("/proc/vmstat: {e}"))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("MemFree:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| "/proc/meminfo has no MemFree".to_string())
+        .find_map(|l| l.strip_prefix("nr_memmap_pages "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|pages| (pages * 4096) as f64 / f64::from(1 << 20))
+        .ok_or_else(|| "/proc/vmstat has no nr_memmap_pages".to_string())
 }
 
 /// The size of block device `dev` (`/sys/class/block/NAME/size`, in 512-byte sectors).
@@ -72,19 +74,20 @@ pub fn bench_zerocopy(dev: &str, module: &str, base: u64, pmem: &Path, runs: usi
     Ok(())
 }
 
-/// `insmod_1g_pfn`, `insmod_1g_pages` (ms) and `pages_memmap_1g` (MiB of MemFree a load with
-/// pages takes beyond one without), the loads alternating run by run.
+/// `insmod_1g_pfn`, `insmod_1g_pages` (ms) and `pages_memmap_1g` (the MiB of memory map a load
+/// with pages adds beyond one without, as /proc/vmstat counts it), the loads alternating run
+/// by run.
 fn load_overhead(b: &mut Bench, module: &str, base: u64) -> Res<()> {
     let gib = 1u64 << 30;
     let (mut plain, mut pages, mut memmap) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..b.runs.max(5) {
         let mut taken = [0f64; 2];
         for (with_pages, samples) in [(false, &mut plain), (true, &mut pages)] {
-            let free = mem_free_kib()?;
+            let memmap = memmap_mib()?;
             let watch = b.clock.start();
             insmod_pages(module, base, gib, with_pages)?;
             samples.push(watch.secs() * 1e3);
-            taken[usize::from(with_pages)] = free.saturating_sub(mem_free_kib()?) as f64 / 1024.0;
+            taken[usize::from(with_pages)] = memmap_mib()? - memmap;
             rmmod()?;
         }
         memmap.push(taken[1] - taken[0]);
