@@ -10,6 +10,7 @@ ZC_PMEM=/dev/pmem0
 ZC_CFS_ROOT=/sys/kernel/config/carveout
 ZC_CFS=$ZC_CFS_ROOT/zerocopy
 ZC_UNPIN=/tmp/zerocopy.unpin
+zc_blocked=""
 
 # zc_load PAGES: the module loaded afresh with the reservation as its region, pages=PAGES.
 zc_load() {
@@ -38,11 +39,25 @@ case_io_uring_fixed_buffers() { zc_transfer io-uring 0x10f1; }
 
 case_vmsplice_from_mapping() { zc_transfer vmsplice 0x5b1c; }
 
-# zc_refused_busy WHAT COMMAND...: COMMAND fails with EBUSY (else says WHAT happened).
+# zc_refused_busy WHAT COMMAND...: COMMAND fails with EBUSY within 10 s (else says WHAT
+# happened). One that blocks stays in the background, its pid in $zc_blocked: zc_unpin waits
+# for it.
 zc_refused_busy() {
     what=$1
     shift
-    if "$@" 2>/tmp/zerocopy.err; then
+    "$@" 2>/tmp/zerocopy.err &
+    zc_pid=$!
+    tries=0
+    while kill -0 "$zc_pid" 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 100 ]; then
+            say "$what: blocked for 10 s instead of failing with EBUSY"
+            zc_blocked="$zc_blocked $zc_pid"
+            return 1
+        fi
+        sleep 0.1
+    done
+    if wait "$zc_pid"; then
         say "$what"
         return 1
     fi
@@ -65,6 +80,11 @@ zc_unpin() {
         [ "$tries" -lt 200 ] || { say "the holder never unregistered: $(cat /tmp/hold.out)"; return 1; }
         sleep 0.1
     done
+    for zc_pid in $zc_blocked; do
+        wait "$zc_pid"
+        say "the blocked command ended with $? after the unpin"
+    done
+    zc_blocked=""
 }
 
 # A configfs region with pages: enable=0 and rmdir are refused while io_uring holds its pages
