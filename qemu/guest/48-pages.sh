@@ -23,14 +23,21 @@ pages_flags_ok() {
     aflags=$(echo "$attr" | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
     [ $((${aflags:-0} & MR_PAGES)) != 0 ] || { say "GET_ATTR flags lack CARVEOUT_MR_PAGES"; return 1; }
     case $attr in *" attr=wb "*) ;; *) say "not write-back"; return 1 ;; esac
+    [ "$(cat /sys/class/carveout/carveout0/pages)" = 1 ] || { say "sysfs pages is not 1"; return 1; }
 }
 
 # pinnable: the region's mapping is of pages, seen from outside the driver: vmsplice takes
-# references to them (from a PFN mapping it fails EFAULT). Leaves nothing running.
+# references to 16 of them (from a PFN mapping it fails EFAULT), which sysfs pages_in_use
+# counts while the pipe holds them, mapping and file gone. Leaves nothing running.
 pinnable() {
-    carveout-test pin-hold --len 0x10000 --seconds 0 >/tmp/pin.out 2>&1 ||
-        { say "vmsplice from a mapping failed: $(cat /tmp/pin.out)"; return 1; }
-    say "$(cat /tmp/pin.out)"
+    start_holder carveout-test pin-hold --len 0x10000 --seconds 1800 ||
+        { say "vmsplice from a mapping failed"; return 1; }
+    say "$(cat /tmp/hold.out)"
+    held=$(cat /sys/class/carveout/carveout0/pages_in_use)
+    release_mapping
+    after=$(cat /sys/class/carveout/carveout0/pages_in_use)
+    say "pages_in_use: $held while the pipe holds them, $after after"
+    [ "$held" = 16 ] && [ "$after" = 0 ]
 }
 
 case_pages_mode_refuses_non_wb() {
