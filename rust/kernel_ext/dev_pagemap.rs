@@ -42,11 +42,12 @@ use crate::kernel_ext::iomem::{
     RamOverlap, //
 };
 
-// Defined in `pages_helpers.c`.
+// Defined in `pages_helpers.c`. `pgmap` is a `struct dev_pagemap *`, whose fields include one
+// that bindgen gives no members on a kernel without lockdep.
 extern "C" {
     fn carveout_pgmap_check(start: u64, size: u64) -> c_int;
-    fn carveout_pgmap_add(pgmap: *mut bindings::dev_pagemap, start: u64, size: u64) -> c_int;
-    fn carveout_pgmap_remove(pgmap: *mut bindings::dev_pagemap);
+    fn carveout_pgmap_add(pgmap: *mut c_void, start: u64, size: u64) -> c_int;
+    fn carveout_pgmap_remove(pgmap: *mut c_void);
     fn carveout_pages_busy(pfn: usize, nr: usize) -> usize;
 }
 
@@ -155,7 +156,7 @@ impl<C: Claimed> DevPagemap<C> {
         // range is the claim's, held by us until then: device memory (not System RAM, checked
         // above), aligned to sub-sections and within hotplug's reach, with no page map yet, so
         // `memremap_pages` neither warns nor touches memory anyone else owns.
-        let ret = unsafe { carveout_pgmap_add(pgmap.get(), range.base(), range.size()) };
+        let ret = unsafe { carveout_pgmap_add(pgmap.get().cast(), range.base(), range.size()) };
         if ret != 0 {
             return Err(PagemapError::Failed(Error::from_errno(ret)));
         }
@@ -216,6 +217,6 @@ impl<C: Claimed> Drop for DevPagemap<C> {
         }
         // SAFETY: The page map was set up by `memremap_pages` (type invariant) and is undone
         // once, here, with no page of it in use.
-        unsafe { carveout_pgmap_remove(self.pgmap.get()) };
+        unsafe { carveout_pgmap_remove(self.pgmap.get().cast()) };
     }
 }
