@@ -99,7 +99,11 @@ case_pages_mode_refuses_non_wb() {
 
 case_pages_mode_contents_survive_reload() {
     unload_quietly
+    dmesg_mark
     load_pages || return 1
+    # The memory map's cost, 64 bytes a 4 KiB page, said at load.
+    dmesg_since_mark | grep -q "pages mode: struct pages for the range, their memory map takes $((SIZE * 64 / 4096 / 1024)) KiB of RAM" ||
+        { say "no dmesg line with the memory map's cost"; dmesg_since_mark | sed 's/^/# dmesg: /'; return 1; }
     pages_flags_ok || return 1
     pinnable || return 1
     # Reading and writing the node copies as for any region.

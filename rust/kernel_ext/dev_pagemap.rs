@@ -49,6 +49,7 @@ extern "C" {
     fn carveout_pgmap_add(pgmap: *mut c_void, start: u64, size: u64) -> c_int;
     fn carveout_pgmap_remove(pgmap: *mut c_void);
     fn carveout_pages_busy(pfn: usize, nr: usize) -> usize;
+    fn carveout_struct_page_size() -> usize;
 }
 
 /// The alignment of a page map's range: the memory map's sub-section (2 MiB on x86).
@@ -178,6 +179,13 @@ impl<C: Claimed> DevPagemap<C> {
     /// as long as `self` lives; `None` past the end of the claim.
     pub(crate) fn frame(&self, index: usize) -> Option<usize> {
         (index < self.pages).then(|| self.first_pfn + index)
+    }
+
+    /// The RAM the memory map of the pages takes (a `struct page` each).
+    pub(crate) fn memmap_bytes(&self) -> usize {
+        // SAFETY: Returns a constant.
+        self.pages
+            .saturating_mul(unsafe { carveout_struct_page_size() })
     }
 
     /// How many pages someone maps, pins or otherwise holds now (their count is not the idle
