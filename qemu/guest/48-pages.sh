@@ -110,6 +110,19 @@ case_pages_mode_contents_survive_reload() {
     carveout-test file write --seed 0x9a6e0001 || { say "file write of a pages-mode region"; return 1; }
     carveout-test file read --seed 0x9a6e0002 || { say "file read of a pages-mode region"; return 1; }
     carveout-test fill --seed "$PAGES_SEED" || return 1
+    # The fuzzer's workers (fork, mremap, partial munmap, mprotect, file I/O, refused SET_ATTRs)
+    # keep the pattern and leave no page held.
+    pids=""
+    for id in 200 201; do
+        carveout-fuzz --worker "$id" --seed 0x9a6e --pattern-seed "$PAGES_SEED" --ops 40000 \
+            --procs 2 --reload-ppm 0 --fork-ppm 250000 --base "$(hex "$BASE")" --size "$(hex "$SIZE")" &
+        pids="$pids $!"
+    done
+    for pid in $pids; do
+        wait "$pid" || { say "fuzzer worker $pid found something or failed"; return 1; }
+    done
+    held=$(cat /sys/class/carveout/carveout0/pages_in_use)
+    [ "$held" = 0 ] || { say "$held pages still held after the fuzzer's workers"; return 1; }
     carveout-test verify --seed "$PAGES_SEED" || return 1
     rmmod carveout || return 1
     if [ -e "$DEV" ] || iomem_has_name carveout || module_loaded; then
