@@ -14,6 +14,10 @@ mod suite {
 
     use crate::{
         kernel_ext::{
+            dev_pagemap::{
+                DevPagemap,
+                PagemapError, //
+            },
             iomem::{
                 Claimed,
                 InsertedClaim,
@@ -159,6 +163,22 @@ mod suite {
             }
             Err(err) => assert_eq!(err, ReserveMemError::Busy),
         }
+        Ok(())
+    }
+
+    #[test]
+    fn pagemap_of_system_ram_refused() -> Result {
+        // `reserve_mem` RAM (the test guests' `cvtest`) has struct pages already: refused before
+        // `memremap_pages`, which would warn. Skipped where it is absent or already claimed.
+        let Ok(claim) =
+            InsertedClaim::reserve_mem(c"cvtest", CString::try_from(c"carveout_kunit")?)
+        else {
+            return Ok(());
+        };
+        assert_eq!(DevPagemap::new(claim).err(), Some(PagemapError::Ram));
+        assert_eq!(PagemapError::Ram.errno(), EINVAL);
+        assert_eq!(PagemapError::Unaligned.errno(), EINVAL);
+        assert_eq!(PagemapError::Conflict.errno(), EBUSY);
         Ok(())
     }
 
