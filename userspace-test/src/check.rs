@@ -5,46 +5,20 @@
 //!
 //! Pure: the caller reads the sources (the firmware's own map too, `/sys/firmware/memmap`,
 //! where a `memmap=$` range is still `System RAM`), [`check`] compares them and says, in
-//! words, what is wrong.
+//! words, what is wrong. The devices' half is [`pci`]'s; what a finding is, [`finding`]'s.
 
-use std::path::PathBuf;
+mod finding;
+mod pci;
 
-use serde::Serialize;
+pub use finding::{Finding, Level, RegionView};
+pub use pci::{pci_devices, Attachment, Attachments};
 
 use crate::{
-    attach::{self, DmaDevice},
+    firmware_map::FirmwareMap,
     iomem::Iomem,
-    iommu::{Domain, PciIommu},
+    iommu::PciIommu,
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
-    plan::FirmwareMap,
 };
-
-/// A region as its driver describes it (`CARVEOUT_GET_INFO`).
-#[derive(Debug, Clone, Serialize)]
-pub struct RegionView {
-    pub path: PathBuf,
-    pub name: String,
-    pub span: Span,
-    /// Pages mode: the region has `struct page`s (`CARVEOUT_MR_PAGES`).
-    pub pages: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Ok,
-    Note,
-    /// Consistent, but something will not work as one may expect (a device whose IOMMU faults
-    /// physical addresses).
-    Warning,
-    Problem,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub level: Level,
-    pub message: String,
-}
 
 /// The RAM the kernel's memory map of a pages-mode region of `size` bytes takes: a 64-byte
 /// `struct page` per 4 KiB page.
@@ -68,195 +42,6 @@ pub struct Input {
     pub pci: Vec<Result<PciIommu, String>>,
     /// The devices the regions are attached to.
     pub attachments: Attachments,
-}
-
-/// The PCI devices the regions are attached to (`CARVEOUT_ATTACH`), as each region's sysfs
-/// `dma_devices` lists them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Attachments {
-    pub devices: Vec<Attachment>,
-    /// Regions whose list could not be read, in words.
-    pub errors: Vec<String>,
-}
-
-/// One region attached to one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Attachment {
-    /// The region's node.
-    pub region: PathBuf,
-    #[serde(flatten)]
-    pub device: DmaDevice,
-}
-
-impl Attachments {
-    /// Reads `dma_devices` of every region.
-    pub fn read(regions: &[RegionView]) -> Self {
-        let mut out = Self::default();
-        for r in regions {
-            match attach::dma_devices(&r.path) {
-                Ok(devices) => out
-                    .devices
-                    .extend(devices.into_iter().map(|device| Attachment {
-                        region: r.path.clone(),
-                        device,
-                    })),
-                Err(err) => out.errors.push(err.to_string()),
-            }
-        }
-        out
-    }
-
-    fn of<'a>(&'a self, bdf: &'a str) -> impl Iterator<Item = &'a Attachment> + 'a {
-        self.devices.iter().filter(move |a| a.device.device == bdf)
-    }
-}
-
-/// The PCI devices to examine: those named, then those attached to a region (once each; a
-/// device removed while attached is not looked for).
-pub fn pci_devices(named: &[String], attached: &Attachments) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let present = attached.devices.iter().filter(|a| !a.device.removed);
-    for bdf in named.iter().chain(present.map(|a| &a.device.device)) {
-        if !out.contains(bdf) {
-            out.push(bdf.clone());
-        }
-    }
-    out
-}
-
-/// What the IOMMU means for each PCI device examined: a physical address reaches the region or
-/// faults; and which regions are attached to it, at which bus address.
-fn pci_findings(
-    pci: &[Result<PciIommu, String>],
-    attached: &Attachments,
-    regions: &[RegionView],
-) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for why in &attached.errors {
-        out.push(Finding {
-            level: Level::Problem,
-            message: format!("cannot tell which devices are attached: {why}"),
-        });
-    }
-    for a in attached.devices.iter().filter(|a| a.device.revoked) {
-        out.push(Finding {
-            level: Level::Warning,
-            message: format!(
-                "{}: {} is no longer mapped for it: a driver that may hand its DMA to userspace \
-                 bound to its IOMMU group; `carveoutctl detach {} {}` drops the entry",
-                a.device.device,
-                a.region.display(),
-                a.device.device,
-                a.region.display()
-            ),
-        });
-    }
-    for a in attached
-        .devices
-        .iter()
-        .filter(|a| a.device.removed && !a.device.revoked)
-    {
-        out.push(Finding {
-            level: Level::Warning,
-            message: format!(
-                "{}: removed while {} was attached to it: the mapping is gone; `carveoutctl \
-                 detach {} {}` drops the entry",
-                a.device.device,
-                a.region.display(),
-                a.device.device,
-                a.region.display()
-            ),
-        });
-    }
-    for dev in pci {
-        let dev = match dev {
-            Ok(dev) => dev,
-            Err(why) => {
-                out.push(Finding {
-                    level: Level::Problem,
-                    message: why.clone(),
-                });
-                continue;
-            }
-        };
-        let (bdf, group) = (&dev.bdf, dev.group.unwrap_or_default());
-        let attachments: Vec<&Attachment> = attached.of(bdf).collect();
-        let (level, message) = match &dev.domain {
-            Domain::NoIommu => (
-                Level::Ok,
-                format!(
-                    "{bdf}: no IOMMU group, no IOMMU translates its DMA: it reaches a region at \
-                     the region's physical address"
-                ),
-            ),
-            Domain::Identity => (
-                Level::Ok,
-                format!(
-                    "{bdf}: IOMMU group {group} has an identity (passthrough) domain: its DMA \
-                     reaches a region at the region's physical address"
-                ),
-            ),
-            Domain::Blocked => (
-                Level::Warning,
-                format!("{bdf}: IOMMU group {group} blocks all DMA: the device reaches no memory"),
-            ),
-            Domain::Translated(kind) if !attachments.is_empty() => (
-                Level::Ok,
-                format!(
-                    "{bdf}: IOMMU group {group} translates its DMA (domain type {kind}): it \
-                     reaches an attached region at the bus address carveout reports, not at the \
-                     physical address"
-                ),
-            ),
-            Domain::Translated(kind) => (
-                Level::Warning,
-                format!(
-                    "{bdf}: IOMMU group {group} translates its DMA (domain type {kind}): a \
-                     physical address handed to it faults in the IOMMU and nothing reaches the \
-                     region. Map the region for it (`carveoutctl attach {bdf}`, then hand it \
-                     the bus address reported; or a userspace driver: VFIO_IOMMU_MAP_DMA of \
-                     the region's mmap, then hand the device that iova), or give the group an \
-                     identity domain (unbind the device, then echo identity > \
-                     /sys/kernel/iommu_groups/{group}/type), or boot with iommu=pt"
-                ),
-            ),
-        };
-        out.push(Finding { level, message });
-        for a in attachments.iter().filter(|a| !a.device.removed) {
-            let bus = a.device.bus_addr.unwrap_or_default();
-            let how = if a.device.translated {
-                "an IOVA its IOMMU translates"
-            } else {
-                "the physical address"
-            };
-            out.push(Finding {
-                level: Level::Ok,
-                message: format!(
-                    "{bdf}: {} is attached to it: the device must use bus address {bus:#x} \
-                     ({how}) for the region's base",
-                    a.region.display()
-                ),
-            });
-        }
-        if matches!(dev.domain, Domain::Translated(_)) && !attachments.is_empty() {
-            for r in regions
-                .iter()
-                .filter(|r| !attachments.iter().any(|a| a.region == r.path))
-            {
-                out.push(Finding {
-                    level: Level::Warning,
-                    message: format!(
-                        "{bdf}: {} is not attached to it: its physical address {} faults in \
-                         the IOMMU (`carveoutctl attach {bdf} {}`)",
-                        r.path.display(),
-                        format_addr(r.span.base),
-                        r.path.display()
-                    ),
-                });
-            }
-        }
-    }
-    out
 }
 
 fn is_claim(name: &str) -> bool {
@@ -451,7 +236,11 @@ pub fn check(input: &Input) -> Vec<Finding> {
             }
         }
     }
-    out.extend(pci_findings(&input.pci, &input.attachments, &input.regions));
+    out.extend(pci::findings(
+        &input.pci,
+        &input.attachments,
+        &input.regions,
+    ));
     out
 }
 
@@ -518,6 +307,7 @@ pub fn consistent(findings: &[Finding]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{attach::DmaDevice, iommu::Domain};
 
     const CMDLINE: &str = "console=ttyS0 memmap=64M$0x8000000 memmap=16M!0x10000000 quiet";
     const IOMEM_FREE: &str = "\

@@ -12,9 +12,9 @@ use std::{
 use rustix::io::Errno;
 
 use crate::{
+    attr::Attr,
     error::{Error, Result},
     memmap::Span,
-    region::Attr,
 };
 
 /// Where carveout's configfs directory lives.

@@ -38,7 +38,8 @@ use std::{
 use crate::{
     abi,
     error::{Error, Result},
-    region::{Access, Mapping, Region},
+    mapping::Mapping,
+    region::{Access, Region},
 };
 
 /// The alignment of a [`DirectBuffer`]'s start and length.

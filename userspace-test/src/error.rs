@@ -4,7 +4,7 @@ use std::{fmt, io, path::PathBuf};
 
 use rustix::io::Errno;
 
-use crate::region::{Access, Attr};
+use crate::{attr::Attr, region::Access};
 
 /// The operation a region refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

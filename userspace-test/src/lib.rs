@@ -10,9 +10,9 @@
 //! each entry selects.
 //!
 //! Around that, the pieces of `carveoutctl`: [`memmap`] (the kernel command line's `memmap=`),
-//! [`iomem`] (`/proc/iomem`), [`plan`] (where to put a new reservation), [`check`] (whether
-//! command line, `/proc/iomem` and the regions agree) and [`configfs`] (regions made at run
-//! time). [`transfer`] copies between a region and a file through the region's own file
+//! [`iomem`] (`/proc/iomem`), [`firmware_map`] (the firmware's memory map), [`plan`] (where
+//! to put a new reservation), [`check`] (whether command line, `/proc/iomem` and the regions
+//! agree) and [`configfs`] (regions made at run time). [`transfer`] copies between a region and a file through the region's own file
 //! interface (`read`/`write` of the node): `carveoutctl save` and `restore`;
 //! [`DirectBuffer`] is a mapping of a region with pages (pages mode) as the buffer of
 //! `O_DIRECT`, io_uring and `vmsplice` transfers, which the kernel can pin (zero copy).
@@ -21,6 +21,7 @@
 
 pub mod abi;
 pub mod attach;
+mod attr;
 pub mod check;
 pub mod configfs;
 pub mod devmem;
@@ -28,9 +29,12 @@ mod direct;
 pub mod edu;
 mod error;
 pub mod failure;
+pub mod firmware_map;
 pub mod iomem;
 pub mod iommu;
+mod mapping;
 pub mod memmap;
+mod nodes;
 pub mod pattern;
 pub mod plan;
 pub mod ptdump;
@@ -38,13 +42,14 @@ mod region;
 pub mod transfer;
 pub mod vfio;
 
+pub use attr::{flag_names, Attr};
 pub use direct::{open_direct, DirectBuffer, DIRECT_ALIGN};
 pub use error::{errno_name, Error, Op, Result};
 pub use failure::Failure;
+pub use mapping::{Mapping, Placement};
+pub use nodes::{discover, discover_in, resolve};
 pub use pattern::Mismatch;
-pub use region::{
-    discover, discover_in, flag_names, resolve, Access, Attr, Mapping, Placement, Region,
-};
+pub use region::{Access, Region};
 
 /// Parses a number as the tools take seeds and addresses: decimal, or hex with `0x`. The
 /// error says what was wrong, for clap's `value_parser`.

@@ -22,7 +22,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::region::Attr;
+use crate::attr::Attr;
 
 /// Where a process reads its own page tables (user and kernel halves; `current_user`, the
 /// user half alone, exists only with page-table isolation).

@@ -3,8 +3,8 @@
 use std::{fs, path::Path};
 
 use carveout::{
+    firmware_map::FirmwareMap,
     memmap::{self, Memmap},
-    plan::FirmwareMap,
     Failure,
 };
 

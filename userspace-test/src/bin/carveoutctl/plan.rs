@@ -3,9 +3,9 @@
 use std::{fs, path::Path, process::ExitCode};
 
 use carveout::{
+    firmware_map::FirmwareMap,
     memmap::{self, format_addr, format_size, Kind, Span},
-    plan::{self, FirmwareMap},
-    Failure,
+    plan, Failure,
 };
 use rustix::io::Errno;
 use serde_json::json;
