@@ -43,8 +43,11 @@
  * (ZONE_DEVICE), so a mapping of it can be pinned by the kernel: O_DIRECT to and from it,
  * io_uring's registered buffers, vmsplice, iommufd. Write-back only: SET_ATTR to any other
  * type fails EOPNOTSUPP. Base and size are 2 MiB aligned. The memory map costs 64 bytes of
- * RAM a 4 KiB page. While a page is mapped or pinned, configfs enable=0 fails EBUSY; module
- * unload (rmmod) waits until the last pin is dropped, saying so in one dmesg line.
+ * RAM a 4 KiB page. Mappings use 4 KiB entries. A pin may outlive its mapping and the file
+ * (io_uring's registered buffers, an O_DIRECT in flight): while a page is mapped or pinned,
+ * configfs enable=0 fails EBUSY, and rmdir of an enabled pages-mode directory fails EBUSY
+ * until enable=0; module unload (rmmod) waits until the last pin is dropped, saying so in one
+ * dmesg line. The memory is never freed, zeroed or touched under a pin.
  */
 #define CARVEOUT_MR_PAGES    (1u << 8)
 #define CARVEOUT_MR_ACTIVE  (1u << 27) /* claimed and usable */
@@ -77,7 +80,8 @@ struct carveout_info {
  *   EBUSY       the region is mapped (changing the memory type under a mapping would
  *               alias two memory types for the same page), or a read or write of the
  *               node is under way
- *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded)
+ *   EOPNOTSUPP  the CPU cannot give that attribute (never silently downgraded), or a
+ *               pages-mode region (CARVEOUT_MR_PAGES) asked for anything but WB
  *   EBADF       the device is open read-only
  */
 struct carveout_range_desc {

@@ -2,7 +2,8 @@
 
 //! The device nodes of bound regions: a `carveout` device class with one character device per
 //! region, and the region's read-only sysfs attributes in `/sys/class/carveout/<name>/`:
-//! `phys_addr`, `size`, `attr`, `map_count`, `mode`, `gid`, `unlisted`, `dma_devices`.
+//! `phys_addr`, `size`, `attr`, `map_count`, `mode`, `gid`, `unlisted`, `dma_devices`, `pages`,
+//! `pages_in_use`.
 //!
 //! devtmpfs creates each node (`/dev/carveout0`, `/dev/carveout/<name>`) with the region's mode
 //! and group, which the node's device type hands it (`devnode`). A misc device can give neither
@@ -314,6 +315,22 @@ impl ShowAttribute<NodeData> for Unlisted {
     }
 }
 
+/// 1 for a region with struct pages (pages mode).
+struct Pages;
+impl ShowAttribute<NodeData> for Pages {
+    fn show(node: &NodeData, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{}", u8::from(node.region.pages()))
+    }
+}
+
+/// How many of a pages-mode region's pages are mapped or pinned now (0 without pages).
+struct PagesInUse;
+impl ShowAttribute<NodeData> for PagesInUse {
+    fn show(node: &NodeData, out: &mut Formatter<'_>) -> core::fmt::Result {
+        writeln!(out, "{}", node.region.pages_held())
+    }
+}
+
 static PHYS_ADDR: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<PhysAddr>(c"phys_addr");
 static SIZE: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Size>(c"size");
 static ATTR: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Attr>(c"attr");
@@ -323,8 +340,11 @@ static GID: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Gid>(c"gid"
 static UNLISTED: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Unlisted>(c"unlisted");
 static DMA_DEVICES: DeviceAttribute<NodeData> =
     DeviceAttribute::read_only::<DmaDevices>(c"dma_devices");
+static PAGES: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Pages>(c"pages");
+static PAGES_IN_USE: DeviceAttribute<NodeData> =
+    DeviceAttribute::read_only::<PagesInUse>(c"pages_in_use");
 
-static ATTRS: AttributeList<NodeData, 8> = AttributeList::new([
+static ATTRS: AttributeList<NodeData, 10> = AttributeList::new([
     &PHYS_ADDR,
     &SIZE,
     &ATTR,
@@ -333,6 +353,8 @@ static ATTRS: AttributeList<NodeData, 8> = AttributeList::new([
     &GID,
     &UNLISTED,
     &DMA_DEVICES,
+    &PAGES,
+    &PAGES_IN_USE,
 ]);
 static GROUP: AttributeGroup<NodeData> = AttributeGroup::new(&ATTRS);
 static GROUPS: AttributeGroups<NodeData> = AttributeGroups::new(&GROUP);

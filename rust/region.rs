@@ -36,6 +36,7 @@ use crate::{
             ClaimWindow,
             PhysWindow, //
         },
+        ratelimit,
     },
     range::PhysRange,
 };
@@ -202,11 +203,13 @@ impl Region {
     /// write-back), with a line saying so.
     pub(crate) fn set_attr(&self, attr: CacheAttr) -> Result {
         if self.pages() && attr != CacheAttr::WriteBack {
-            pr_err!(
-                "{}: refusing attribute {}: a region with struct pages (pages=1) is write-back only\n",
-                self.display_name(),
-                attr.name()
-            );
+            if ratelimit::refusal_may_print() {
+                pr_err!(
+                    "{}: refusing attribute {}: a region with struct pages (pages=1) is write-back only\n",
+                    self.display_name(),
+                    attr.name()
+                );
+            }
             return Err(EOPNOTSUPP);
         }
         if unsupported(attr, self.reserved_ram).is_some() {

@@ -23,14 +23,21 @@ pages_flags_ok() {
     aflags=$(echo "$attr" | sed -n 's/.* flags=\(0x[0-9a-f]*\) .*/\1/p')
     [ $((${aflags:-0} & MR_PAGES)) != 0 ] || { say "GET_ATTR flags lack CARVEOUT_MR_PAGES"; return 1; }
     case $attr in *" attr=wb "*) ;; *) say "not write-back"; return 1 ;; esac
+    [ "$(cat /sys/class/carveout/carveout0/pages)" = 1 ] || { say "sysfs pages is not 1"; return 1; }
 }
 
 # pinnable: the region's mapping is of pages, seen from outside the driver: vmsplice takes
-# references to them (from a PFN mapping it fails EFAULT). Leaves nothing running.
+# references to 16 of them (from a PFN mapping it fails EFAULT), which sysfs pages_in_use
+# counts while the pipe holds them, mapping and file gone. Leaves nothing running.
 pinnable() {
-    carveout-test pin-hold --len 0x10000 --seconds 0 >/tmp/pin.out 2>&1 ||
-        { say "vmsplice from a mapping failed: $(cat /tmp/pin.out)"; return 1; }
-    say "$(cat /tmp/pin.out)"
+    start_holder carveout-test pin-hold --len 0x10000 --seconds 1800 ||
+        { say "vmsplice from a mapping failed"; return 1; }
+    say "$(cat /tmp/hold.out)"
+    held=$(cat /sys/class/carveout/carveout0/pages_in_use)
+    release_mapping
+    after=$(cat /sys/class/carveout/carveout0/pages_in_use)
+    say "pages_in_use: $held while the pipe holds them, $after after"
+    [ "$held" = 16 ] && [ "$after" = 0 ]
 }
 
 case_pages_mode_refuses_non_wb() {
@@ -92,13 +99,30 @@ case_pages_mode_refuses_non_wb() {
 
 case_pages_mode_contents_survive_reload() {
     unload_quietly
+    dmesg_mark
     load_pages || return 1
+    # The memory map's cost, 64 bytes a 4 KiB page, said at load.
+    dmesg_since_mark | grep -q "pages mode: struct pages for the range, their memory map takes $((SIZE * 64 / 4096 / 1024)) KiB of RAM" ||
+        { say "no dmesg line with the memory map's cost"; dmesg_since_mark | sed 's/^/# dmesg: /'; return 1; }
     pages_flags_ok || return 1
     pinnable || return 1
     # Reading and writing the node copies as for any region.
     carveout-test file write --seed 0x9a6e0001 || { say "file write of a pages-mode region"; return 1; }
     carveout-test file read --seed 0x9a6e0002 || { say "file read of a pages-mode region"; return 1; }
     carveout-test fill --seed "$PAGES_SEED" || return 1
+    # The fuzzer's workers (fork, mremap, partial munmap, mprotect, file I/O, refused SET_ATTRs)
+    # keep the pattern and leave no page held.
+    pids=""
+    for id in 200 201; do
+        carveout-fuzz --worker "$id" --seed 0x9a6e --pattern-seed "$PAGES_SEED" --ops 40000 \
+            --procs 2 --reload-ppm 0 --fork-ppm 250000 --base "$(hex "$BASE")" --size "$(hex "$SIZE")" &
+        pids="$pids $!"
+    done
+    for pid in $pids; do
+        wait "$pid" || { say "fuzzer worker $pid found something or failed"; return 1; }
+    done
+    held=$(cat /sys/class/carveout/carveout0/pages_in_use)
+    [ "$held" = 0 ] || { say "$held pages still held after the fuzzer's workers"; return 1; }
     carveout-test verify --seed "$PAGES_SEED" || return 1
     rmmod carveout || return 1
     if [ -e "$DEV" ] || iomem_has_name carveout || module_loaded; then

@@ -7,6 +7,8 @@ run_bench() {
     say "transparent huge pages: $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
     carveout-bench all --module "$MOD" --base "$(hex "$BASE")" --size "$(hex "$SIZE")" \
         --runs "$runs" --gib-base "${cvt_gib_base:-0}" || echo "@@bench-failed"
+    carveout-bench zerocopy --module "$MOD" --base "$(hex "$BASE")" --pmem /dev/pmem0 \
+        --runs "$runs" || echo "@@bench-failed"
     echo "@@bench-done"
     qemu_exit
 }

@@ -42,12 +42,14 @@ use crate::kernel_ext::iomem::{
     RamOverlap, //
 };
 
-// Defined in `pages_helpers.c`.
+// Defined in `pages_helpers.c`. `pgmap` is a `struct dev_pagemap *`, whose fields include one
+// that bindgen gives no members on a kernel without lockdep.
 extern "C" {
     fn carveout_pgmap_check(start: u64, size: u64) -> c_int;
-    fn carveout_pgmap_add(pgmap: *mut bindings::dev_pagemap, start: u64, size: u64) -> c_int;
-    fn carveout_pgmap_remove(pgmap: *mut bindings::dev_pagemap);
+    fn carveout_pgmap_add(pgmap: *mut c_void, start: u64, size: u64) -> c_int;
+    fn carveout_pgmap_remove(pgmap: *mut c_void);
     fn carveout_pages_busy(pfn: usize, nr: usize) -> usize;
+    fn carveout_struct_page_size() -> usize;
 }
 
 /// The alignment of a page map's range: the memory map's sub-section (2 MiB on x86).
@@ -155,7 +157,7 @@ impl<C: Claimed> DevPagemap<C> {
         // range is the claim's, held by us until then: device memory (not System RAM, checked
         // above), aligned to sub-sections and within hotplug's reach, with no page map yet, so
         // `memremap_pages` neither warns nor touches memory anyone else owns.
-        let ret = unsafe { carveout_pgmap_add(pgmap.get(), range.base(), range.size()) };
+        let ret = unsafe { carveout_pgmap_add(pgmap.get().cast(), range.base(), range.size()) };
         if ret != 0 {
             return Err(PagemapError::Failed(Error::from_errno(ret)));
         }
@@ -177,6 +179,13 @@ impl<C: Claimed> DevPagemap<C> {
     /// as long as `self` lives; `None` past the end of the claim.
     pub(crate) fn frame(&self, index: usize) -> Option<usize> {
         (index < self.pages).then(|| self.first_pfn + index)
+    }
+
+    /// The RAM the memory map of the pages takes (a `struct page` each).
+    pub(crate) fn memmap_bytes(&self) -> usize {
+        // SAFETY: Returns a constant.
+        self.pages
+            .saturating_mul(unsafe { carveout_struct_page_size() })
     }
 
     /// How many pages someone maps, pins or otherwise holds now (their count is not the idle
@@ -216,6 +225,6 @@ impl<C: Claimed> Drop for DevPagemap<C> {
         }
         // SAFETY: The page map was set up by `memremap_pages` (type invariant) and is undone
         // once, here, with no page of it in use.
-        unsafe { carveout_pgmap_remove(self.pgmap.get()) };
+        unsafe { carveout_pgmap_remove(self.pgmap.get().cast()) };
     }
 }

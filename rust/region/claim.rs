@@ -194,18 +194,21 @@ impl Region {
         };
         dev_info!(
             dev,
-            "claimed {:#x}-{:#x} ({} KiB, {}{}) as {}\n",
+            "claimed {:#x}-{:#x} ({} KiB, {}) as {}\n",
             range.base(),
             range.last(),
             range.size() / 1024,
             attr.name(),
-            if claim.pagemap().is_some() {
-                ", with struct pages"
-            } else {
-                ""
-            },
             name.to_str().unwrap_or("?")
         );
+        if let Some(pagemap) = claim.pagemap() {
+            dev_info!(
+                dev,
+                "{}: pages mode: struct pages for the range, their memory map takes {} KiB of RAM\n",
+                name.to_str().unwrap_or("?"),
+                pagemap.memmap_bytes() / 1024
+            );
+        }
         let attachments_name = CString::try_from(&*name)?;
         Arc::pin_init(
             try_pin_init!(Self {

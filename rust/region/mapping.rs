@@ -63,8 +63,9 @@ impl Region {
     ///
     /// `EINVAL` for a private mapping or an offset that overflows; `ENXIO` for a window that
     /// does not lie inside the region (both refused by `pfn_vma` and `page_vma` themselves);
-    /// `EACCES` for a writable mapping of a write-protected region; `EBUSY` when the kernel would give the mapping another memory type than the
-    /// region's (another mapping of the range recorded one first), with a line saying which.
+    /// `EACCES` for a writable mapping of a write-protected region; `EBUSY` when the kernel
+    /// would give the mapping another memory type than the region's (another mapping of the
+    /// range recorded one first), with a line saying which.
     pub(crate) fn map(self: &Arc<Self>, vma: &VmaNew) -> Result {
         if self.pages() {
             // Pages mode: the attribute is write-back for good (`set_attr`), and the pages are

@@ -128,5 +128,9 @@ mod tests {
             flag_names(abi::MR_UNCACHEABLE | abi::MR_UNLISTED | abi::MR_ACTIVE),
             ["uc", "unlisted", "active"]
         );
+        assert_eq!(
+            flag_names(abi::MR_WRITEBACK | abi::MR_PAGES | abi::MR_ACTIVE),
+            ["wb", "pages", "active"]
+        );
     }
 }

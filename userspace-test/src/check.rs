@@ -20,6 +20,12 @@ use crate::{
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
 };
 
+/// The RAM the kernel's memory map of a pages-mode region of `size` bytes takes: a 64-byte
+/// `struct page` per 4 KiB page.
+pub fn memmap_cost(size: u64) -> u64 {
+    size.div_ceil(4096) * 64
+}
+
 /// What [`check`] compares.
 #[derive(Debug, Clone)]
 pub struct Input {
@@ -168,6 +174,18 @@ pub fn check(input: &Input) -> Vec<Finding> {
 
     firmware_findings(input, &reserved, &mut say);
 
+    for r in input.regions.iter().filter(|r| r.pages) {
+        say(
+            Level::Note,
+            format!(
+                "{} ({}) has pages: O_DIRECT, io_uring and vmsplice can use its mappings; \
+                 write-back only; its memory map takes {} of RAM",
+                r.path.display(),
+                r.span.display(),
+                format_size(memmap_cost(r.span.size))
+            ),
+        );
+    }
     for r in &input.regions {
         let covered = reserved
             .iter()
@@ -313,6 +331,7 @@ mod tests {
             path: "/dev/carveout0".into(),
             name: "carveout0".into(),
             span: Span::new(base, size).unwrap(),
+            pages: false,
         }
     }
 
@@ -425,6 +444,30 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
             .iter()
             .any(|f| f.message.contains("reserved by no memmap=SIZE$BASE")
                 && f.message.contains("memmap=64M$0x8000000")));
+    }
+
+    #[test]
+    fn a_region_with_pages_is_noted_with_its_memory_map() {
+        assert_eq!(memmap_cost(1 << 30), 16 << 20);
+        assert_eq!(memmap_cost(4097), 128);
+        let mut with_pages = region(0x800_0000, 64 << 20);
+        with_pages.pages = true;
+        let f = check(&input("quiet", IOMEM_HELD, vec![with_pages]));
+        assert!(consistent(&f), "{f:#?}");
+        let notes: Vec<_> = f
+            .iter()
+            .filter(|f| f.message.contains("has pages"))
+            .collect();
+        assert_eq!(notes.len(), 1, "{f:#?}");
+        assert_eq!(notes[0].level, Level::Note);
+        assert!(notes[0].message.contains("takes 1M of RAM"), "{notes:#?}");
+        assert!(!notes[0].message.contains("  "), "{notes:#?}");
+        let without = check(&input(
+            "quiet",
+            IOMEM_HELD,
+            vec![region(0x800_0000, 64 << 20)],
+        ));
+        assert!(!without.iter().any(|f| f.message.contains("has pages")));
     }
 
     #[test]

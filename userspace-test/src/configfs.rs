@@ -27,6 +27,8 @@ pub struct Options {
     /// Node permissions, e.g. `0o660`.
     pub mode: Option<u32>,
     pub gid: Option<u32>,
+    /// Pages mode (the attribute `pages`): the region gets `struct page`s.
+    pub pages: bool,
 }
 
 /// What [`create`] did.
@@ -118,6 +120,18 @@ pub fn create(root: &Path, name: &str, span: &Span, opts: &Options) -> Result<Cr
         }
         if let Some(gid) = opts.gid {
             write_attr(&dir, "gid", &gid.to_string())?;
+        }
+        if opts.pages {
+            if !dir.join("pages").exists() {
+                return Err(Error::Unavailable {
+                    why: format!(
+                        "{} has no attribute pages: this carveout.ko has no pages mode (update \
+                         the module)",
+                        dir.display()
+                    ),
+                });
+            }
+            write_attr(&dir, "pages", "1")?;
         }
         write_attr(&dir, "enable", "1")
     })();

@@ -14,6 +14,8 @@
 //! to put a new reservation), [`check`] (whether command line, `/proc/iomem` and the regions
 //! agree) and [`configfs`] (regions made at run time). [`transfer`] copies between a region and a file through the region's own file
 //! interface (`read`/`write` of the node): `carveoutctl save` and `restore`;
+//! [`DirectBuffer`] is a mapping of a region with pages (pages mode) as the buffer of
+//! `O_DIRECT`, io_uring and `vmsplice` transfers, which the kernel can pin (zero copy).
 //! [`Failure`] is how the tools report what they could not do (an errno, a reason, an
 //! exit status; one JSON object under `--json`).
 
@@ -23,6 +25,7 @@ mod attr;
 pub mod check;
 pub mod configfs;
 pub mod devmem;
+mod direct;
 pub mod edu;
 mod error;
 pub mod failure;
@@ -40,6 +43,7 @@ pub mod transfer;
 pub mod vfio;
 
 pub use attr::{flag_names, Attr};
+pub use direct::{open_direct, DirectBuffer, DIRECT_ALIGN};
 pub use error::{errno_name, Error, Op, Result};
 pub use failure::Failure;
 pub use mapping::{Mapping, Placement};

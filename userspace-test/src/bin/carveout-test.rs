@@ -6,6 +6,8 @@ use std::{io, process::ExitCode};
 
 #[path = "carveout-test/files.rs"]
 mod files;
+#[path = "carveout-test/zerocopy.rs"]
+mod zerocopy;
 
 use carveout::parse_u64;
 use carveout::{
@@ -183,6 +185,13 @@ enum Command {
         #[command(subcommand)]
         check: files::FileCheck,
     },
+    /// Zero copy with a mapping of a pages-mode region as the buffer (issue 22): O_DIRECT,
+    /// io_uring's registered buffers, vmsplice, against a block device; checked through
+    /// /dev/mem.
+    Zerocopy {
+        #[command(subcommand)]
+        check: zerocopy::ZeroCopyCheck,
+    },
     /// Send CARVEOUT_SYNC as given, with any direction and __pad0 (bad input included), and
     /// print "ok" or the errno's name (exit 0 either way; 2 if the ioctl cannot be sent).
     SyncRaw {
@@ -287,6 +296,9 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
     }
     if let Command::File { check } = &cli.command {
         return files::run(&cli.dev, check);
+    }
+    if let Command::Zerocopy { check } = &cli.command {
+        return zerocopy::run(&cli.dev, check);
     }
     let region = Region::open(&cli.dev)?;
     let info = region.info()?;
@@ -496,6 +508,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         | Command::DevmemHold { .. }
         | Command::Hog { .. }
         | Command::File { .. }
+        | Command::Zerocopy { .. }
         | Command::JsonCheck { .. } => {
             unreachable!("handled above")
         }

@@ -12,6 +12,8 @@ pub struct RegionView {
     pub path: PathBuf,
     pub name: String,
     pub span: Span,
+    /// Pages mode: the region has `struct page`s (`CARVEOUT_MR_PAGES`).
+    pub pages: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -24,6 +24,19 @@ pub fn insmod(module: &str, base: u64, size: u64) -> Result<(), String> {
     )
 }
 
+/// `insmod` of a region with (`pages=1`) or without `struct page`s (pages mode, issue 22).
+pub fn insmod_pages(module: &str, base: u64, size: u64, pages: bool) -> Result<(), String> {
+    run(
+        "insmod",
+        &[
+            module.to_string(),
+            format!("base={base:#x}"),
+            format!("size={size:#x}"),
+            format!("pages={}", u8::from(pages)),
+        ],
+    )
+}
+
 pub fn rmmod() -> Result<(), String> {
     run("rmmod", &["carveout".to_string()])
 }

@@ -9,7 +9,8 @@
 //! A module a command: [`all`] (with [`map_costs`], [`bandwidth`] and [`file_io`], the
 //! measurements it runs), [`iommu`], [`huge`] (`huge-used`, `huge-matches`, `hold`); what they
 //! share: [`maps`] (the mappings measured), [`bench`] (a run: [`clock`] and [`report`]) and
-//! [`load`] (`insmod`, `rmmod`).
+//! [`load`] (`insmod`, `rmmod`). [`zerocopy`]: `O_DIRECT` from a pages-mode mapping, and what
+//! pages mode costs at load (issue 22).
 
 mod all;
 mod bandwidth;
@@ -23,6 +24,7 @@ mod load;
 mod map_costs;
 mod maps;
 mod report;
+mod zerocopy;
 
 use std::process::ExitCode;
 
@@ -95,6 +97,20 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Zero copy (issue 22): 256 MiB from a pages-mode mapping to the block device PMEM with
+    /// O_DIRECT against buffered writes and fsync, and the load time and memory map of a
+    /// 1 GiB region with pages over one without. Needs the module unloaded and 1 GiB at BASE.
+    Zerocopy {
+        #[arg(long)]
+        module: String,
+        #[arg(long, value_parser = parse_u64)]
+        base: u64,
+        /// The block device to write to (the guest's pmem).
+        #[arg(long, default_value = "/dev/pmem0")]
+        pmem: std::path::PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Maps the whole region 2 MiB aligned, touches it, says "holding", and keeps it.
     Hold {
         #[arg(long, default_value_t = 120)]
@@ -123,6 +139,12 @@ fn main() -> ExitCode {
             runs,
         } => iommu::bench_iommu_attach(&cli.dev, &module, (base, size), &device, reach_bits, runs)
             .map(|()| true),
+        Cmd::Zerocopy {
+            module,
+            base,
+            pmem,
+            runs,
+        } => zerocopy::bench_zerocopy(&cli.dev, &module, base, &pmem, runs).map(|()| true),
         Cmd::HugeUsed => huge::huge_check(&cli.dev, true),
         Cmd::HugeMatches => huge::huge_check(&cli.dev, false),
         Cmd::Hold { seconds, read_only } => huge::hold(&cli.dev, seconds, read_only).map(|()| true),

@@ -31,6 +31,11 @@ pub struct Cli {
     /// 100 operations).
     #[arg(long, default_value_t = 4_000)]
     pub fork_ppm: u64,
+    /// The region has pages (loaded with pages=1; issue 22): every insmod passes pages=1,
+    /// SET_ATTR to a type other than WB must be refused, and a pin of a mapping (vmsplice)
+    /// must see the pattern. Without it, such a pin must fail EFAULT.
+    #[arg(long)]
+    pub pages: bool,
     /// Run as worker N (internal).
     #[arg(long, hide = true)]
     pub worker: Option<u64>,

@@ -28,6 +28,10 @@
 //! `pattern::word(seed, i)`; the interleaving of workers is up to the scheduler.
 //! Exit status: 0 clean, 1 findings, 2 error.
 //!
+//! With `--pages` the region has pages (issue 22): the module is loaded with `pages=1`, a
+//! SET_ATTR to another type than WB must be refused, and pins of a mapping (`vmsplice`) must
+//! see the pattern; without, such a pin must fail `EFAULT`.
+//!
 //! [`cli`] is the command line; [`worker`] a worker process and its operations; here the run:
 //! rounds of workers, with the module unloaded and loaded between them.
 
@@ -59,6 +63,14 @@ fn run(cli: &Cli) -> io::Result<bool> {
     let region = carveout::Region::open(&cli.dev)?;
     let info = region.info()?;
     drop(region);
+    if cli.pages != (info.flags & carveout::abi::MR_PAGES != 0) {
+        return Err(io::Error::other(format!(
+            "--pages {} but the region's flags {:#x} say it has {}pages",
+            if cli.pages { "given" } else { "not given" },
+            info.flags,
+            if cli.pages { "no " } else { "" }
+        )));
+    }
     println!(
         "# carveout-fuzz: seed {seed:#x}, {} operations, {} processes, region {:#x}+{:#x}",
         cli.ops, cli.procs, info.base, info.size
@@ -80,6 +92,7 @@ fn run(cli: &Cli) -> io::Result<bool> {
                 .arg(format!("--procs={}", cli.procs))
                 .arg(format!("--reload-ppm={}", cli.reload_ppm))
                 .arg(format!("--fork-ppm={}", cli.fork_ppm))
+                .args(cli.pages.then_some("--pages"))
                 .arg(format!("--worker={id}"))
                 .arg(format!("--base={:#x}", info.base))
                 .arg(format!("--size={:#x}", info.size))
@@ -111,6 +124,7 @@ fn run(cli: &Cli) -> io::Result<bool> {
             .arg(&cli.module)
             .arg(format!("base={:#x}", info.base))
             .arg(format!("size={:#x}", info.size))
+            .args(cli.pages.then_some("pages=1"))
             .output()?;
         if !out.status.success() {
             println!(

@@ -1,11 +1,12 @@
 //! A worker: one process running its share of the operations against the device, with
 //! the model of what each must do. The operations are methods of [`Worker`], one module a
-//! family of them ([`ioctls`], [`mappings`], [`file_io`]); here are the worker's state, its
+//! family of them ([`ioctls`], [`mappings`], [`file_io`], [`pins`]); here are the worker's state, its
 //! loop, its files, hostile pointers, forks and module reloads.
 
 mod file_io;
 mod ioctls;
 mod mappings;
+mod pins;
 
 use std::{ffi::c_void, io, os::fd::OwnedFd, process::Command, time::Instant};
 
@@ -73,6 +74,8 @@ struct Worker {
     pattern_seed: u64,
     reload_ppm: u64,
     fork_ppm: u64,
+    /// The region has pages (`--pages`).
+    pages: bool,
     files: Vec<File>,
     maps: Vec<Map>,
     /// Two pages: the first readable and writable, the second PROT_NONE (short buffers).
@@ -91,6 +94,9 @@ struct Worker {
     forks: u64,
     rmmods: u64,
     insmods: u64,
+    /// Pins of a mapping (vmsplice) that succeeded (with pages) or were refused EFAULT
+    /// (without), as the model says.
+    pins: u64,
     noted_read_only: bool,
 }
 
@@ -136,6 +142,7 @@ pub fn run(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
         pattern_seed: cli.pattern_seed,
         reload_ppm: cli.reload_ppm,
         fork_ppm: cli.fork_ppm,
+        pages: cli.pages,
         files: Vec::new(),
         maps: Vec::new(),
         guard: guard as usize,
@@ -149,6 +156,7 @@ pub fn run(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
         forks: 0,
         rmmods: 0,
         insmods: 0,
+        pins: 0,
         // One worker says it; the others would repeat it.
         noted_read_only: id != 0,
     };
@@ -156,13 +164,14 @@ pub fn run(cli: &Cli, id: u64, seed: u64) -> io::Result<u64> {
     w.run(ops);
     println!(
         "# worker {id} seed {seed:#x}: {} operations ({} refused; {} mmaps, {} forks, {} rmmods, \
-         {} insmods) in {:.1}s, {} findings",
+         {} insmods, {} pins as the model says) in {:.1}s, {} findings",
         w.op,
         w.refused,
         w.mapped,
         w.forks,
         w.rmmods,
         w.insmods,
+        w.pins,
         start.elapsed().as_secs_f64(),
         w.findings
     );
@@ -196,7 +205,8 @@ impl Worker {
                 72..=75 => self.mprotect(),
                 76..=79 => self.mremap(),
                 80..=83 => self.map_fixed_over(),
-                84..=95 => self.file_io(),
+                84..=94 => self.file_io(),
+                95 => self.pin(),
                 _ => self.rare(),
             }
         }
@@ -341,6 +351,9 @@ impl Worker {
                 format!("base={:#x}", self.base),
                 format!("size={:#x}", self.size),
             ];
+            if self.pages {
+                args.push("pages=1".into());
+            }
             if self.rng.chance(300_000) {
                 // A garbage load that must be refused (base in the first MiB: System RAM).
                 args = vec!["base=0x1000".into(), "size=0x1000".into()];

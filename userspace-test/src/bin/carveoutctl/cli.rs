@@ -111,6 +111,10 @@ pub enum Command {
         /// Also load entries in memory the firmware itself reserved.
         #[arg(long)]
         force: bool,
+        /// Give the regions struct pages (pages mode), so that O_DIRECT, io_uring and vmsplice
+        /// can use their mappings: write-back only, 2 MiB aligned, 64 bytes of RAM per 4 KiB.
+        #[arg(long)]
+        pages: bool,
     },
     /// Compare the kernel command line, /proc/iomem and the regions carveout holds; say what
     /// is wrong. Exit 1 on a problem.

@@ -27,6 +27,8 @@ struct InfoJson {
     flag_names: Vec<String>,
     attr: Option<Attr>,
     mapped: bool,
+    /// Pages mode (`CARVEOUT_MR_PAGES`): its mappings can be pinned (O_DIRECT, io_uring).
+    pages: bool,
     abi_version: u32,
     memmap: String,
 }
@@ -46,6 +48,7 @@ fn info_json(path: &Path, info: &abi::Info) -> InfoJson {
         flag_names: flag_names(info.flags),
         attr: Attr::from_flags(info.flags),
         mapped: info.flags & abi::MR_BUSY != 0,
+        pages: info.flags & abi::MR_PAGES != 0,
         abi_version: info.abi_version,
         memmap: memmap::reserve_arg(&span),
     }
@@ -128,6 +131,14 @@ pub fn cmd_info(spec: Option<&str>, json: bool) -> Res<ExitCode> {
         println!("  attr    {}", attr_name(j.flags));
         println!("  flags   {:#x} ({})", j.flags, j.flag_names.join(" "));
         println!("  mapped  {}", if j.mapped { "yes" } else { "no" });
+        println!(
+            "  pages   {}",
+            if j.pages {
+                "yes (O_DIRECT, io_uring and vmsplice can use its mappings)"
+            } else {
+                "no (mapped by PFN: O_DIRECT from a mapping fails EFAULT)"
+            }
+        );
         println!("  memmap  {}", j.memmap);
         match &devices {
             Ok(devices) if devices.is_empty() => println!("  dma     no device attached"),

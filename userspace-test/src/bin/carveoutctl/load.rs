@@ -59,6 +59,18 @@ impl LoadReport {
     }
 }
 
+/// With `--pages`: what the region's memory map costs.
+fn pages_note(opts: &configfs::Options, span: &Span) -> String {
+    if opts.pages {
+        format!(
+            ", with pages: its memory map takes {} of RAM",
+            format_size(carveout::check::memmap_cost(span.size))
+        )
+    } else {
+        String::new()
+    }
+}
+
 pub fn cmd_load(
     cmdline: Option<&Path>,
     dry_run: bool,
@@ -137,10 +149,11 @@ pub fn cmd_load(
         }
         if dry_run {
             let text = format!(
-                "{name}: would create {}/{name} for {entry} ({} at {})",
+                "{name}: would create {}/{name} for {entry} ({} at {}){}",
                 root.display(),
                 format_size(span.size),
-                format_addr(span.base)
+                format_addr(span.base),
+                pages_note(opts, span)
             );
             report.entry(item, "would_create", None, None, text);
             continue;
@@ -164,10 +177,11 @@ pub fn cmd_load(
                     continue;
                 }
                 let text = format!(
-                    "{name}: created {} for {entry} ({} at {})",
+                    "{name}: created {} for {entry} ({} at {}){}",
                     node.display(),
                     format_size(span.size),
-                    format_addr(span.base)
+                    format_addr(span.base),
+                    pages_note(opts, span)
                 );
                 report.entry(item, "created", Some(&node), None, text);
             }
@@ -185,6 +199,7 @@ pub fn cmd_load(
     if json {
         print_json(&json!({
             "dry_run": dry_run,
+            "pages": opts.pages,
             "entries": report.entries,
             "errors": failures_json("load", &errors),
         }))?;

@@ -82,6 +82,7 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             mode,
             gid,
             force,
+            pages,
         } => load::cmd_load(
             cmdline.as_deref(),
             *dry_run,
@@ -90,6 +91,7 @@ fn run(cli: &Cli) -> Res<ExitCode> {
                 attr: *attr,
                 mode: *mode,
                 gid: *gid,
+                pages: *pages,
             },
             json,
         ),

@@ -89,6 +89,7 @@ pub fn region_views() -> (Vec<RegionView>, Vec<Failure>) {
                     path,
                     name: info.name().to_string(),
                     span,
+                    pages: info.flags & abi::MR_PAGES != 0,
                 }),
                 Err(why) => errors.push(Failure::new(
                     Errno::IO,

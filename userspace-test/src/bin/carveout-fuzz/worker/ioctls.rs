@@ -65,6 +65,7 @@ impl Worker {
             .chain(ATTACH_REQUESTS)
             .any(|known| known == cmd);
         let (arg, bad) = self.hostile_pointer(96);
+        let mut set_flags = None;
         if cmd == SET_ATTR && arg == self.buf.as_ptr() as u64 {
             // A well-formed request: one attribute bit, or garbage now and then.
             let flags = if self.rng.chance(800_000) {
@@ -74,6 +75,7 @@ impl Worker {
             };
             self.buf[..32].fill(0);
             self.buf[16..20].copy_from_slice(&flags.to_ne_bytes());
+            set_flags = Some(flags);
         }
         let fd = &self.files[i].fd;
         // SAFETY: see `RawIoctl`: `arg` is one of our own buffers or an address the kernel
@@ -97,6 +99,12 @@ impl Worker {
                     self.finding(format!("GET_INFO says base {base:#x} size {size:#x}"));
                 }
             }
+            // A region with pages is write-back only.
+            Ok(_) if self.pages && set_flags.is_some_and(|f| f != abi::MR_WRITEBACK) => self
+                .finding(format!(
+                    "SET_ATTR to flags {:#x} succeeded on a region with pages",
+                    set_flags.unwrap_or(0)
+                )),
             Ok(_) => {}
             Err(_) => self.refused += 1,
         }
