@@ -72,7 +72,7 @@ pub(crate) struct Region {
     #[pin]
     state: SpinLock<State>,
     /// The memory type of the whole range, recorded while VMAs filled at fault time (2 MiB
-    /// entries) map it: taken by the first such mapping, dropped with the last VMA of the
+    /// and 1 GiB entries) map it: taken by the first such mapping, dropped with the last VMA of the
     /// region (each such VMA holds it too). Locked before `state`.
     #[pin]
     memtype: Mutex<Option<Arc<MemtypeHold>>>,

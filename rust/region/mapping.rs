@@ -40,8 +40,9 @@ use super::Region;
 
 impl Region {
     /// Where to map `len` bytes from page `pgoff` of the region when the caller lets the kernel
-    /// choose (`get_unmapped_area`): an address congruent with the physical one modulo 2 MiB,
-    /// so that whole 2 MiB blocks get 2 MiB entries without the caller aligning anything.
+    /// choose (`get_unmapped_area`): an address congruent with the physical one modulo 1 GiB
+    /// where the window holds a whole aligned GiB, else modulo 2 MiB, so that whole blocks get
+    /// 1 GiB or 2 MiB entries without the caller aligning anything.
     pub(crate) fn unmapped_area(
         &self,
         file: &File,
@@ -55,8 +56,9 @@ impl Region {
     }
 
     /// Maps the window of the region that `vma` asks for (its page offset and length), with
-    /// the region's cache attribute: 2 MiB entries, filled at fault time, where the addresses
-    /// allow it and the attribute fits them; otherwise every page now, with 4 KiB entries.
+    /// the region's cache attribute: 1 GiB and 2 MiB entries, filled at fault time, where the
+    /// addresses allow them and the attribute fits them; otherwise every page now, with 4 KiB
+    /// entries.
     ///
     /// A pages-mode region maps its struct pages instead, write-back, 4 KiB at a time, at fault
     /// time (`page_vma`): such mappings can be pinned.
@@ -87,7 +89,7 @@ impl Region {
             vma.try_clear_maywrite()?;
         }
         pfn_vma::set_cache_mode(vma, attr.cache_mode());
-        // 2 MiB entries, filled at fault time: the memory type is then recorded for the whole
+        // 2 MiB (and 1 GiB) entries, filled at fault time: the memory type is then recorded for the whole
         // range while mapped. Otherwise (and for reserve_mem RAM, which the kernel's direct map
         // already types) every page is mapped now, and the kernel records the type per VMA.
         let claim = self.claim.claim();
