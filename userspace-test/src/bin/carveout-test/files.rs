@@ -19,7 +19,7 @@ use rustix::{
     pipe::{pipe, splice, SpliceFlags},
 };
 
-use crate::Failed;
+use crate::{fail, Failed};
 
 #[derive(Subcommand)]
 pub enum FileCheck {
@@ -94,10 +94,6 @@ pub enum FileCheck {
 }
 
 const PAGE: u64 = 4096;
-
-fn fail(why: impl Into<String>) -> Failed {
-    Failed(why.into())
-}
 
 fn sys<T>(what: &str, result: rustix::io::Result<T>) -> Result<T, Failed> {
     result.map_err(|errno| fail(format!("{what}: {errno}")))
