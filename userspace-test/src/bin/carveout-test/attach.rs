@@ -8,9 +8,9 @@ use rustix::io::Errno;
 
 use crate::Failed;
 
-/// [`crate::cli::Command::AttachFailNth`]: fail-nth is opened before it is armed, so that only the ioctl
-/// counts towards it, and disarmed after.
-pub fn attach_fail_nth(
+/// [`crate::cli::Command::AttachFailNth`]: fail-nth is opened before it is armed, so that only
+/// the ioctl counts towards it, and disarmed after.
+pub fn cmd_attach_fail_nth(
     region: &Region,
     device: &str,
     nth: u32,
@@ -37,7 +37,7 @@ pub fn attach_fail_nth(
 }
 
 /// [`crate::cli::Command::AttachRounds`].
-pub fn attach_rounds(
+pub fn cmd_attach_rounds(
     region: &Region,
     device: &str,
     rounds: u32,

@@ -1,9 +1,9 @@
 //! carveout-test's command line: the clap definition of its subcommands.
 
-use carveout::{parse_u64, ptdump::Level, Attr, Placement};
-use clap::{Args, Parser, Subcommand};
+use carveout::parse_u64;
+use clap::{Parser, Subcommand};
 
-use crate::{files, zerocopy};
+use crate::{files, pte, zerocopy};
 
 #[derive(Parser)]
 #[command(about = "Exercise a carveout region from userspace")]
@@ -85,7 +85,7 @@ pub enum Command {
     /// process's page tables (/sys/kernel/debug/page_tables/current_kernel) and check that
     /// every entry covering the mapping selects ATTR's memory type through the PAT (and, with
     /// --level, is at that level). Read-only for ATTR wp.
-    Pte(PteArgs),
+    Pte(pte::PteArgs),
     /// Map LEN bytes of physical memory at PHYS through /dev/mem (O_SYNC with --sync: the
     /// kernel records uncached-minus for the range), touch it, say "holding", keep it.
     DevmemHold {
@@ -172,37 +172,4 @@ pub enum Command {
         #[arg(long, value_name = "POINTER[=VALUE]")]
         has: Vec<String>,
     },
-}
-
-// The arguments of [`Command::Pte`] (a plain comment: the variant's documentation is its help).
-#[derive(Args)]
-pub struct PteArgs {
-    /// The attribute the region was given (uc, wc, wt, wb or wp): the type expected,
-    /// whatever CARVEOUT_GET_ATTR says.
-    #[arg(long)]
-    pub attr: Attr,
-    #[arg(long, value_enum, default_value = "huge")]
-    pub placement: Placement,
-    #[arg(long, value_parser = parse_u64, default_value = "0")]
-    pub offset: u64,
-    /// Bytes to map (default: the region from OFFSET to its end).
-    #[arg(long, value_parser = parse_u64)]
-    pub len: Option<u64>,
-    /// Every entry must be at this level: pte (4 KiB), pmd (2 MiB) or pud (1 GiB).
-    #[arg(long)]
-    pub level: Option<Level>,
-    /// The PAT layout, as dmesg's "x86/PAT: Configuration [0-7]:" line gives it (default:
-    /// Linux's, WB WC UC- UC WB WP UC- WT).
-    #[arg(long)]
-    pub pat: Option<String>,
-    /// Touch by writing each page's first byte back too (default: by reading it).
-    #[arg(long)]
-    pub write: bool,
-    /// After the check, print "holding" and keep the mapping for SECONDS.
-    #[arg(long)]
-    pub hold: Option<u64>,
-    /// Write the pattern for SEED's word at the start of every MiB of the mapping (and its
-    /// last word) through the mapping, and check them through /dev/mem once it is gone.
-    #[arg(long, value_parser = parse_u64)]
-    pub stamp: Option<u64>,
 }

@@ -6,7 +6,7 @@ use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
 
 /// Touches anonymous memory 1 MiB at a time until mmap fails, the OOM killer strikes, or
 /// `max_mib` is reached.
-pub fn hog(max_mib: u64) -> io::Result<()> {
+pub fn cmd_hog(max_mib: u64) -> io::Result<()> {
     use std::io::Write;
     const MIB: usize = 1 << 20;
     std::fs::write("/proc/self/oom_score_adj", "1000")?;

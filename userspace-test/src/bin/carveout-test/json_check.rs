@@ -1,9 +1,18 @@
 //! `json-check`: standard input is one JSON value holding what is asked (busybox has no jq).
 
+use std::io;
+
 use crate::Failed;
 
+/// [`crate::cli::Command::JsonCheck`]: standard input against `has`.
+pub fn cmd_json_check(has: &[String]) -> io::Result<Result<(), Failed>> {
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::stdin(), &mut text)?;
+    Ok(json_check(&text, has))
+}
+
 /// `text` is one JSON value holding every `POINTER[=VALUE]` of `has`.
-pub fn json_check(text: &str, has: &[String]) -> Result<(), Failed> {
+fn json_check(text: &str, has: &[String]) -> Result<(), Failed> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|err| Failed(format!("not one JSON value ({err}): {text:?}")))?;
     for want in has {

@@ -42,12 +42,10 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         user::become_user(user)?;
     }
     if let Command::Hog { max_mib } = cli.command {
-        return hog::hog(max_mib.unwrap_or(u64::MAX)).map(Ok);
+        return hog::cmd_hog(max_mib.unwrap_or(u64::MAX)).map(Ok);
     }
     if let Command::JsonCheck { has } = &cli.command {
-        let mut text = String::new();
-        io::Read::read_to_string(&mut io::stdin(), &mut text)?;
-        return Ok(json_check::json_check(&text, has));
+        return json_check::cmd_json_check(has);
     }
     if let Command::DevmemVerify { phys, len, seed } = cli.command {
         return contents::cmd_devmem_verify(phys, len, seed);
@@ -59,7 +57,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         seconds,
     } = cli.command
     {
-        return mappings::devmem_hold(phys, len, sync, seconds).map(Ok);
+        return mappings::cmd_devmem_hold(phys, len, sync, seconds).map(Ok);
     }
     if let Command::File { check } = &cli.command {
         return files::run(&cli.dev, check);
@@ -77,7 +75,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         Command::Fill { seed } => contents::cmd_fill(&region, &info, seed)?,
         Command::Verify { seed, devmem } => contents::cmd_verify(&region, &info, seed, devmem)?,
         Command::Roundtrip { seed } => contents::cmd_roundtrip(&region, &info, seed)?,
-        Command::MmapBounds => mappings::mmap_bounds(&region, info.size),
+        Command::MmapBounds => mappings::cmd_mmap_bounds(&region, info.size),
         Command::Hold { seconds, read_only } => {
             mappings::cmd_hold(region, info.size, seconds, read_only).map(Ok)?
         }
@@ -100,18 +98,18 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
             ref owner,
         } => ioctls::cmd_attr_set(&region, name, raw, pad0, base, len, owner).map(Ok)?,
         Command::Pte(ref args) => pte::cmd_pte(&region, &info, args)?,
-        Command::WpCheck => mappings::wp_check(&region, info.size),
+        Command::WpCheck => mappings::cmd_wp_check(&region, info.size),
         Command::AttachFailNth {
             ref device,
             nth,
             reach_bits,
-        } => attach::attach_fail_nth(&region, device, nth, reach_bits)?,
+        } => attach::cmd_attach_fail_nth(&region, device, nth, reach_bits)?,
         Command::AttachRounds {
             ref device,
             rounds,
             reach_bits,
             pause_ms,
-        } => attach::attach_rounds(&region, device, rounds, reach_bits, pause_ms),
+        } => attach::cmd_attach_rounds(&region, device, rounds, reach_bits, pause_ms),
         Command::DevmemVerify { .. }
         | Command::DevmemHold { .. }
         | Command::Hog { .. }

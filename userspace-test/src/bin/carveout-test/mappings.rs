@@ -13,7 +13,7 @@ use rustix::{
 use crate::Failed;
 
 /// Each refused mapping must fail with its documented errno; the last page must map.
-pub fn mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
+pub fn cmd_mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
     const PAGE: u64 = 4096;
     let rw = ProtFlags::READ | ProtFlags::WRITE;
     let cases: [(&str, u64, u64, MapFlags, &[Errno]); 6] = [
@@ -120,7 +120,7 @@ pub fn cmd_pin_hold(region: Region, len: u64, seconds: u64) -> io::Result<()> {
 
 /// A write-protected region: a writable shared mapping is refused with EACCES, a read-only one
 /// maps and reads, and mprotect cannot make it writable.
-pub fn wp_check(region: &Region, size: u64) -> Result<(), Failed> {
+pub fn cmd_wp_check(region: &Region, size: u64) -> Result<(), Failed> {
     match region.map(0..size, Access::ReadWrite) {
         Ok(_) => return Err(Failed("a writable mapping of a WP region succeeded".into())),
         Err(err) if err.errno() == Some(Errno::ACCESS) => {
@@ -145,7 +145,7 @@ pub fn wp_check(region: &Region, size: u64) -> Result<(), Failed> {
 
 /// Maps `len` bytes of physical memory at `phys` through `/dev/mem` (`O_SYNC` if `sync`),
 /// touches every page, says so, and keeps the mapping for `seconds`.
-pub fn devmem_hold(phys: u64, len: u64, sync: bool, seconds: u64) -> io::Result<()> {
+pub fn cmd_devmem_hold(phys: u64, len: u64, sync: bool, seconds: u64) -> io::Result<()> {
     let mut flags = OFlags::RDWR | OFlags::CLOEXEC;
     if sync {
         flags |= OFlags::SYNC;

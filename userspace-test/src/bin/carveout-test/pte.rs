@@ -6,12 +6,46 @@ use std::io;
 use carveout::{
     abi, devmem,
     memmap::format_size,
-    pattern,
+    parse_u64, pattern,
     ptdump::{self, Level, MemType, PatTable},
     Access, Attr, Placement, Region,
 };
+use clap::Args;
 
-use crate::{cli::PteArgs, Failed};
+use crate::Failed;
+
+// The arguments of `pte` (a plain comment: the variant's documentation in cli.rs is its help).
+#[derive(Args)]
+pub struct PteArgs {
+    /// The attribute the region was given (uc, wc, wt, wb or wp): the type expected,
+    /// whatever CARVEOUT_GET_ATTR says.
+    #[arg(long)]
+    attr: Attr,
+    #[arg(long, value_enum, default_value = "huge")]
+    placement: Placement,
+    #[arg(long, value_parser = parse_u64, default_value = "0")]
+    offset: u64,
+    /// Bytes to map (default: the region from OFFSET to its end).
+    #[arg(long, value_parser = parse_u64)]
+    len: Option<u64>,
+    /// Every entry must be at this level: pte (4 KiB), pmd (2 MiB) or pud (1 GiB).
+    #[arg(long)]
+    level: Option<Level>,
+    /// The PAT layout, as dmesg's "x86/PAT: Configuration [0-7]:" line gives it (default:
+    /// Linux's, WB WC UC- UC WB WP UC- WT).
+    #[arg(long)]
+    pat: Option<String>,
+    /// Touch by writing each page's first byte back too (default: by reading it).
+    #[arg(long)]
+    write: bool,
+    /// After the check, print "holding" and keep the mapping for SECONDS.
+    #[arg(long)]
+    hold: Option<u64>,
+    /// Write the pattern for SEED's word at the start of every MiB of the mapping (and its
+    /// last word) through the mapping, and check them through /dev/mem once it is gone.
+    #[arg(long, value_parser = parse_u64)]
+    stamp: Option<u64>,
+}
 
 /// [`crate::cli::Command::Pte`]: map, touch and check, hold the mapping if asked, then check
 /// the stamped words through `/dev/mem`.
