@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 use io_uring::{opcode, types, IoUring};
 use rustix::pipe::{fcntl_setpipe_size, pipe, splice, SpliceFlags};
 
-use crate::Failed;
+use crate::{fail, Failed};
 
 /// Where the checks' window of the region starts: 4 KiB below a 2 MiB boundary, so the
 /// mapping has 4 KiB entries and a 2 MiB one.
@@ -72,10 +72,6 @@ pub enum ZeroCopyCheck {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
-}
-
-fn fail(why: impl Into<String>) -> Failed {
-    Failed(why.into())
 }
 
 fn io_fail(what: &str) -> impl FnOnce(io::Error) -> Failed + '_ {
