@@ -114,8 +114,9 @@ case_pages_mode_contents_survive_reload() {
     # keep the pattern and leave no page held.
     pids=""
     for id in 200 201; do
-        carveout-fuzz --pages --worker "$id" --seed 0x9a6e --pattern-seed "$PAGES_SEED" --ops 40000 \
-            --procs 2 --reload-ppm 0 --fork-ppm 250000 --base "$(hex "$BASE")" --size "$(hex "$SIZE")" &
+        carveout-fuzz --pages --worker "$id" --seed 0x9a6e --pattern-seed "$PAGES_SEED" \
+            --ops "$((${cvt_fuzz_ops:-200000} / 5))" --procs 2 --reload-ppm 0 --fork-ppm 250000 \
+            --base "$(hex "$BASE")" --size "$(hex "$SIZE")" &
         pids="$pids $!"
     done
     for pid in $pids; do
