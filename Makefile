@@ -148,6 +148,7 @@ bench: setup
 # write and mapping paths quicker cases take there, left out (reported skipped).
 DEBUG_FUZZ_OPS := 30000
 DEBUG_LIGHT := cli_save_restore,dd_save_restore_roundtrip,cli_json_everywhere,cli_fill_verify
+DEBUG_LIGHT := $(DEBUG_LIGHT),wp_region_write_refused,cli_restore_too_large_refused
 
 test-debug: setup
 	@kdir=$$(CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)) && \
