@@ -353,10 +353,8 @@ impl AttributeOperations<5> for RegionConfig {
                 let link = this.link.clone();
                 let enabled = driver::create_region(&spec, None, Some(link))?;
                 if spec.pages {
-                    // A write to an attribute holds none of the locks a dependency takes. The
-                    // item is alive (this is its callback): this reference is not its last.
-                    let item = this.link.get().ok_or(ENODEV)?;
-                    inner.pages_dependency = Some(item.depend()?);
+                    // From the directory's own callback: no configfs lock taken.
+                    inner.pages_dependency = Some(this.anchor.depend()?);
                 }
                 inner.enabled = Some(enabled);
             }

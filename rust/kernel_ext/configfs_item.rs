@@ -150,6 +150,28 @@ impl GroupAnchor {
     }
 }
 
+impl GroupAnchor {
+    /// From a callback of the anchor's own directory (an attribute's `store`): makes its `rmdir`
+    /// fail with `EBUSY` until the returned value is dropped. `ENODEV` before the directory is
+    /// bound. Unlike [`ConfigItemRef::depend`] it takes no configfs lock: configfs and the VFS
+    /// hold what keeps the subsystem registered while a callback of one of its directories runs
+    /// (`configfs_depend_item_unlocked`), and taking the root's lock there would invert
+    /// configfs' own order (`rmdir`: the directory's inode, then its attributes' lock).
+    pub(crate) fn depend(&self) -> Result<ConfigItemDependency> {
+        let item = self.link.get().ok_or(ENODEV)?;
+        let subsys = item.subsystem()?;
+        // SAFETY: A `&GroupAnchor` is only reachable through its directory's data, which the
+        // kernel crate hands to that directory's callbacks alone: this runs in one, so the
+        // subsystem (the caller's own, the target's) stays registered meanwhile, and the item is
+        // alive (a reference is held).
+        kernel::error::to_result(unsafe {
+            bindings::configfs_depend_item_unlocked(subsys, item.item.as_ptr())
+        })?;
+        // INVARIANT: The dependency is taken above; the reference is kept with it.
+        Ok(ConfigItemDependency { item })
+    }
+}
+
 #[pinned_drop]
 impl PinnedDrop for GroupAnchor {
     fn drop(self: Pin<&mut Self>) {
@@ -194,14 +216,12 @@ unsafe impl Send for ConfigItemRef {}
 unsafe impl Sync for ConfigItemRef {}
 
 impl ConfigItemRef {
-    /// Makes `rmdir` of the directory fail with `EBUSY` until the returned value is dropped.
-    /// `ENOENT` if the directory is being (or has been) removed. Takes the configfs root's
-    /// lock: do not call it from a callback of the same configfs tree (it would deadlock).
-    pub(crate) fn depend(&self) -> Result<ConfigItemDependency> {
+    /// The subsystem the directory is linked in; `ENOENT` once it is unlinked.
+    fn subsystem(&self) -> Result<*mut bindings::configfs_subsystem> {
         let item = self.item.as_ptr();
         // SAFETY: The item is alive by the type invariant and is a group's item. configfs sets
         // `cg_subsys` when it links the group and clears it when it unlinks it, under its own
-        // lock; a racing read sees either value, and `configfs_depend_item` refuses an item
+        // lock; a racing read sees either value, and `configfs_depend_item*` refuses an item
         // that is no longer in the tree.
         let subsys = unsafe {
             let group = kernel::container_of!(item, bindings::config_group, cg_item);
@@ -210,8 +230,18 @@ impl ConfigItemRef {
         if subsys.is_null() {
             return Err(ENOENT);
         }
+        Ok(subsys)
+    }
+
+    /// Makes `rmdir` of the directory fail with `EBUSY` until the returned value is dropped.
+    /// `ENOENT` if the directory is being (or has been) removed. Takes the configfs root's
+    /// lock: from a callback of the directory itself, use [`GroupAnchor::depend`].
+    pub(crate) fn depend(&self) -> Result<ConfigItemDependency> {
+        let subsys = self.subsystem()?;
         // SAFETY: The subsystem is registered (it holds the linked item) and the item alive.
-        kernel::error::to_result(unsafe { bindings::configfs_depend_item(subsys, item) })?;
+        kernel::error::to_result(unsafe {
+            bindings::configfs_depend_item(subsys, self.item.as_ptr())
+        })?;
         // INVARIANT: The dependency is taken above; the reference is kept with it.
         Ok(ConfigItemDependency { item: self.clone() })
     }
