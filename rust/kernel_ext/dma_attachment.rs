@@ -93,7 +93,8 @@ impl Reach {
 /// Why a device could not be given the range.
 #[derive(Debug)]
 pub(crate) enum AttachError {
-    /// No PCI device of that name (or it was removed while being attached).
+    /// No PCI device of that name (or it was removed while being attached, or the driver core
+    /// is still adding it).
     NoDevice,
     /// A reach was stated for a device that has a driver, whose DMA mask rules.
     HasDriver,
@@ -135,7 +136,7 @@ pub(crate) use super::dma_mapping::Translation;
 impl From<MapError> for AttachError {
     fn from(err: MapError) -> Self {
         match err {
-            MapError::LeftGroup => Self::NoDevice,
+            MapError::LeftGroup | MapError::NotAdded => Self::NoDevice,
             MapError::UserOwned => Self::UserOwned,
             MapError::OutOfReach(mask) => Self::OutOfReach(mask),
             MapError::WouldBounce => Self::WouldBounce,
@@ -220,6 +221,13 @@ impl DmaAttachment {
             Reach::Bits(bits) if Reach::BITS.contains(&bits) => Some(DmaMask::try_new(bits)?),
             Reach::Bits(_) => return Err(AttachError::Failed(EINVAL)),
         };
+        // The driver core links a device into its bus's list before the IOMMU core probes it
+        // (`BUS_NOTIFY_ADD_DEVICE`): until it is done adding it, the device has no group yet and
+        // the DMA API would map for it directly. Once added, its group (or its having none) is
+        // the one it keeps.
+        if !DeviceLock::new(&dev).added() {
+            return Err(AttachError::NoDevice);
+        }
         let group = IommuGroup::of(&dev);
         let own = dev.clone();
         let attachment = KBox::pin_init(
