@@ -27,6 +27,10 @@
 //! device of the group is announced on the PCI bus (`BUS_NOTIFY_BIND_DRIVER`) before its
 //! probe, while the group is still on its default domain. So:
 //!
+//! - an attach is refused while the driver core is still adding the device: it is on the
+//!   bus's list (and found by name) before the IOMMU core probes it at `BUS_NOTIFY_ADD_DEVICE`,
+//!   and until then it has no group and the DMA API would map for it directly, then unmap the
+//!   physical address as an IOVA in the domain the probe gives it;
 //! - an attach is refused while any device of the group is bound to such a driver, or while
 //!   the group's domain is not a DMA-API or identity domain (a user owns it);
 //! - a bind of such a driver to any device of the group unmaps the range first (revoked);
