@@ -27,6 +27,10 @@
 //! device of the group is announced on the PCI bus (`BUS_NOTIFY_BIND_DRIVER`) before its
 //! probe, while the group is still on its default domain. So:
 //!
+//! - an attach is refused while the driver core is still adding the device: it is on the
+//!   bus's list (and found by name) before the IOMMU core probes it at `BUS_NOTIFY_ADD_DEVICE`,
+//!   and until then it has no group and the DMA API would map for it directly, then unmap the
+//!   physical address as an IOVA in the domain the probe gives it;
 //! - an attach is refused while any device of the group is bound to such a driver, or while
 //!   the group's domain is not a DMA-API or identity domain (a user owns it);
 //! - a bind of such a driver to any device of the group unmaps the range first (revoked);
@@ -93,7 +97,8 @@ impl Reach {
 /// Why a device could not be given the range.
 #[derive(Debug)]
 pub(crate) enum AttachError {
-    /// No PCI device of that name (or it was removed while being attached).
+    /// No PCI device of that name (or it was removed while being attached, or the driver core
+    /// is still adding it).
     NoDevice,
     /// A reach was stated for a device that has a driver, whose DMA mask rules.
     HasDriver,
@@ -135,7 +140,7 @@ pub(crate) use super::dma_mapping::Translation;
 impl From<MapError> for AttachError {
     fn from(err: MapError) -> Self {
         match err {
-            MapError::LeftGroup => Self::NoDevice,
+            MapError::LeftGroup | MapError::NotAdded => Self::NoDevice,
             MapError::UserOwned => Self::UserOwned,
             MapError::OutOfReach(mask) => Self::OutOfReach(mask),
             MapError::WouldBounce => Self::WouldBounce,
@@ -220,6 +225,13 @@ impl DmaAttachment {
             Reach::Bits(bits) if Reach::BITS.contains(&bits) => Some(DmaMask::try_new(bits)?),
             Reach::Bits(_) => return Err(AttachError::Failed(EINVAL)),
         };
+        // The driver core links a device into its bus's list before the IOMMU core probes it
+        // (`BUS_NOTIFY_ADD_DEVICE`): until it is done adding it, the device has no group yet and
+        // the DMA API would map for it directly. Once added, its group (or its having none) is
+        // the one it keeps.
+        if !DeviceLock::new(&dev).added() {
+            return Err(AttachError::NoDevice);
+        }
         let group = IommuGroup::of(&dev);
         let own = dev.clone();
         let attachment = KBox::pin_init(

@@ -49,6 +49,9 @@ pub(crate) enum Translation {
 pub(super) enum MapError {
     /// The device left its IOMMU group (it is being removed).
     LeftGroup,
+    /// The driver core is still adding the device (found on its bus before the IOMMU core
+    /// probed it).
+    NotAdded,
     /// The group's domain is neither a DMA-API nor an identity one: a user driver owns it.
     UserOwned,
     /// The device's DMA mask does not reach the range and no IOMMU translates for it; the
@@ -106,6 +109,17 @@ impl<'a> DeviceLock<'a> {
         unsafe { bindings::mutex_lock(&raw mut (*as_raw(dev)).mutex) };
         // INVARIANT: Locked above.
         Self { dev }
+    }
+
+    /// Whether the driver core has finished adding the device: its bus's notifiers have run,
+    /// the IOMMU core's probe among them, so the device has the IOMMU group (or none) and the
+    /// DMA API path it keeps. A device found on its bus before that (it is linked into the
+    /// bus's list first) has no group yet, and the DMA API would map for it directly, then go
+    /// through the IOMMU the group brings: nothing may be mapped for it until then.
+    pub(super) fn added(&self) -> bool {
+        // SAFETY: `dev` is a live device (a reference to it is held); the call only tests one
+        // bit of its flags, which `device_add` sets under the lock held here and never clears.
+        unsafe { carveout_dev_added(as_raw(self.dev).cast()) }
     }
 
     /// Whether a driver is bound to the device.
@@ -189,7 +203,9 @@ pub(super) fn dma_mask(dev: &Device) -> u64 {
 /// What a [`Mapping`] was made in.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum MappedIn {
-    /// No IOMMU group: the DMA API maps directly, and nothing can change that.
+    /// No IOMMU group once the device was added: the DMA API maps directly. Only an IOMMU
+    /// driver registered later could give the device a group (and route its DMA API through
+    /// the IOMMU): the unmap checks that it still maps directly.
     NoGroup,
     /// The group's default domain at the time, compared at unmap.
     Domain(DomainId),
@@ -215,6 +231,16 @@ pub(super) struct Mapping {
 // pointer, declared `void *`: the bound `struct device` is not FFI-safe by Rust's lint.)
 extern "C" {
     fn carveout_dma_force_bounce(dev: *mut c_void) -> bool;
+    fn carveout_dev_added(dev: *mut c_void) -> bool;
+    fn carveout_dev_dma_iommu(dev: *mut c_void) -> bool;
+}
+
+/// Whether the DMA API maps for `dev` through an IOMMU domain (its flag `dma_iommu`, set by the
+/// IOMMU core when it gives the device a translating default domain).
+fn dma_iommu(dev: &Device) -> bool {
+    // SAFETY: `dev` is a live device (a reference to it is held); the call only tests one bit of
+    // its flags.
+    unsafe { carveout_dev_dma_iommu(as_raw(dev).cast()) }
 }
 
 /// Whether the DMA API bounces every direct mapping of `dev` through swiotlb (`swiotlb=force`,
@@ -258,7 +284,8 @@ fn mapping_error(dev: &Device, bus: bindings::dma_addr_t) -> bool {
 impl Mapping {
     /// Maps the whole of `claim` for the locked device in its group's default domain (the
     /// group's mutex held), or directly with no group; refused where nothing translates and
-    /// `mask` does not reach it.
+    /// `mask` does not reach it, and for a device the driver core has not finished adding
+    /// (whose IOMMU group may still be coming). `group` is the device's, taken under `lock`.
     pub(super) fn new(
         lock: &DeviceLock<'_>,
         group: Option<IommuGroup>,
@@ -266,9 +293,16 @@ impl Mapping {
         mask: u64,
     ) -> Result<Self, MapError> {
         let dev = lock.dev;
+        if !lock.added() {
+            return Err(MapError::NotAdded);
+        }
         let range = claim.claimed_range();
         let size = usize::try_from(range.size()).map_err(|_| MapError::Failed(EINVAL))?;
         let Some(group) = group else {
+            if dma_iommu(dev) {
+                // An IOMMU translates for it, though it had no group when `group` was taken.
+                return Err(MapError::NotAdded);
+            }
             if range.last() > mask {
                 return Err(MapError::OutOfReach(mask));
             }
@@ -377,7 +411,18 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         let name = self.dev.name().to_str().unwrap_or("?");
         let Some(group) = &self.group else {
-            // SAFETY: No group: mapped directly, and unmapped once, here.
+            if dma_iommu(&self.dev) {
+                // An IOMMU driver registered since gave the device a translating domain: the
+                // DMA API would unmap the bus address there, where it is not this mapping's
+                // (or is another's). A direct mapping holds nothing to give back.
+                pr_info!(
+                    "{}: an IOMMU took over its DMA while the carve-out was mapped for it directly: nothing to unmap\n",
+                    name
+                );
+                return;
+            }
+            // SAFETY: No group, and the DMA API still maps directly for the device: mapped
+            // directly, and unmapped once, here.
             unsafe { self.unmap_raw() };
             return;
         };
