@@ -87,16 +87,7 @@ pub(crate) fn map_on_fault<T: PageSource>(vma: &VmaNew, source: Arc<T>) -> Resul
         }
         return Err(MapError::Private);
     }
-    let raw = vma.as_ptr();
-    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract);
-    // these are plain fields.
-    let (vm_flags, private, pgoff) = unsafe {
-        (
-            (*raw).__bindgen_anon_2.vm_flags,
-            (*raw).vm_private_data,
-            (*raw).vm_pgoff,
-        )
-    };
+    let (vm_flags, private, pgoff) = pfn_vma::setup_fields(vma);
     if vm_flags & (bindings::VM_PFNMAP | bindings::VM_MIXEDMAP | bindings::VM_IO) != 0
         || !private.is_null()
     {
@@ -114,6 +105,7 @@ pub(crate) fn map_on_fault<T: PageSource>(vma: &VmaNew, source: Arc<T>) -> Resul
     vma.set_dontdump();
     // The kernel's direct map of the pages is write-back: so are the entries.
     pfn_vma::set_cache_mode(vma, CacheMode::WriteBack);
+    let raw = vma.as_ptr();
     // SAFETY: `vma` is being set up under the mmap lock and not yet visible to anyone else; the
     // ops are a `'static` constant whose callbacks expect an `Arc<T>` in the private data,
     // which the VMA now owns.

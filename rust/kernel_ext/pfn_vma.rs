@@ -127,6 +127,21 @@ pub(crate) fn claim_window(claim: &PhysRange, pgoff: u64, len: u64) -> Result<Wi
     claim.window(offset, len)
 }
 
+/// What a VMA being set up already has: its flags, its private data (null unless something set
+/// it up before) and its page offset.
+pub(crate) fn setup_fields(vma: &VmaNew) -> (bindings::vm_flags_t, *mut core::ffi::c_void, usize) {
+    let raw = vma.as_ptr();
+    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract);
+    // these are plain fields.
+    unsafe {
+        (
+            (*raw).__bindgen_anon_2.vm_flags,
+            (*raw).vm_private_data,
+            (*raw).vm_pgoff,
+        )
+    }
+}
+
 /// Checks that `vma` may be set up as a PFN map of `claim`, and gives the window it maps.
 ///
 /// Refuses what `remap_pfn_range` and `vmf_insert_pfn*` would `BUG_ON` or misuse: a private
@@ -141,16 +156,7 @@ fn check_vma<C: Claimed>(vma: &VmaNew, claim: &C) -> Result<Window, MapError> {
         }
         return Err(MapError::Private);
     }
-    let raw = vma.as_ptr();
-    // SAFETY: `vma` is valid and being set up under the mmap lock (the `VmaNew` contract);
-    // these are plain fields.
-    let (vm_flags, private, pgoff) = unsafe {
-        (
-            (*raw).__bindgen_anon_2.vm_flags,
-            (*raw).vm_private_data,
-            (*raw).vm_pgoff,
-        )
-    };
+    let (vm_flags, private, pgoff) = setup_fields(vma);
     if vm_flags & (bindings::VM_PFNMAP | bindings::VM_MIXEDMAP) != 0 || !private.is_null() {
         return Err(MapError::Failed(EINVAL));
     }
