@@ -58,6 +58,7 @@ use crate::{
         CarveoutDriver,
         PlatformDeviceRegistration, //
     },
+    kernel_ext::dev_pagemap::FolioSize,
     node::NodeClass,
     platform_device::{
         Memory,
@@ -93,6 +94,10 @@ module! {
         pages: bool {
             default: false,
             description: "Give the region struct pages (ZONE_DEVICE): its mappings can be pinned (O_DIRECT, io_uring, vmsplice, iommufd); write-back only, base and size 2 MiB aligned",
+        },
+        pages_align: u64 {
+            default: 0x1000,
+            description: "With pages=1: the size of the folios the pages form and of every mapping entry, 0x1000 (4 KiB), 0x200000 (2 MiB) or 0x40000000 (1 GiB); mappings must be aligned to it",
         },
         mode: u32 {
             default: 0o600,
@@ -149,6 +154,8 @@ fn param_region(spec: &RegionSpec) -> Result<(PlatformDeviceRegistration, Arc<Re
 /// The region the module parameters describe (`None` for base=0 size=0), or `EINVAL` with
 /// the reason in `dmesg`.
 fn param_spec() -> Result<Option<RegionSpec>> {
+    // Checked first, so that a bad value is refused even without a region.
+    param_pages()?;
     let base = module_parameters::base.value();
     let size = module_parameters::size.value();
     let memory = match kernel_ext::string_params::reserve_mem() {
@@ -204,8 +211,27 @@ fn param_spec() -> Result<Option<RegionSpec>> {
         path: None,
         attr,
         allow_unlisted: module_parameters::allow_unlisted.value(),
-        pages: module_parameters::pages.value(),
+        pages: param_pages()?,
         mode,
         gid: module_parameters::gid.value(),
     }))
+}
+
+/// The folio size of a pages-mode region from `pages=` and `pages_align=`: `None` without pages.
+/// Refuses (`EINVAL`, one line) a size other than 4 KiB, 2 MiB and 1 GiB, and `pages_align=`
+/// without `pages=1`.
+fn param_pages() -> Result<Option<FolioSize>> {
+    let align = module_parameters::pages_align.value();
+    let folio = FolioSize::from_bytes(align).ok_or_else(|| {
+        pr_err!("refusing pages_align={align:#x}: not 0x1000 (4 KiB), 0x200000 (2 MiB) or 0x40000000 (1 GiB)\n");
+        EINVAL
+    })?;
+    match (module_parameters::pages.value(), folio) {
+        (true, folio) => Ok(Some(folio)),
+        (false, FolioSize::Page) => Ok(None),
+        (false, _) => {
+            pr_err!("refusing pages_align={align:#x} without pages=1: it sizes the folios of a region with struct pages\n");
+            Err(EINVAL)
+        }
+    }
 }

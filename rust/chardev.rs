@@ -31,6 +31,7 @@ use crate::{
     kernel_ext::{
         self,
         configfs_item::ConfigItemDependency,
+        dax_space::DaxSpace,
         dma_attachment::{
             Reach,
             Translation, //
@@ -262,6 +263,10 @@ impl FileOps for OpenRegion {
 
     fn open(rdev: u32) -> Result<KBox<Self>> {
         OpenRegion::open(rdev)
+    }
+
+    fn dax_space(&self) -> Option<Arc<DaxSpace>> {
+        self.region.dax_space()
     }
 
     fn mmap(&self, vma: &VmaNew) -> Result {

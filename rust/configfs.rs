@@ -23,7 +23,8 @@
 //! `echo 1 > pages` (before `enable`) gives the region struct pages (pages mode, see
 //! `include/carveout.h`): then `enable` = 0 also refuses with `EBUSY` while any page is pinned,
 //! even after its mapping and file are gone (an io_uring's registered buffers), and `rmdir`
-//! refuses with `EBUSY` until `enable` = 0.
+//! refuses with `EBUSY` until `enable` = 0. `echo 2M > pages_align` (4K, 2M or 1G) sizes the
+//! pages' folios, and so every mapping entry: mappings must then be aligned to it.
 
 use core::fmt::{
     self,
@@ -61,6 +62,7 @@ use crate::{
             GroupAnchor,
             GroupLink, //
         },
+        dev_pagemap::FolioSize,
         dma_attachment::Status,
     },
     platform_device::{
@@ -112,6 +114,7 @@ impl configfs::GroupOperations for Regions {
                 attach: 8,
                 detach: 9,
                 pages: 10,
+                pages_align: 11,
             ],
         };
         let link = GroupLink::new()?;
@@ -133,6 +136,7 @@ impl configfs::GroupOperations for Regions {
                     gid: 0,
                     reserve_mem: None,
                     pages: false,
+                    pages_align: FolioSize::Page,
                     enabled: None,
                     pages_dependency: None,
                 }),
@@ -169,6 +173,8 @@ struct ConfigInner {
     reserve_mem: Option<CString>,
     /// Give the region struct pages (pages mode).
     pages: bool,
+    /// The size of the pages' folios in pages mode.
+    pages_align: FolioSize,
     /// The device and its region while enabled.
     enabled: Option<(PlatformDeviceRegistration, Arc<Region>)>,
     /// While a pages-mode region is enabled, a dependency on the directory: `rmdir` fails with
@@ -193,7 +199,7 @@ impl ConfigInner {
             path: Some(CString::try_from_fmt(fmt!("carveout/{name}"))?),
             attr: self.attr,
             allow_unlisted: self.allow_unlisted,
-            pages: self.pages,
+            pages: self.pages.then_some(self.pages_align),
             mode: self.mode,
             gid: self.gid,
         })
@@ -352,7 +358,7 @@ impl AttributeOperations<5> for RegionConfig {
                 let spec = inner.spec()?;
                 let link = this.link.clone();
                 let enabled = driver::create_region(&spec, None, Some(link))?;
-                if spec.pages {
+                if spec.pages.is_some() {
                     // From the directory's own callback: no configfs lock taken.
                     inner.pages_dependency = Some(this.anchor.depend()?);
                 }
@@ -509,6 +515,30 @@ impl AttributeOperations<10> for RegionConfig {
             );
         })?;
         this.inner.lock().unless_enabled()?.pages = pages;
+        Ok(())
+    }
+}
+
+#[vtable]
+impl AttributeOperations<11> for RegionConfig {
+    type Data = RegionConfig;
+
+    fn show(this: &RegionConfig, page: &mut [u8; PAGE_SIZE]) -> Result<usize> {
+        show_line(page, fmt!("{:#x}", this.inner.lock().pages_align.bytes()))
+    }
+
+    /// The size of the pages' folios in pages mode: 4K, 2M or 1G (also in bytes).
+    fn store(this: &RegionConfig, page: &[u8]) -> Result {
+        let folio = parse_u64(page)
+            .and_then(FolioSize::from_bytes)
+            .ok_or_else(|| {
+                pr_err!(
+                    "configfs: pages_align must be 4K, 2M or 1G, not {:?}\n",
+                    BStrLossy(page)
+                );
+                EINVAL
+            })?;
+        this.inner.lock().unless_enabled()?.pages_align = folio;
         Ok(())
     }
 }

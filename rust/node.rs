@@ -3,7 +3,7 @@
 //! The device nodes of bound regions: a `carveout` device class with one character device per
 //! region, and the region's read-only sysfs attributes in `/sys/class/carveout/<name>/`:
 //! `phys_addr`, `size`, `attr`, `map_count`, `mode`, `gid`, `unlisted`, `dma_devices`, `pages`,
-//! `pages_in_use`.
+//! `pages_align`, `pages_in_use`.
 //!
 //! devtmpfs creates each node (`/dev/carveout0`, `/dev/carveout/<name>`) with the region's mode
 //! and group, which the node's device type hands it (`devnode`). A misc device can give neither
@@ -323,6 +323,16 @@ impl ShowAttribute<NodeData> for Pages {
     }
 }
 
+/// The size of a pages-mode region's folios in bytes, and of every entry that maps them (0
+/// without pages).
+struct PagesAlign;
+impl ShowAttribute<NodeData> for PagesAlign {
+    fn show(node: &NodeData, out: &mut Formatter<'_>) -> core::fmt::Result {
+        let bytes = node.region.folio_size().map_or(0, |folio| folio.bytes());
+        writeln!(out, "{bytes}")
+    }
+}
+
 /// How many of a pages-mode region's pages are mapped or pinned now (0 without pages).
 struct PagesInUse;
 impl ShowAttribute<NodeData> for PagesInUse {
@@ -341,10 +351,12 @@ static UNLISTED: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Unlist
 static DMA_DEVICES: DeviceAttribute<NodeData> =
     DeviceAttribute::read_only::<DmaDevices>(c"dma_devices");
 static PAGES: DeviceAttribute<NodeData> = DeviceAttribute::read_only::<Pages>(c"pages");
+static PAGES_ALIGN: DeviceAttribute<NodeData> =
+    DeviceAttribute::read_only::<PagesAlign>(c"pages_align");
 static PAGES_IN_USE: DeviceAttribute<NodeData> =
     DeviceAttribute::read_only::<PagesInUse>(c"pages_in_use");
 
-static ATTRS: AttributeList<NodeData, 10> = AttributeList::new([
+static ATTRS: AttributeList<NodeData, 11> = AttributeList::new([
     &PHYS_ADDR,
     &SIZE,
     &ATTR,
@@ -354,6 +366,7 @@ static ATTRS: AttributeList<NodeData, 10> = AttributeList::new([
     &UNLISTED,
     &DMA_DEVICES,
     &PAGES,
+    &PAGES_ALIGN,
     &PAGES_IN_USE,
 ]);
 static GROUP: AttributeGroup<NodeData> = AttributeGroup::new(&ATTRS);

@@ -19,7 +19,13 @@ use kernel::{
     str::CString, //
 };
 
-use crate::{attr::CacheAttr, kernel_ext::platform_device::Properties};
+use crate::{
+    attr::CacheAttr,
+    kernel_ext::{
+        dev_pagemap::FolioSize,
+        platform_device::Properties, //
+    },
+};
 
 const PROP_RESERVE_MEM: &CStr = c"carveout,reserve-mem";
 const PROP_BASE: &CStr = c"carveout,base";
@@ -55,8 +61,9 @@ pub(crate) struct RegionSpec {
     pub(crate) attr: Option<CacheAttr>,
     /// Claim a range the kernel's map does not list as reserved memory.
     pub(crate) allow_unlisted: bool,
-    /// Give the memory struct pages (pages mode: pinnable mappings, write-back only).
-    pub(crate) pages: bool,
+    /// Give the memory struct pages (pages mode: pinnable mappings, write-back only), in folios
+    /// of this size.
+    pub(crate) pages: Option<FolioSize>,
     /// The node's permission bits.
     pub(crate) mode: u16,
     /// The node's group.
@@ -93,7 +100,13 @@ impl RegionSpec {
                 .property_read::<u32>(PROP_ALLOW_UNLISTED)
                 .required_by(dev)?
                 != 0,
-            pages: node.property_read::<u32>(PROP_PAGES).required_by(dev)? != 0,
+            pages: match node.property_read::<u32>(PROP_PAGES).required_by(dev)? {
+                0 => None,
+                bytes => Some(FolioSize::from_bytes(bytes.into()).ok_or_else(|| {
+                    dev_err!(dev, "refusing a folio size of {:#x} bytes\n", bytes);
+                    EINVAL
+                })?),
+            },
             mode: node.property_read::<u16>(PROP_MODE).required_by(dev)?,
             gid: node.property_read::<u32>(PROP_GID).required_by(dev)?,
         })
@@ -117,7 +130,9 @@ impl RegionSpec {
         }
         properties.push_u32(PROP_ATTR, self.attr.map_or(0, |attr| attr.flag()))?;
         properties.push_u32(PROP_ALLOW_UNLISTED, u32::from(self.allow_unlisted))?;
-        properties.push_u32(PROP_PAGES, u32::from(self.pages))?;
+        // 0, or the folio size in bytes (at most 1 GiB).
+        let pages = self.pages.map_or(0, |folio| folio.bytes() as u32);
+        properties.push_u32(PROP_PAGES, pages)?;
         properties.push_u16(PROP_MODE, self.mode)?;
         properties.push_u32(PROP_GID, self.gid)?;
         Ok(properties)

@@ -24,7 +24,11 @@ use crate::{
     attr::CacheAttr,
     kernel_ext::{
         cache,
-        dev_pagemap::DevPagemap,
+        dax_space::DaxSpace,
+        dev_pagemap::{
+            DevPagemap,
+            FolioSize, //
+        },
         dma_attachment::{
             Reach,
             Status,
@@ -117,6 +121,16 @@ impl Region {
     /// Whether the region has struct pages (pages mode).
     pub(crate) fn pages(&self) -> bool {
         self.claim.claim().pagemap().is_some()
+    }
+
+    /// The size of a pages-mode region's folios (and of every entry that maps them).
+    pub(crate) fn folio_size(&self) -> Option<FolioSize> {
+        self.claim.claim().pagemap().map(DevPagemap::folio_size)
+    }
+
+    /// The DAX address space the files of a region of large folios map through.
+    pub(crate) fn dax_space(&self) -> Option<Arc<DaxSpace>> {
+        self.claim.claim().pagemap()?.dax_space().cloned()
     }
 
     /// How many of a pages-mode region's pages are mapped or pinned now (an io_uring's

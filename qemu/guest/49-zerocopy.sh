@@ -211,6 +211,23 @@ case_carveoutctl_pages_mode() {
     zc_out carveoutctl info memmap0 || ok=1
     grep -q '^  pages   no' /tmp/zerocopy.out || { say "info does not say pages no"; ok=1; }
     { echo 0 >"$ZC_CFS_ROOT/memmap0/enable" && rmdir "$ZC_CFS_ROOT/memmap0"; } || ok=1
+    # --pages-align: the folio size reaches configfs and the region, info and --json show it.
+    zc_out carveoutctl --json load --pages --pages-align 2M || ok=1
+    zc_json_has /pages=true /pages_align=2097152 /entries/0/action=created || ok=1
+    [ "$(cat "$ZC_CFS_ROOT/memmap0/pages_align" 2>&1)" = 0x200000 ] ||
+        { say "configfs pages_align is $(cat "$ZC_CFS_ROOT/memmap0/pages_align" 2>&1)"; ok=1; }
+    zc_out carveoutctl --json info memmap0 || ok=1
+    zc_json_has /pages=true /pages_align=2097152 || ok=1
+    zc_out carveoutctl info memmap0 || ok=1
+    grep -q '^  pages   yes, 2M folios' /tmp/zerocopy.out || { say "info does not name the folio size"; ok=1; }
+    { echo 0 >"$ZC_CFS_ROOT/memmap0/enable" && rmdir "$ZC_CFS_ROOT/memmap0"; } || ok=1
+    if carveoutctl load --pages --pages-align 8K >/tmp/zerocopy.out 2>&1; then
+        say "--pages-align 8K was taken"
+        ok=1
+    else
+        grep -q 'not 4K, 2M or 1G' /tmp/zerocopy.out || { say "--pages-align 8K: $(cat /tmp/zerocopy.out)"; ok=1; }
+    fi
+    [ ! -d "$ZC_CFS_ROOT/memmap0" ] || { say "a refused load left memmap0"; ok=1; }
     rmmod carveout || ok=1
     return "$ok"
 }

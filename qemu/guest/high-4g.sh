@@ -1,7 +1,8 @@
 # shellcheck shell=sh
 # The guest with memory above 4 GiB (cvt_mode=high; qemu/run.sh): 256 MiB of RAM below 4 GiB,
 # 2 GiB + 64 MiB from 4 GiB on, the region (memmap=8M$BASE) inside the latter and the GiB from
-# 5 GiB reserved too (memmap=1G$GIB_BASE, 1 GiB aligned: pud_mapping_1g); edu's DMA mask is all
+# 5 GiB reserved too (memmap=1G$GIB_BASE, 1 GiB aligned: pud_mapping_1g, in PFN mode and in
+# pages mode with 1 GiB folios); edu's DMA mask is all
 # 64 bits. Every path a user takes with such a region, checked from outside the driver through
 # /dev/mem. And swiotlb=force: every direct DMA mapping would be bounced, which an attach must
 # refuse. edu_bdf comes from iommu-dma.sh.
@@ -83,7 +84,9 @@ case_attach_would_bounce_refused() {
 # is covered by one pud (1 GiB) entry selecting the region's type for UC, WC and WB, and by
 # 4 KiB entries for WT and WP (whose PAT bit a large entry keeps elsewhere); the words written
 # through each mapping, one a MiB, are read back through /dev/mem. Mapped from 2 MiB into the
-# GiB (no whole 1 GiB block), it gets 2 MiB entries. pte_check and PTDUMP: 27-ptes.sh.
+# GiB (no whole 1 GiB block), it gets 2 MiB entries. Then as a pages-mode region of 1 GiB
+# folios: one pud entry, write-back, the folio pinned whole (sysfs pages_in_use), a mapping of
+# part of it refused. pte_check and PTDUMP: 27-ptes.sh.
 GIB_BASE=${cvt_gib_base:-}
 
 case_pud_mapping_1g() {
@@ -108,6 +111,39 @@ case_pud_mapping_1g() {
     pte_check --dev "$node" pte --attr wb --placement kernel --offset 0x200000 --level pmd \
         --stamp "$((seed + 1))" || { say "wb from 2 MiB into the GiB: expected pmd entries"; ok=0; }
     drop_region gib
+    # Pages mode with 1 GiB folios (pages_align=1G): the folio mapped whole by one pud entry,
+    # write-back, pinned whole; a mapping of part of it refused.
+    mkdir "$CFS/gibp" || return 1
+    hex "$GIB_BASE" >"$CFS/gibp/base"
+    echo 1G >"$CFS/gibp/size"
+    echo 1 >"$CFS/gibp/pages"
+    echo 1G >"$CFS/gibp/pages_align"
+    if echo 1 >"$CFS/gibp/enable"; then
+        node=/dev/carveout/gibp
+        sys=/sys/class/carveout/carveout-gibp
+        [ "$(cat "$sys/pages_align")" = 1073741824 ] ||
+            { say "sysfs pages_align is $(cat "$sys/pages_align"), expected 1073741824"; ok=0; }
+        pte_check --dev "$node" pte --attr wb --placement kernel --level pud --write \
+            --stamp "$((seed + 2))" || { say "pages mode: expected one pud entry"; ok=0; }
+        if carveout-test --dev "$node" pte --attr wb --placement kernel --offset 0x200000 \
+            --len 0x200000 >/tmp/pte.out 2>&1; then
+            say "pages mode: a 2 MiB mapping inside a 1 GiB folio was not refused"
+            ok=0
+        else
+            grep -q 'Invalid argument\|EINVAL' /tmp/pte.out ||
+                { say "pages mode: expected EINVAL: $(cat /tmp/pte.out)"; ok=0; }
+        fi
+        start_holder carveout-test --dev "$node" pin-hold --len 0x10000 --seconds 1800 ||
+            { say "pages mode: vmsplice from the 1 GiB folio failed"; ok=0; }
+        held=$(cat "$sys/pages_in_use")
+        release_mapping
+        say "pages_in_use: $held while a pipe holds 16 pages of the folio, $(cat "$sys/pages_in_use") after"
+        [ "$held" = 262144 ] && [ "$(cat "$sys/pages_in_use")" = 0 ] || ok=0
+    else
+        say "pages mode with pages_align=1G refused: $(dmesg | tail -n 2)"
+        ok=0
+    fi
+    drop_region gibp
     [ "$ok" = 1 ] && dmesg_clean
 }
 

@@ -4,8 +4,9 @@
 //! `#[vtable]` trait the driver implements with safe methods, and the `struct file_operations`
 //! whose C callbacks turn into calls on it (after the kernel crate's `miscdevice.rs`).
 //!
-//! `open` makes the file's private data (a `KBox<T>`), `release` drops it, and every other
-//! operation borrows it for the length of the call.
+//! `open` makes the file's private data (a `KBox` of the `T` and, if `T` asks for one, the DAX
+//! address space the file maps through), `release` drops it, and every other operation borrows
+//! it for the length of the call.
 
 use core::marker::PhantomData;
 
@@ -22,8 +23,11 @@ use kernel::{
     },
     mm::virt::VmaNew,
     prelude::*,
+    sync::Arc,
     types::ForeignOwnable, //
 };
+
+use crate::kernel_ext::dax_space::DaxSpace;
 
 /// What the open files of a character device do.
 #[vtable]
@@ -33,6 +37,12 @@ pub(crate) trait FileOps: Sized + Send + Sync + 'static {
 
     /// Opens the node with device number `rdev`; the value lives until the file is released.
     fn open(rdev: u32) -> Result<KBox<Self>>;
+
+    /// The DAX address space the file is to map through (its `f_mapping`), asked once, right
+    /// after `open`; the file holds it until it is released. `None`: the node's own.
+    fn dax_space(&self) -> Option<Arc<DaxSpace>> {
+        None
+    }
 
     /// Sets up `vma`, a new mapping of the file.
     fn mmap(&self, _vma: &VmaNew) -> Result {
@@ -72,6 +82,13 @@ pub(crate) trait FileOps: Sized + Send + Sync + 'static {
     fn seek_end(&self, _whence: c_int) -> Result<i64> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+}
+
+/// A file's private data: the value `open` made and the DAX address space the file maps
+/// through, if any, which must outlive the file's use of it (until `release`).
+struct Opened<T> {
+    value: T,
+    _dax: Option<Arc<DaxSpace>>,
 }
 
 /// The `struct file_operations` of `T`.
@@ -148,22 +165,31 @@ impl<T: FileOps> FileOperations<T> {
         }
         // SAFETY: The inode is valid for the call.
         let rdev = unsafe { (*inode).i_rdev };
-        match T::open(rdev) {
-            Ok(value) => {
-                // SAFETY: `value` owns the file's private data now; `release` takes it back.
-                unsafe { (*file).private_data = value.into_foreign() };
-                0
-            }
-            Err(err) => err.to_errno(),
+        let value = match T::open(rdev) {
+            Ok(value) => KBox::into_inner(value),
+            Err(err) => return err.to_errno(),
+        };
+        let dax = value.dax_space();
+        let opened = match KBox::new(Opened { value, _dax: dax }, GFP_KERNEL) {
+            Ok(opened) => opened,
+            Err(err) => return Error::from(err).to_errno(),
+        };
+        if let Some(dax) = &opened._dax {
+            // SAFETY: The file is being opened; the space lives in its private data until
+            // `release`.
+            unsafe { dax.adopt(file) };
         }
+        // SAFETY: `opened` owns the file's private data now; `release` takes it back.
+        unsafe { (*file).private_data = opened.into_foreign() };
+        0
     }
 
     /// # Safety
     ///
     /// Called by the VFS once for each file `open` succeeded for.
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
-        // SAFETY: `open` stored a `KBox<T>` there; `release` owns it now.
-        drop(unsafe { KBox::<T>::from_foreign((*file).private_data) });
+        // SAFETY: `open` stored a `KBox<Opened<T>>` there; `release` owns it now.
+        drop(unsafe { KBox::<Opened<T>>::from_foreign((*file).private_data) });
         0
     }
 
@@ -174,11 +200,11 @@ impl<T: FileOps> FileOperations<T> {
     /// `file` must be a file of these operations that `open` succeeded for, valid and not yet
     /// released for `'a`, with no `fdget_pos` region active on it in this thread.
     unsafe fn opened<'a>(file: *mut bindings::file) -> (&'a T, &'a File) {
-        // SAFETY: `open` stored a `KBox<T>` there, which `release` frees only later.
-        let value = unsafe { KBox::<T>::borrow((*file).private_data) };
+        // SAFETY: `open` stored a `KBox<Opened<T>>` there, which `release` frees only later.
+        let opened = unsafe { KBox::<Opened<T>>::borrow((*file).private_data) };
         // SAFETY: By the function's safety requirement.
         let file = unsafe { File::from_raw_file(file) };
-        (value, file)
+        (&opened.value, file)
     }
 
     /// # Safety
@@ -235,11 +261,11 @@ impl<T: FileOps> FileOperations<T> {
         iter: *mut bindings::iov_iter,
     ) -> isize {
         // SAFETY: The kiocb is valid for the call, and its file's private data is the
-        // `KBox<T>` that `open` stored.
-        let mut kiocb = unsafe { Kiocb::<KBox<T>>::from_raw(kiocb) };
+        // `KBox<Opened<T>>` that `open` stored.
+        let mut kiocb = unsafe { Kiocb::<KBox<Opened<T>>>::from_raw(kiocb) };
         // SAFETY: The VFS hands `read_iter` a valid destination iterator, used only here.
         let dest = unsafe { IovIterDest::from_raw(iter) };
-        let value = kiocb.file();
+        let value = &kiocb.file().value;
         match value.read(kiocb.ki_pos_mut(), dest) {
             Ok(done) => done as isize,
             Err(err) => err.to_errno() as isize,
@@ -255,10 +281,10 @@ impl<T: FileOps> FileOperations<T> {
         iter: *mut bindings::iov_iter,
     ) -> isize {
         // SAFETY: As in `read_iter`.
-        let mut kiocb = unsafe { Kiocb::<KBox<T>>::from_raw(kiocb) };
+        let mut kiocb = unsafe { Kiocb::<KBox<Opened<T>>>::from_raw(kiocb) };
         // SAFETY: The VFS hands `write_iter` a valid source iterator, used only here.
         let src = unsafe { IovIterSource::from_raw(iter) };
-        let value = kiocb.file();
+        let value = &kiocb.file().value;
         match value.write(kiocb.ki_pos_mut(), src) {
             Ok(done) => done as isize,
             Err(err) => err.to_errno() as isize,
@@ -273,9 +299,9 @@ impl<T: FileOps> FileOperations<T> {
         offset: bindings::loff_t,
         whence: c_int,
     ) -> bindings::loff_t {
-        // SAFETY: `open` stored a `KBox<T>` there, which `release` frees only later. (No
-        // `File` is made: `lseek` runs inside the caller's `fdget_pos` region.)
-        let value = unsafe { KBox::<T>::borrow((*file).private_data) };
+        // SAFETY: `open` stored a `KBox<Opened<T>>` there, which `release` frees only later.
+        // (No `File` is made: `lseek` runs inside the caller's `fdget_pos` region.)
+        let value = &unsafe { KBox::<Opened<T>>::borrow((*file).private_data) }.value;
         match value.seek_end(whence) {
             // SAFETY: `file` is valid for the call; the helper takes the file's own lock to
             // move its position. Any offset up to `i64::MAX` may be set.

@@ -12,6 +12,7 @@ pub(crate) mod chrdev;
 pub(crate) mod class;
 pub(crate) mod class_device;
 pub(crate) mod configfs_item;
+pub(crate) mod dax_space;
 pub(crate) mod dev_pagemap;
 mod device;
 pub(crate) mod dma_attachment;

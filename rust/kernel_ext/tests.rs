@@ -16,6 +16,7 @@ mod suite {
         kernel_ext::{
             dev_pagemap::{
                 DevPagemap,
+                FolioSize,
                 PagemapError, //
             },
             iomem::{
@@ -236,10 +237,15 @@ mod suite {
         else {
             return Ok(());
         };
-        assert_eq!(DevPagemap::new(claim).err(), Some(PagemapError::Ram));
+        assert_eq!(
+            DevPagemap::new(claim, FolioSize::Page).err(),
+            Some(PagemapError::Ram)
+        );
         assert_eq!(PagemapError::Ram.errno(), EINVAL);
         assert_eq!(PagemapError::Unaligned.errno(), EINVAL);
         assert_eq!(PagemapError::Conflict.errno(), EBUSY);
+        assert_eq!(PagemapError::FolioUnaligned.errno(), EINVAL);
+        assert_eq!(PagemapError::FolioUnsupported.errno(), EOPNOTSUPP);
         Ok(())
     }
 

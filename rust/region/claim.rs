@@ -18,6 +18,7 @@ use crate::{
     kernel_ext::{
         dev_pagemap::{
             DevPagemap,
+            FolioSize,
             PAGEMAP_ALIGN, //
         },
         iomem::{
@@ -50,8 +51,9 @@ use super::{
 impl Region {
     /// Checks that `memory` is reserved memory nobody else holds, and claims it, with the
     /// cache attribute `attr` (`None`: write-back, or uncached for unlisted memory); with
-    /// `pages`, gives it struct pages (pages mode: write-back only, 2 MiB aligned, not
-    /// `reserve_mem` RAM; `EINVAL` otherwise).
+    /// `pages`, gives it struct pages in folios of that size (pages mode: write-back only, 2 MiB
+    /// and folio aligned, not `reserve_mem` RAM; `EINVAL` otherwise; `EOPNOTSUPP` for a folio
+    /// size the kernel cannot map whole).
     ///
     /// Refusals: `EINVAL` for a range that is empty, unaligned, wraps, touches System RAM, or
     /// is not listed as reserved memory (a hole, a device's BAR, ACPI tables or NVS) unless
@@ -65,7 +67,7 @@ impl Region {
         name: CString,
         attr: Option<CacheAttr>,
         allow_unlisted: bool,
-        pages: bool,
+        pages: Option<FolioSize>,
     ) -> Result<Arc<Self>> {
         let (base, size, reserved_ram) = match memory {
             Memory::Range { base, size } => (*base, *size, false),
@@ -128,10 +130,10 @@ impl Region {
                 return Err(EINVAL);
             }
         };
-        if pages {
+        if pages.is_some() {
             check_pages(dev, &range, reserved_ram, attr)?;
         }
-        let attr = attr.unwrap_or(if unlisted && !pages {
+        let attr = attr.unwrap_or(if unlisted && pages.is_none() {
             CacheAttr::Uncached
         } else {
             CacheAttr::WriteBack
@@ -177,12 +179,13 @@ impl Region {
             );
             EBUSY
         })?;
-        let claim = match claim {
-            Claim::Requested(requested) if pages => {
-                Claim::Paged(DevPagemap::new(requested).map_err(|err| {
+        let claim = match (claim, pages) {
+            (Claim::Requested(requested), Some(folio)) => {
+                Claim::Paged(DevPagemap::new(requested, folio).map_err(|err| {
                     dev_err!(
                         dev,
-                        "refusing pages=1 for {:#x}-{:#x}: {}\n",
+                        "refusing pages=1 (pages_align {}) for {:#x}-{:#x}: {}\n",
+                        folio.name(),
                         range.base(),
                         range.last(),
                         err.reason()
@@ -190,7 +193,7 @@ impl Region {
                     err.errno()
                 })?)
             }
-            claim => claim,
+            (claim, _) => claim,
         };
         dev_info!(
             dev,
@@ -204,8 +207,9 @@ impl Region {
         if let Some(pagemap) = claim.pagemap() {
             dev_info!(
                 dev,
-                "{}: pages mode: struct pages for the range, their memory map takes {} KiB of RAM\n",
+                "{}: pages mode: struct pages for the range in {} folios, their memory map takes {} KiB of RAM\n",
                 name.to_str().unwrap_or("?"),
+                pagemap.folio_size().name(),
                 pagemap.memmap_bytes() / 1024
             );
         }

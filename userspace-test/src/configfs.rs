@@ -29,6 +29,8 @@ pub struct Options {
     pub gid: Option<u32>,
     /// Pages mode (the attribute `pages`): the region gets `struct page`s.
     pub pages: bool,
+    /// The size of the pages' folios in bytes (the attribute `pages_align`); `None`: 4 KiB.
+    pub pages_align: Option<u64>,
 }
 
 /// What [`create`] did.
@@ -132,6 +134,18 @@ pub fn create(root: &Path, name: &str, span: &Span, opts: &Options) -> Result<Cr
                 });
             }
             write_attr(&dir, "pages", "1")?;
+            if let Some(align) = opts.pages_align {
+                if !dir.join("pages_align").exists() {
+                    return Err(Error::Unavailable {
+                        why: format!(
+                            "{} has no attribute pages_align: this carveout.ko maps pages 4 KiB \
+                             at a time only (update the module)",
+                            dir.display()
+                        ),
+                    });
+                }
+                write_attr(&dir, "pages_align", &align.to_string())?;
+            }
         }
         write_attr(&dir, "enable", "1")
     })();

@@ -34,8 +34,9 @@ pub enum Placement {
 
 impl Region {
     /// Maps `range` (byte offsets into the region) shared, readable, and writable if `access`
-    /// says so. The range need not be page aligned: the pages around it are mapped and the
-    /// [`Mapping`] covers exactly `range`.
+    /// says so. The range need not be page aligned: the pages around it are mapped (the folios
+    /// around it for a pages-mode region of large folios, which maps whole folios only) and
+    /// the [`Mapping`] covers exactly `range`.
     pub fn map(&self, range: Range<u64>, access: Access) -> Result<Mapping> {
         if range.start >= range.end {
             return Err(Error::Invalid {
@@ -43,10 +44,11 @@ impl Region {
                 why: format!("the range {:#x}..{:#x} is empty", range.start, range.end),
             });
         }
-        let start = range.start / PAGE * PAGE;
+        let granule = self.pages_align().max(PAGE);
+        let start = range.start / granule * granule;
         let end = range
             .end
-            .checked_next_multiple_of(PAGE)
+            .checked_next_multiple_of(granule)
             .ok_or(Error::Invalid {
                 path: self.path().to_path_buf(),
                 why: format!("the range end {:#x} wraps", range.end),

@@ -8,7 +8,7 @@ use std::{
 };
 
 use rustix::{
-    fs::{open, Mode, OFlags},
+    fs::{fstat, major, minor, open, Mode, OFlags},
     io::Errno,
     ioctl::{ioctl, Getter, Setter, Updater},
 };
@@ -67,6 +67,30 @@ impl Region {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The size of a pages-mode region's folios in bytes (sysfs `pages_align`): every mapping
+    /// of such a region maps whole folios, so its offset and length are multiples of it. 0 for
+    /// a region without pages, or a driver that has no such attribute.
+    pub fn pages_align(&self) -> u64 {
+        self.sysfs_number("pages_align").unwrap_or(0)
+    }
+
+    /// How many of a pages-mode region's pages are mapped or pinned now (sysfs `pages_in_use`;
+    /// the pages of every folio in use); `None` if the driver does not say.
+    pub fn pages_in_use(&self) -> Option<u64> {
+        self.sysfs_number("pages_in_use")
+    }
+
+    /// The number in the region's sysfs attribute `name` (`/sys/dev/char/MAJ:MIN/name`).
+    fn sysfs_number(&self, name: &str) -> Option<u64> {
+        let st = fstat(&self.fd).ok()?;
+        let path = format!(
+            "/sys/dev/char/{}:{}/{name}",
+            major(st.st_rdev),
+            minor(st.st_rdev)
+        );
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
     }
 
     /// The refusal of `op` on this region with `errno`.

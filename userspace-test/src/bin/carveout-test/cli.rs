@@ -42,6 +42,10 @@ pub enum Command {
     },
     /// Check that mappings outside the region, or private ones, are refused.
     MmapBounds,
+    /// Check that a pages-mode region of large folios (pages_align) maps whole folios only:
+    /// offsets, lengths and addresses off a folio boundary refused (EINVAL), no part of a folio
+    /// unmapped or mprotected; sysfs pages_in_use counts the pages of every folio mapped.
+    FolioMaps,
     /// Map the whole region, close the device, and keep the mapping for SECONDS.
     Hold {
         #[arg(long, default_value_t = 60)]

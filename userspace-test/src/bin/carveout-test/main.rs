@@ -76,6 +76,7 @@ fn run(cli: &Cli) -> io::Result<Result<(), Failed>> {
         Command::Verify { seed, devmem } => contents::cmd_verify(&region, &info, seed, devmem)?,
         Command::Roundtrip { seed } => contents::cmd_roundtrip(&region, &info, seed)?,
         Command::MmapBounds => mappings::cmd_mmap_bounds(&region, info.size),
+        Command::FolioMaps => mappings::cmd_folio_maps(&region, info.size),
         Command::Hold { seconds, read_only } => {
             mappings::cmd_hold(region, info.size, seconds, read_only).map(Ok)?
         }

@@ -1,4 +1,4 @@
-//! Mappings held or refused: `mmap-bounds`, `hold`, `pin-hold`, `wp-check`, and
+//! Mappings held or refused: `mmap-bounds`, `folio-maps`, `hold`, `pin-hold`, `wp-check`, and
 //! `devmem-hold` (a `/dev/mem` mapping, for the memory-type conflicts with a region's).
 
 use std::io;
@@ -76,6 +76,111 @@ pub fn cmd_mmap_bounds(region: &Region, size: u64) -> Result<(), Failed> {
         .map(size - PAGE..size, Access::ReadWrite)
         .map(drop)
         .map_err(|err| Failed(format!("the last page: {err}, expected it to map")))
+}
+
+/// A pages-mode region of large folios maps whole folios only: mappings whose offset, length
+/// or address is not a multiple of the folio size are refused with EINVAL, and so is unmapping
+/// or mprotecting part of a folio of a mapping; unmapping a whole folio works. sysfs
+/// `pages_in_use` counts the pages of every folio mapped, and none once they are unmapped.
+pub fn cmd_folio_maps(region: &Region, size: u64) -> Result<(), Failed> {
+    const PAGE: u64 = 4096;
+    let folio = region.pages_align();
+    if folio <= PAGE || size < 2 * folio {
+        return Err(Failed(format!(
+            "pages_align is {folio:#x} and the region {size:#x} bytes: not a region of at least \
+             two large folios"
+        )));
+    }
+    let rw = ProtFlags::READ | ProtFlags::WRITE;
+    let refused = |what: &str, result: Result<(), Errno>| match result {
+        Ok(()) => Err(Failed(format!("{what}: succeeded, expected EINVAL"))),
+        Err(Errno::INVAL) => {
+            println!("# {what}: refused with EINVAL");
+            Ok(())
+        }
+        Err(errno) => Err(Failed(format!("{what}: {errno}, expected EINVAL"))),
+    };
+    for (what, offset, len) in [
+        ("a folio from one page into the region", PAGE, folio),
+        ("one page", 0, PAGE),
+        ("a folio and a page", 0, folio + PAGE),
+    ] {
+        let result = region
+            .map_raw(offset, len, rw, MapFlags::SHARED)
+            .map(drop)
+            .map_err(|err| err.errno().unwrap_or(Errno::IO));
+        refused(&format!("mapping {what}"), result)?;
+    }
+    // A folio at an address one page past a folio boundary (MAP_FIXED into a reservation).
+    let reserved = usize::try_from(3 * folio).map_err(|_| Failed("folio too large".into()))?;
+    // SAFETY: A new private anonymous reservation, nothing else uses it; unmapped below.
+    let base = unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            reserved,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE,
+        )
+    }
+    .map_err(|errno| Failed(format!("reserving address space: {errno}")))?;
+    let aligned = (base as u64).next_multiple_of(folio) + PAGE;
+    // SAFETY: The target lies inside our own reservation (3 folios from `base`); MAP_FIXED
+    // replaces only that part of it.
+    let fixed = unsafe {
+        mmap(
+            aligned as *mut std::ffi::c_void,
+            folio as usize,
+            rw,
+            MapFlags::SHARED | MapFlags::FIXED,
+            region,
+            0,
+        )
+    };
+    let fixed_result = fixed.map(drop);
+    // SAFETY: Ends the reservation (and whatever the MAP_FIXED put inside it).
+    unsafe { rustix::mm::munmap(base, reserved) }
+        .map_err(|errno| Failed(format!("munmap of the reservation: {errno}")))?;
+    refused(
+        "mapping a folio one page past a folio boundary",
+        fixed_result,
+    )?;
+    // The whole region, each folio touched: every page counts as in use.
+    let pages = size / PAGE;
+    let per_folio = folio / PAGE;
+    let mapping = region
+        .map(0..size, Access::ReadWrite)
+        .map_err(|err| Failed(format!("mapping the whole region: {err}")))?;
+    for off in (0..mapping.len()).step_by(folio as usize) {
+        mapping.write_u8(off, mapping.read_u8(off));
+    }
+    let in_use = |what: &str, want: u64| match region.pages_in_use() {
+        Some(got) if got == want => {
+            println!("# pages_in_use {got} {what}");
+            Ok(())
+        }
+        got => Err(Failed(format!(
+            "pages_in_use {got:?} {what}, expected {want}"
+        ))),
+    };
+    in_use("with every folio mapped", pages)?;
+    let start = mapping.as_ptr();
+    // SAFETY: Both calls name a part of our own mapping, which they may change or unmap;
+    // nothing in this process uses that part afterwards (the mapping is only dropped).
+    let (split_unmap, split_protect, whole_unmap) = unsafe {
+        let one_page_in = start.add(PAGE as usize).cast();
+        (
+            rustix::mm::munmap(one_page_in, PAGE as usize),
+            rustix::mm::mprotect(start.cast(), PAGE as usize, rustix::mm::MprotectFlags::READ),
+            rustix::mm::munmap(start.cast(), folio as usize),
+        )
+    };
+    refused("unmapping one page of a folio", split_unmap)?;
+    refused("mprotect of one page of a folio", split_protect)?;
+    whole_unmap.map_err(|errno| Failed(format!("unmapping the first folio: {errno}")))?;
+    println!("# unmapping the first folio: done");
+    in_use("with the first folio unmapped", pages - per_folio)?;
+    drop(mapping);
+    in_use("with the mapping gone", 0)
 }
 
 /// [`crate::cli::Command::Hold`]: the device is closed while the mapping is held.

@@ -115,6 +115,11 @@ pub enum Command {
         /// can use their mappings: write-back only, 2 MiB aligned, 64 bytes of RAM per 4 KiB.
         #[arg(long)]
         pages: bool,
+        /// With --pages: the size of the pages' folios, 4K, 2M or 1G (and so of every mapping
+        /// entry; mappings must then be aligned to it). The region's base and size must be
+        /// multiples of it.
+        #[arg(long, requires = "pages", value_parser = parse_folio_size)]
+        pages_align: Option<u64>,
     },
     /// Compare the kernel command line, /proc/iomem and the regions carveout holds; say what
     /// is wrong. Exit 1 on a problem.
@@ -187,6 +192,15 @@ pub enum AttrOp {
     Get { region: Option<String> },
     /// Change the cache attribute (CARVEOUT_SET_ATTR); the region must not be mapped.
     Set { attr: Attr, region: Option<String> },
+}
+
+/// A folio size for --pages-align: 4K, 2M or 1G (or the same in bytes).
+fn parse_folio_size(s: &str) -> Result<u64, String> {
+    let size = parse_size(s).map_err(|e| e.to_string())?;
+    match size {
+        0x1000 | 0x20_0000 | 0x4000_0000 => Ok(size),
+        _ => Err(format!("{s}: not 4K, 2M or 1G")),
+    }
 }
 
 pub fn parse_sz(s: &str) -> Result<u64, String> {

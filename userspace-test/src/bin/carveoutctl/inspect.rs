@@ -29,11 +29,13 @@ struct InfoJson {
     mapped: bool,
     /// Pages mode (`CARVEOUT_MR_PAGES`): its mappings can be pinned (O_DIRECT, io_uring).
     pages: bool,
+    /// The size of a pages-mode region's folios (sysfs `pages_align`), 0 without pages.
+    pages_align: u64,
     abi_version: u32,
     memmap: String,
 }
 
-fn info_json(path: &Path, info: &abi::Info) -> InfoJson {
+fn info_json(path: &Path, region: &Region, info: &abi::Info) -> InfoJson {
     let span = Span {
         base: info.base,
         size: info.size.max(1),
@@ -49,6 +51,7 @@ fn info_json(path: &Path, info: &abi::Info) -> InfoJson {
         attr: Attr::from_flags(info.flags),
         mapped: info.flags & abi::MR_BUSY != 0,
         pages: info.flags & abi::MR_PAGES != 0,
+        pages_align: region.pages_align(),
         abi_version: info.abi_version,
         memmap: memmap::reserve_arg(&span),
     }
@@ -65,8 +68,9 @@ pub fn cmd_list(json: bool) -> Res<ExitCode> {
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for path in discover() {
-        match Region::open_with(&path, Access::Read).and_then(|r| r.info()) {
-            Ok(info) => rows.push(info_json(&path, &info)),
+        let opened = Region::open_with(&path, Access::Read);
+        match opened.and_then(|region| region.info().map(|info| (region, info))) {
+            Ok((region, info)) => rows.push(info_json(&path, &region, &info)),
             Err(err) => errors.push(Failure::from(err)),
         }
     }
@@ -114,7 +118,7 @@ pub fn cmd_info(spec: Option<&str>, json: bool) -> Res<ExitCode> {
     let path = region_path(spec)?;
     let region = Region::open_with(&path, Access::Read)?;
     let info = region.info()?;
-    let j = info_json(&path, &info);
+    let j = info_json(&path, &region, &info);
     let devices = carveout::attach::attached_devices(&region).map_err(|e| e.to_string());
     if json {
         let mut v = serde_json::to_value(&j)?;
@@ -133,10 +137,17 @@ pub fn cmd_info(spec: Option<&str>, json: bool) -> Res<ExitCode> {
         println!("  mapped  {}", if j.mapped { "yes" } else { "no" });
         println!(
             "  pages   {}",
-            if j.pages {
-                "yes (O_DIRECT, io_uring and vmsplice can use its mappings)"
+            if !j.pages {
+                "no (mapped by PFN: O_DIRECT from a mapping fails EFAULT)".to_string()
+            } else if j.pages_align > 4096 {
+                format!(
+                    "yes, {} folios (O_DIRECT, io_uring and vmsplice can use its mappings, \
+                     which map whole folios: offset and length multiples of {:#x})",
+                    format_size(j.pages_align),
+                    j.pages_align
+                )
             } else {
-                "no (mapped by PFN: O_DIRECT from a mapping fails EFAULT)"
+                "yes (O_DIRECT, io_uring and vmsplice can use its mappings)".to_string()
             }
         );
         println!("  memmap  {}", j.memmap);

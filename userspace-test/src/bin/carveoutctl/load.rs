@@ -59,11 +59,15 @@ impl LoadReport {
     }
 }
 
-/// With `--pages`: what the region's memory map costs.
+/// With `--pages`: the folio size and what the region's memory map costs (64 bytes a 4 KiB
+/// page; at most that with large folios, whose tail pages the kernel may share).
 fn pages_note(opts: &configfs::Options, span: &Span) -> String {
     if opts.pages {
+        let folios = opts
+            .pages_align
+            .map_or_else(|| "4K".to_string(), format_size);
         format!(
-            ", with pages: its memory map takes {} of RAM",
+            ", with pages in {folios} folios: its memory map takes up to {} of RAM",
             format_size(carveout::check::memmap_cost(span.size))
         )
     } else {
@@ -200,6 +204,7 @@ pub fn cmd_load(
         print_json(&json!({
             "dry_run": dry_run,
             "pages": opts.pages,
+            "pages_align": opts.pages.then(|| opts.pages_align.unwrap_or(4096)),
             "entries": report.entries,
             "errors": failures_json("load", &errors),
         }))?;

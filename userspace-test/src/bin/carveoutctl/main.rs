@@ -83,6 +83,7 @@ fn run(cli: &Cli) -> Res<ExitCode> {
             gid,
             force,
             pages,
+            pages_align,
         } => load::cmd_load(
             cmdline.as_deref(),
             *dry_run,
@@ -92,6 +93,7 @@ fn run(cli: &Cli) -> Res<ExitCode> {
                 mode: *mode,
                 gid: *gid,
                 pages: *pages,
+                pages_align: *pages_align,
             },
             json,
         ),
