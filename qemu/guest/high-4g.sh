@@ -9,6 +9,9 @@
 
 FOUR_G=0x100000000
 
+# memmap_pages: the pages the kernel's memory maps take (/proc/vmstat nr_memmap_pages).
+memmap_pages() { awk '$1 == "nr_memmap_pages" { print $2 }' /proc/vmstat; }
+
 case_region_above_4g_data() {
     [ $((BASE)) -ge $((FOUR_G)) ] || { say "the region $(hex "$BASE") is below 4 GiB"; return 1; }
     # The premise: RAM on both sides of the region, above 4 GiB.
@@ -117,8 +120,20 @@ case_pud_mapping_1g() {
     hex "$GIB_BASE" >"$CFS/gibp/base"
     echo 1G >"$CFS/gibp/size"
     echo 1 >"$CFS/gibp/pages"
+    # The kernel's memory map of the GiB (/proc/vmstat nr_memmap_pages, which counts what
+    # memremap_pages allocates): 64 bytes a 4 KiB page with 4 KiB folios; with a 1 GiB folio
+    # the tail pages share theirs.
+    memmap_before=$(memmap_pages)
+    echo 1 >"$CFS/gibp/enable" || { drop_region gibp; return 1; }
+    memmap_small=$(($(memmap_pages) - memmap_before))
+    echo 0 >"$CFS/gibp/enable" || { drop_region gibp; return 1; }
     echo 1G >"$CFS/gibp/pages_align"
+    memmap_before=$(memmap_pages)
     if echo 1 >"$CFS/gibp/enable"; then
+        memmap_large=$(($(memmap_pages) - memmap_before))
+        say "memory map of the GiB: $memmap_small pages with 4 KiB folios, $memmap_large with a 1 GiB folio"
+        [ "$memmap_small" -ge 4096 ] && [ $((memmap_large * 64)) -le "$memmap_small" ] ||
+            { say "expected 4096 pages or more with 4 KiB folios, under a 64th of that with 1 GiB"; ok=0; }
         node=/dev/carveout/gibp
         sys=/sys/class/carveout/carveout-gibp
         [ "$(cat "$sys/pages_align")" = 1073741824 ] ||

@@ -20,10 +20,17 @@ use crate::{
     memmap::{self, format_addr, format_size, Entry, Kind, Memmap, Span},
 };
 
-/// The RAM the kernel's memory map of a pages-mode region of `size` bytes takes: a 64-byte
-/// `struct page` per 4 KiB page.
-pub fn memmap_cost(size: u64) -> u64 {
-    size.div_ceil(4096) * 64
+/// The RAM the kernel's memory map of a pages-mode region of `size` bytes in folios of `folio`
+/// bytes takes: a 64-byte `struct page` per 4 KiB page, or, for folios whose memory map spans
+/// more than two pages (2 MiB and 1 GiB ones), two pages a folio: the kernel maps the rest of
+/// the folio's tail pages onto those.
+pub fn memmap_cost(size: u64, folio: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    if folio / PAGE * 64 > 2 * PAGE {
+        size.div_ceil(folio) * 2 * PAGE
+    } else {
+        size.div_ceil(PAGE) * 64
+    }
 }
 
 /// What [`check`] compares.
@@ -182,7 +189,7 @@ pub fn check(input: &Input) -> Vec<Finding> {
                  write-back only; its memory map takes {} of RAM",
                 r.path.display(),
                 r.span.display(),
-                format_size(memmap_cost(r.span.size))
+                format_size(memmap_cost(r.span.size, r.pages_align))
             ),
         );
     }
@@ -332,6 +339,7 @@ mod tests {
             name: "carveout0".into(),
             span: Span::new(base, size).unwrap(),
             pages: false,
+            pages_align: 0,
         }
     }
 
@@ -448,8 +456,10 @@ BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] Reserved
 
     #[test]
     fn a_region_with_pages_is_noted_with_its_memory_map() {
-        assert_eq!(memmap_cost(1 << 30), 16 << 20);
-        assert_eq!(memmap_cost(4097), 128);
+        assert_eq!(memmap_cost(1 << 30, 4096), 16 << 20);
+        assert_eq!(memmap_cost(4097, 4096), 128);
+        assert_eq!(memmap_cost(1 << 30, 2 << 20), 4 << 20);
+        assert_eq!(memmap_cost(1 << 30, 1 << 30), 8 << 10);
         let mut with_pages = region(0x800_0000, 64 << 20);
         with_pages.pages = true;
         let f = check(&input("quiet", IOMEM_HELD, vec![with_pages]));

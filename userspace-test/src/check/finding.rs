@@ -14,6 +14,8 @@ pub struct RegionView {
     pub span: Span,
     /// Pages mode: the region has `struct page`s (`CARVEOUT_MR_PAGES`).
     pub pages: bool,
+    /// The size of a pages-mode region's folios (sysfs `pages_align`), 0 without pages.
+    pub pages_align: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -63,12 +63,11 @@ impl LoadReport {
 /// page; at most that with large folios, whose tail pages the kernel may share).
 fn pages_note(opts: &configfs::Options, span: &Span) -> String {
     if opts.pages {
-        let folios = opts
-            .pages_align
-            .map_or_else(|| "4K".to_string(), format_size);
+        let folio = opts.pages_align.unwrap_or(4096);
         format!(
-            ", with pages in {folios} folios: its memory map takes up to {} of RAM",
-            format_size(carveout::check::memmap_cost(span.size))
+            ", with pages in {} folios: its memory map takes {} of RAM",
+            format_size(folio),
+            format_size(carveout::check::memmap_cost(span.size, folio))
         )
     } else {
         String::new()

@@ -83,13 +83,15 @@ pub fn region_views() -> (Vec<RegionView>, Vec<Failure>) {
     let mut views = Vec::new();
     let mut errors = Vec::new();
     for path in discover() {
-        match Region::open_with(&path, Access::Read).and_then(|r| r.info()) {
-            Ok(info) => match Span::new(info.base, info.size) {
+        let opened = Region::open_with(&path, Access::Read);
+        match opened.and_then(|region| region.info().map(|info| (region, info))) {
+            Ok((region, info)) => match Span::new(info.base, info.size) {
                 Ok(span) => views.push(RegionView {
                     path,
                     name: info.name().to_string(),
                     span,
                     pages: info.flags & abi::MR_PAGES != 0,
+                    pages_align: region.pages_align(),
                 }),
                 Err(why) => errors.push(Failure::new(
                     Errno::IO,
