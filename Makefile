@@ -145,10 +145,15 @@ bench: setup
 
 # The debug run stays within CI's time (docs/testing.md): the fuzzer at 30,000 operations
 # (200,000 in make test), and these cases, which move the whole region through the same read,
-# write and mapping paths quicker cases take there, left out (reported skipped).
+# write, mapping and DMA paths quicker cases take there, left out (reported skipped): the
+# whole-region copies, the uncached file I/O (attr_uc_maps and read_matches_mmap take its
+# paths), two of the five attr_*_maps, the second mapping round trip and DMA direction (the
+# IOMMU guest moves both), and memory pressure (the mm's, not the driver's).
 DEBUG_FUZZ_OPS := 30000
 DEBUG_LIGHT := cli_save_restore,dd_save_restore_roundtrip,cli_json_everywhere,cli_fill_verify
 DEBUG_LIGHT := $(DEBUG_LIGHT),wp_region_write_refused,cli_restore_too_large_refused
+DEBUG_LIGHT := $(DEBUG_LIGHT),uc_region_read_write,attr_wt_maps,attr_wc_maps,write_seen_in_mmap
+DEBUG_LIGHT := $(DEBUG_LIGHT),mmap_roundtrip_c,edu_dma_to_carveout,survives_memory_pressure
 
 test-debug: setup
 	@kdir=$$(CARVEOUT_LLVM=1 $(SCRIPTS)/build-kernel.sh $(DEBUG_FRAGMENTS)) && \
