@@ -132,8 +132,10 @@ case_pud_mapping_1g() {
     if echo 1 >"$CFS/gibp/enable"; then
         memmap_large=$(($(memmap_pages) - memmap_before))
         say "memory map of the GiB: $memmap_small pages with 4 KiB folios, $memmap_large with a 1 GiB folio"
-        [ "$memmap_small" -ge 4096 ] && [ $((memmap_large * 64)) -le "$memmap_small" ] ||
-            { say "expected 4096 pages or more with 4 KiB folios, under a 64th of that with 1 GiB"; ok=0; }
+        if [ "$memmap_small" -lt 4096 ] || [ $((memmap_large * 64)) -gt "$memmap_small" ]; then
+            say "expected 4096 pages or more with 4 KiB folios, under a 64th of that with 1 GiB"
+            ok=0
+        fi
         node=/dev/carveout/gibp
         sys=/sys/class/carveout/carveout-gibp
         [ "$(cat "$sys/pages_align")" = 1073741824 ] ||
