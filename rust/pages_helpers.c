@@ -25,6 +25,8 @@ vm_fault_t carveout_insert_page(struct vm_fault *vmf, unsigned long pfn, bool wr
 vm_fault_t carveout_insert_folio(struct vm_fault *vmf, unsigned long pfn, unsigned int order,
 				 bool write);
 int carveout_dax_space_new(struct vfsmount **mnt, struct inode **inode);
+/* In helpers.c. */
+bool carveout_cpu_has_gbpages(void);
 void carveout_dax_space_free(struct vfsmount *mnt, struct inode *inode);
 void carveout_file_set_mapping(struct file *file, struct inode *inode);
 
@@ -71,7 +73,7 @@ int carveout_folio_order_supported(unsigned int order)
 	if (order == PMD_ORDER)
 		return 1;
 	return order == PUD_ORDER && IS_ENABLED(CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD) &&
-	       boot_cpu_has(X86_FEATURE_GBPAGES);
+	       carveout_cpu_has_gbpages();
 }
 
 /*

@@ -215,14 +215,15 @@ impl<T: PageSource> VmOps<T> {
             let fault = &(*vmf).__bindgen_anon_1;
             (fault.vma, fault.pgoff, (*vmf).flags)
         };
-        // SAFETY: The VMA was set up by `map_on_fault` and owns an `Arc<T>` in its private data
-        // until `close`, after every fault.
-        let data = unsafe { <Arc<T>>::borrow((*vma).vm_private_data) };
-        let Some(pfn) = data
-            .pagemap()
-            .filter(|pagemap| pagemap.folio_size() == FolioSize::Page)
-            .and_then(|pagemap| pagemap.frame(pgoff))
-        else {
+        // SAFETY: The VMA was set up by `map_on_fault` and is open during its faults.
+        let frame = unsafe {
+            Self::with_pagemap(vma, |pagemap| {
+                pagemap
+                    .filter(|pagemap| pagemap.folio_size() == FolioSize::Page)
+                    .and_then(|pagemap| pagemap.frame(pgoff))
+            })
+        };
+        let Some(pfn) = frame else {
             return SIGBUS;
         };
         let write = fault_flags & bindings::fault_flag_FAULT_FLAG_WRITE != 0;
